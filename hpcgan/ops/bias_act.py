@@ -79,13 +79,17 @@ def _check_tensors(x, b, dim: int) -> int:
         raise ValueError(f"x must be a torch.Tensor, got {type(x).__name__}")
     if not x.is_floating_point():
         raise ValueError(f"x must be a floating-point tensor, got dtype {x.dtype}")
-    if b is None:
-        return dim if dim >= 0 else dim + max(x.ndim, 1)
+    if not isinstance(dim, int):
+        raise ValueError(f"dim must be an int, got {dim!r}")
     if x.ndim == 0:
-        raise ValueError("x must have at least one dimension when b is given")
+        if b is not None:
+            raise ValueError("x must have at least one dimension when b is given")
+        return 0
     if not -x.ndim <= dim < x.ndim:
         raise ValueError(f"dim must be in [{-x.ndim}, {x.ndim}) for x of shape {tuple(x.shape)}, got {dim}")
     dim = dim % x.ndim
+    if b is None:
+        return dim
     if not isinstance(b, torch.Tensor):
         raise ValueError(f"b must be a torch.Tensor or None, got {type(b).__name__}")
     if b.ndim != 1 or b.shape[0] != x.shape[dim]:

@@ -1,0 +1,302 @@
+// The fused pieces of the modulated convolution on the CPU.
+//
+//   modulate:                  xs = x * s[n, c], written channels_last so the
+//                              following oneDNN convolution runs on its fast layout
+//   modulate_backward:         gx = gxs * s,  gs[n, c] = sum_hw gxs * x   (one pass)
+//   modconv_epilogue:          y = clamp(act(z * d[n, c] + noise[n, hw] + b[c]) * gain)
+//   modconv_epilogue_backward: gz, gd, gnoise, gb of the epilogue  (one pass)
+//
+// Work is split into tasks of (sample, block of pixels) with at::parallel_for;
+// reductions over pixels go to per-task partial sums that are added at the end,
+// so results do not depend on the thread count.
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <vector>
+
+#include "activations.h"
+#include "checks.h"
+#include "modconv_common.h"
+
+namespace hpcgan {
+namespace {
+
+constexpr int64_t kBlock = 256;  // pixels per task
+
+struct Tasks {
+  int64_t per_sample, count;
+  Tasks(const Act4& g) : per_sample((g.HW + kBlock - 1) / kBlock), count(g.N * ((g.HW + kBlock - 1) / kBlock)) {}
+};
+
+// ---------------------------------------------------------------- modulate ---
+template <typename T>
+void modulate_kernel(const Act4& g, const T* x, const T* s, T* xs) {
+  Tasks tk(g);
+  at::parallel_for(0, tk.count, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t n = t / tk.per_sample, hw0 = (t % tk.per_sample) * kBlock;
+      const int64_t hw1 = std::min(g.HW, hw0 + kBlock);
+      const T* sn = s + n * g.C;
+      T* out = xs + n * g.HW * g.C;  // channels_last
+      if (g.cl) {
+        const T* in = x + n * g.HW * g.C;
+        for (int64_t hw = hw0; hw < hw1; ++hw)
+          for (int64_t c = 0; c < g.C; ++c) out[hw * g.C + c] = in[hw * g.C + c] * sn[c];
+      } else {  // transpose NCHW -> NHWC block by block while scaling
+        const T* in = x + n * g.C * g.HW;
+        for (int64_t c = 0; c < g.C; ++c) {
+          const T sc = sn[c];
+          const T* row = in + c * g.HW;
+          for (int64_t hw = hw0; hw < hw1; ++hw) out[hw * g.C + c] = row[hw] * sc;
+        }
+      }
+    }
+  });
+}
+
+at::Tensor modulate_cpu(const at::Tensor& x_in, const at::Tensor& s_in) {
+  HPCGAN_CHECK_CPU(x_in);
+  Act4 g;
+  at::Tensor x = as_act4(x_in, true, g, "x");
+  at::Tensor s = coef_nc(s_in, x, g, "s");
+  at::Tensor xs = at::empty(x.sizes(), x.options().memory_format(at::MemoryFormat::ChannelsLast));
+  if (x.numel() == 0) return xs;
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "hpcgan::modulate_cpu", [&] {
+    modulate_kernel<scalar_t>(g, x.data_ptr<scalar_t>(), s.data_ptr<scalar_t>(), xs.data_ptr<scalar_t>());
+  });
+  return xs;
+}
+
+template <typename T>
+void modulate_backward_kernel(const Act4& g, const Act4& gg, const T* gxs, const T* x, const T* s, T* gx,
+                              T* partial) {
+  Tasks tk(g);
+  at::parallel_for(0, tk.count, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t n = t / tk.per_sample, hw0 = (t % tk.per_sample) * kBlock;
+      const int64_t hw1 = std::min(g.HW, hw0 + kBlock);
+      const T* sn = s + n * g.C;
+      T* acc = partial + t * g.C;
+      for (int64_t c = 0; c < g.C; ++c) acc[c] = T(0);
+      if (g.cl && gg.cl) {
+        const int64_t base = n * g.HW * g.C;
+        for (int64_t hw = hw0; hw < hw1; ++hw) {
+          const int64_t o = base + hw * g.C;
+          for (int64_t c = 0; c < g.C; ++c) {
+            const T v = gxs[o + c];
+            gx[o + c] = v * sn[c];
+            acc[c] += v * x[o + c];
+          }
+        }
+      } else {
+        for (int64_t c = 0; c < g.C; ++c) {
+          const T sc = sn[c];
+          T a = T(0);
+          for (int64_t hw = hw0; hw < hw1; ++hw) {
+            const T v = gxs[gg.off(n, c, hw)];
+            gx[g.off(n, c, hw)] = v * sc;
+            a += v * x[g.off(n, c, hw)];
+          }
+          acc[c] = a;
+        }
+      }
+    }
+  });
+}
+
+std::tuple<at::Tensor, at::Tensor> modulate_backward_cpu(const at::Tensor& gxs_in, const at::Tensor& x_in,
+                                                         const at::Tensor& s_in) {
+  HPCGAN_CHECK_CPU(x_in);
+  Act4 g, gg;
+  at::Tensor x = as_act4(x_in, true, g, "x");
+  at::Tensor gxs = as_act4(gxs_in, true, gg, "gxs");
+  TORCH_CHECK(gxs.sizes() == x.sizes(), "gxs must have the shape of x ", x.sizes(), ", got ", gxs.sizes());
+  HPCGAN_CHECK_SAME_DTYPE(gxs, x);
+  at::Tensor s = coef_nc(s_in, x, g, "s");
+  at::Tensor gx = at::empty_like(x);
+  Tasks tk(g);
+  at::Tensor partial = at::empty({std::max<int64_t>(tk.count, 1), g.N > 0 ? g.C : 0}, x.options());
+  if (x.numel() == 0) return {gx, at::zeros_like(s)};
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "hpcgan::modulate_backward_cpu", [&] {
+    modulate_backward_kernel<scalar_t>(g, gg, gxs.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(),
+                                       s.data_ptr<scalar_t>(), gx.data_ptr<scalar_t>(), partial.data_ptr<scalar_t>());
+  });
+  at::Tensor gs = partial.view({g.N, tk.per_sample, g.C}).sum(1);
+  return {gx, gs};
+}
+
+// ---------------------------------------------------------------- epilogue ---
+struct EpiParams {
+  int64_t noise_bs;  // batch stride of noise (0: shared by all samples)
+  bool has_d, has_noise, has_b;
+};
+
+template <int ACT, typename T>
+void epilogue_kernel(const Act4& g, const EpiParams& p, const T* z, const T* d, const T* noise, const T* b, T* y,
+                     T alpha, T gain, T clamp) {
+  Tasks tk(g);
+  std::vector<T> ones(g.C, T(1)), zeros(std::max(g.C, g.HW), T(0));
+  at::parallel_for(0, tk.count, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t n = t / tk.per_sample, hw0 = (t % tk.per_sample) * kBlock;
+      const int64_t hw1 = std::min(g.HW, hw0 + kBlock);
+      const T* dn = p.has_d ? d + n * g.C : ones.data();
+      const T* bn = p.has_b ? b : zeros.data();
+      const T* nz = p.has_noise ? noise + n * p.noise_bs : zeros.data();
+      if (g.cl) {
+        for (int64_t hw = hw0; hw < hw1; ++hw) {
+          const int64_t o = (n * g.HW + hw) * g.C;
+          const T nv = nz[hw];
+          for (int64_t c = 0; c < g.C; ++c) {
+            const T v = z[o + c] * dn[c] + nv + bn[c];
+            y[o + c] = apply_clamp(act_eval<ACT, 0>(v, alpha) * gain, clamp);
+          }
+        }
+      } else {
+        for (int64_t c = 0; c < g.C; ++c) {
+          const int64_t o = (n * g.C + c) * g.HW;
+          const T dc = dn[c], bc = bn[c];
+          for (int64_t hw = hw0; hw < hw1; ++hw) {
+            const T v = z[o + hw] * dc + nz[hw] + bc;
+            y[o + hw] = apply_clamp(act_eval<ACT, 0>(v, alpha) * gain, clamp);
+          }
+        }
+      }
+    }
+  });
+}
+
+at::Tensor modconv_epilogue_cpu(const at::Tensor& z_in, const std::optional<at::Tensor>& d_in,
+                                const std::optional<at::Tensor>& noise_in, const std::optional<at::Tensor>& b_in,
+                                int64_t act, double alpha, double gain, double clamp) {
+  HPCGAN_CHECK_CPU(z_in);
+  TORCH_CHECK(act >= 0 && act < kNumActs, "modconv_epilogue: unknown activation code ", act);
+  Act4 g;
+  at::Tensor z = as_act4(z_in, true, g, "z");
+  EpiParams p{};
+  at::Tensor d = coef_nc(d_in, z, g, "d");
+  at::Tensor noise = noise_nhw(noise_in, z, &p.noise_bs);
+  at::Tensor b = bias_c(b_in, z, g.C);
+  p.has_d = d.defined();
+  p.has_noise = noise.defined();
+  p.has_b = b.defined();
+  at::Tensor y = at::empty_like(z);
+  if (z.numel() == 0) return y;
+  AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "hpcgan::modconv_epilogue_cpu", [&] {
+    using T = scalar_t;
+    HPCGAN_DISPATCH_ACT(act, [&] {
+      epilogue_kernel<ACT_, T>(g, p, z.data_ptr<T>(), ptr_or_null<T>(d), ptr_or_null<T>(noise), ptr_or_null<T>(b),
+                               y.data_ptr<T>(), T(alpha), T(gain), T(clamp));
+    });
+  });
+  return y;
+}
+
+template <int ACT, typename T>
+void epilogue_backward_kernel(const Act4& g, const Act4& gd_geom, const EpiParams& p, const T* dy, const T* z,
+                              const T* d, const T* noise, const T* b, T* gz, T* pd, T* pb, T* gnoise, T alpha,
+                              T gain, T clamp) {
+  Tasks tk(g);
+  std::vector<T> ones(g.C, T(1)), zeros(std::max(g.C, g.HW), T(0));
+  at::parallel_for(0, tk.count, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t n = t / tk.per_sample, hw0 = (t % tk.per_sample) * kBlock;
+      const int64_t hw1 = std::min(g.HW, hw0 + kBlock);
+      const T* dn = p.has_d ? d + n * g.C : ones.data();
+      const T* bn = p.has_b ? b : zeros.data();
+      const T* nz = p.has_noise ? noise + n * p.noise_bs : zeros.data();
+      T* accd = pd + t * g.C;
+      T* accb = pb + t * g.C;
+      T* gn = gnoise + n * g.HW;
+      for (int64_t c = 0; c < g.C; ++c) accd[c] = accb[c] = T(0);
+      for (int64_t hw = hw0; hw < hw1; ++hw) gn[hw] = T(0);
+      auto grad_pre = [&](T v, T dyv) {
+        T gp = dyv * act_eval<ACT, 1>(v, alpha) * gain;
+        if (clamp >= T(0) && !within_clamp(act_eval<ACT, 0>(v, alpha) * gain, clamp)) gp = T(0);
+        return gp;
+      };
+      if (g.cl && gd_geom.cl) {
+        for (int64_t hw = hw0; hw < hw1; ++hw) {
+          const int64_t o = (n * g.HW + hw) * g.C;
+          const T nv = nz[hw];
+          T an = T(0);
+          for (int64_t c = 0; c < g.C; ++c) {
+            const T zv = z[o + c];
+            const T gp = grad_pre(zv * dn[c] + nv + bn[c], dy[o + c]);
+            gz[o + c] = gp * dn[c];
+            accd[c] += gp * zv;
+            accb[c] += gp;
+            an += gp;
+          }
+          gn[hw] = an;
+        }
+      } else {
+        for (int64_t c = 0; c < g.C; ++c) {
+          const T dc = dn[c], bc = bn[c];
+          T ad = T(0), ab = T(0);
+          for (int64_t hw = hw0; hw < hw1; ++hw) {
+            const int64_t o = g.off(n, c, hw);
+            const T zv = z[o];
+            const T gp = grad_pre(zv * dc + nz[hw] + bc, dy[gd_geom.off(n, c, hw)]);
+            gz[o] = gp * dc;
+            ad += gp * zv;
+            ab += gp;
+            gn[hw] += gp;
+          }
+          accd[c] = ad;
+          accb[c] = ab;
+        }
+      }
+    }
+  });
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> modconv_epilogue_backward_cpu(
+    const at::Tensor& dy_in, const at::Tensor& z_in, const std::optional<at::Tensor>& d_in,
+    const std::optional<at::Tensor>& noise_in, const std::optional<at::Tensor>& b_in, int64_t act, double alpha,
+    double gain, double clamp) {
+  HPCGAN_CHECK_CPU(z_in);
+  TORCH_CHECK(act >= 0 && act < kNumActs, "modconv_epilogue_backward: unknown activation code ", act);
+  Act4 g, gdy;
+  at::Tensor z = as_act4(z_in, true, g, "z");
+  at::Tensor dy = as_act4(dy_in, true, gdy, "dy");
+  TORCH_CHECK(dy.sizes() == z.sizes(), "dy must have the shape of z ", z.sizes(), ", got ", dy.sizes());
+  HPCGAN_CHECK_SAME_DTYPE(dy, z);
+  EpiParams p{};
+  at::Tensor d = coef_nc(d_in, z, g, "d");
+  at::Tensor noise = noise_nhw(noise_in, z, &p.noise_bs);
+  at::Tensor b = bias_c(b_in, z, g.C);
+  p.has_d = d.defined();
+  p.has_noise = noise.defined();
+  p.has_b = b.defined();
+  Tasks tk(g);
+  at::Tensor gz = at::empty_like(z);
+  at::Tensor pd = at::zeros({tk.count, g.C}, z.options());
+  at::Tensor pb = at::zeros({tk.count, g.C}, z.options());
+  at::Tensor gnoise = at::zeros({g.N, 1, z.size(2), z.size(3)}, z.options());
+  if (z.numel() > 0) {
+    AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "hpcgan::modconv_epilogue_backward_cpu", [&] {
+      using T = scalar_t;
+      HPCGAN_DISPATCH_ACT(act, [&] {
+        epilogue_backward_kernel<ACT_, T>(g, gdy, p, dy.data_ptr<T>(), z.data_ptr<T>(), ptr_or_null<T>(d),
+                                          ptr_or_null<T>(noise), ptr_or_null<T>(b), gz.data_ptr<T>(),
+                                          pd.data_ptr<T>(), pb.data_ptr<T>(), gnoise.data_ptr<T>(), T(alpha),
+                                          T(gain), T(clamp));
+      });
+    });
+  }
+  at::Tensor empty = at::empty({0}, z.options());
+  at::Tensor gd = p.has_d ? pd.view({g.N, tk.per_sample, g.C}).sum(1) : empty;
+  at::Tensor gb = p.has_b ? pb.sum(0) : empty;
+  return {gz, gd, p.has_noise ? gnoise : empty, gb};
+}
+
+}  // namespace
+}  // namespace hpcgan
+
+TORCH_LIBRARY_IMPL(hpcgan, CPU, m) {
+  m.impl("modulate", &hpcgan::modulate_cpu);
+  m.impl("modulate_backward", &hpcgan::modulate_backward_cpu);
+  m.impl("modconv_epilogue", &hpcgan::modconv_epilogue_cpu);
+  m.impl("modconv_epilogue_backward", &hpcgan::modconv_epilogue_backward_cpu);
+}

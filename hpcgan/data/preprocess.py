@@ -1,0 +1,612 @@
+"""Preprocessing: lung crop, resize, annotation detector, and the parallel stage driver.
+
+The crop follows the source study: the bounding box of the lung mask (mask resized
+to the image, threshold >127), widened by a margin (default 5 % of the box's size
+on each side), expanded to a square around its centre so anatomy is not distorted,
+then resized (antialiased, Lanczos) to the output resolution and stored as uint8.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+from hpcgan import dist
+from hpcgan.config import write_resolved
+from hpcgan.data.shards import COMPRESSIONS, FORMAT_VERSION, MANIFEST, atomic_write_text, sha256_file, write_shard
+from hpcgan.data.sources import FLAG_ANNOTATION, FLAG_NAMES, FLAG_PADDED, IMAGE_SUFFIXES, discover
+from hpcgan.data.splits import SPLITS, assign_splits
+from hpcgan.errors import HpcganError
+
+
+def mask_bbox(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(y0, x0, y1, x1) of the True pixels (half open), or None for an empty mask."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(mask.any(axis=0))
+    return int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1
+
+
+def square_box(bbox: tuple[int, int, int, int], shape: tuple[int, int], margin: float) -> tuple[int, int, int, int]:
+    """The square crop around ``bbox``: widened by ``margin`` of its size, squared, kept inside the image when it fits."""
+    H, W = shape
+    y0, x0, y1, x1 = bbox
+    h, w = y1 - y0, x1 - x0
+    y0f, y1f = y0 - margin * h, y1 + margin * h
+    x0f, x1f = x0 - margin * w, x1 + margin * w
+    side = int(np.ceil(max(y1f - y0f, x1f - x0f)))
+    cy, cx = (y0f + y1f) / 2.0, (x0f + x1f) / 2.0
+    top = int(np.floor(cy - side / 2.0 + 0.5))
+    left = int(np.floor(cx - side / 2.0 + 0.5))
+    # shift the square inside the image along each axis where it fits
+    if side <= H:
+        top = min(max(top, 0), H - side)
+    if side <= W:
+        left = min(max(left, 0), W - side)
+    return top, left, top + side, left + side
+
+
+def center_box(shape: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The largest centred square of an image of ``shape``."""
+    H, W = shape
+    side = min(H, W)
+    top, left = (H - side) // 2, (W - side) // 2
+    return top, left, top + side, left + side
+
+
+def crop_square(img: np.ndarray, box: tuple[int, int, int, int]) -> tuple[np.ndarray, int]:
+    """``img[box]`` with zero padding where the box reaches past the border, plus FLAG_PADDED if so."""
+    H, W = img.shape
+    y0, x0, y1, x1 = box
+    if y0 >= 0 and x0 >= 0 and y1 <= H and x1 <= W:
+        return img[y0:y1, x0:x1], 0
+    out = np.zeros((y1 - y0, x1 - x0), dtype=img.dtype)
+    sy0, sx0, sy1, sx1 = max(y0, 0), max(x0, 0), min(y1, H), min(x1, W)
+    out[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = img[sy0:sy1, sx0:sx1]
+    return out, FLAG_PADDED
+
+
+def resize(img: np.ndarray, resolution: int) -> np.ndarray:
+    """Antialiased (Lanczos) resize of a square uint8 image to ``resolution`` x ``resolution``."""
+    if img.shape == (resolution, resolution):
+        return img.copy()
+    return np.asarray(Image.fromarray(img).resize((resolution, resolution), Image.LANCZOS), dtype=np.uint8)
+
+
+# --------------------------------------------------------------------------- annotations
+
+
+def detect_annotations(crop: np.ndarray, max_size: int = 1024, sensitivity: float = 1.0) -> dict:
+    """Find likely burnt-in annotations (side markers, text, scanner marks) in a lung crop.
+
+    Burnt-in marks are drawn, not imaged: a glyph of nearly constant grey level whose
+    edge is a step of many grey levels within one pixel, on a smooth background. The
+    detector isolates small bright structures with a white top-hat (the image minus
+    its grey opening over a window of ~3 % of the side), labels the connected
+    components of the thresholded top-hat, and keeps a component when it is small and
+    compact (a glyph, not a long wire or a bone), lies in the border band outside the
+    central lung field, is uniform inside, and its contrast to the one-pixel ring
+    around it is almost its contrast to a ring three pixels away (a step edge; imaged
+    structures fall off over several pixels). Crops larger than ``max_size`` are
+    reduced first. Returns ``{"flagged", "score", "components": [(y, x, h, w, contrast)]}``
+    with boxes in crop coordinates.
+    """
+    H, W = crop.shape
+    scale = min(1.0, max_size / max(H, W))
+    if scale < 1.0:
+        g = np.asarray(
+            Image.fromarray(crop).resize((max(1, round(W * scale)), max(1, round(H * scale))), Image.BOX),
+            dtype=np.float32,
+        )
+    else:
+        g = crop.astype(np.float32)
+    h, w = g.shape
+    side = max(h, w)
+    k = max(5, int(round(0.03 * side)) | 1)
+    tophat = g - ndimage.grey_opening(g, size=(k, k))
+    min_contrast = 35.0 / sensitivity
+    lab, n = ndimage.label(tophat > min_contrast, structure=np.ones((3, 3), bool))
+    comps = []
+    score = 0.0
+    band = 0.25
+    max_ext = max(4, int(0.06 * side))
+    cross = ndimage.generate_binary_structure(2, 1)
+    for i, sl in enumerate(ndimage.find_objects(lab)):
+        if sl is None:
+            continue
+        ys, xs = sl
+        ch, cw = ys.stop - ys.start, xs.stop - xs.start
+        if max(ch, cw) > max_ext or max(ch, cw) < 3:
+            continue
+        cy, cx = (ys.start + ys.stop) / 2.0 / h, (xs.start + xs.stop) / 2.0 / w
+        if band < cy < 1 - band and band < cx < 1 - band:
+            continue
+        pad = 4
+        y0, y1 = max(ys.start - pad, 0), min(ys.stop + pad, h)
+        x0, x1 = max(xs.start - pad, 0), min(xs.stop + pad, w)
+        comp = lab[y0:y1, x0:x1] == i + 1
+        if comp.sum() < 4:
+            continue
+        region = g[y0:y1, x0:x1]
+        d1 = ndimage.binary_dilation(comp, cross)
+        d3 = ndimage.binary_dilation(comp, cross, iterations=3)
+        ring1 = d1 & ~comp
+        ring3 = d3 & ~ndimage.binary_dilation(comp, cross, iterations=2)
+        if not ring1.any() or not ring3.any():
+            continue
+        inside = region[comp]
+        c1 = float(np.median(inside) - np.median(region[ring1]))
+        c3 = float(np.median(inside) - np.median(region[ring3]))
+        if c1 < min_contrast or c3 <= 0:
+            continue
+        sharp = c1 / c3
+        uniform = float(inside.std()) / c1
+        if sharp < 0.8 or uniform > 0.2:
+            continue
+        comps.append((int(ys.start / scale), int(xs.start / scale), int(ch / scale) + 1, int(cw / scale) + 1, round(c1, 1)))
+        score = max(score, c1 * sharp)
+    return {"flagged": bool(comps), "score": round(score, 2), "components": comps}
+
+
+# --------------------------------------------------------------------------- one image
+
+NO_MASK_POLICIES = ("center", "skip", "error")
+ANNOTATION_POLICIES = ("exclude", "keep", "off")
+
+
+def process_image(rec, resolution: int, margin: float, no_mask_policy: str, annotations: str, sensitivity: float) -> dict:
+    """Load, crop, check and resize one image. Never raises for bad input: returns a status.
+
+    ``status`` is ``ok`` (with ``image``), ``excluded`` (policy: annotation, no mask
+    with skip, empty mask), ``failed`` (undecodable image or mask) or ``fatal`` (a
+    missing mask under ``--no-mask-policy error``; the driver stops the run).
+    """
+    from hpcgan.data.sources import FLAG_ANNOTATION, FLAG_NO_MASK, ImageLoadError, load_image, load_mask
+
+    meta = {"stem": rec.stem, "status": "ok", "reason": "", "detail": "", "bbox": [0, 0, 0, 0], "flags": 0}
+    try:
+        img, flags = load_image(rec.path)
+    except ImageLoadError as exc:
+        return {**meta, "status": "failed", "reason": "unreadable_image", "detail": str(exc)}
+    if rec.mask_path is None:
+        if no_mask_policy == "error":
+            return {**meta, "status": "fatal", "reason": "missing_mask",
+                    "detail": f"no lung mask for {rec.path}; add one, or pass --no-mask-policy center|skip"}
+        if no_mask_policy == "skip":
+            return {**meta, "status": "excluded", "reason": "missing_mask", "detail": "no lung mask (--no-mask-policy skip)"}
+        box = center_box(img.shape)
+        flags |= FLAG_NO_MASK
+    else:
+        try:
+            mask, mflags = load_mask(rec.mask_path, img.shape)
+        except ImageLoadError as exc:
+            return {**meta, "status": "failed", "reason": "unreadable_mask", "detail": str(exc)}
+        flags |= mflags
+        bb = mask_bbox(mask)
+        if bb is None:
+            return {**meta, "status": "excluded", "reason": "empty_mask",
+                    "detail": f"lung mask {rec.mask_path} has no pixel > 127; fix or delete the mask"}
+        box = square_box(bb, img.shape, margin)
+    crop, pflags = crop_square(img, box)
+    flags |= pflags
+    meta["bbox"] = [int(v) for v in box]
+    if annotations != "off":
+        det = detect_annotations(crop, sensitivity=sensitivity)
+        if det["flagged"]:
+            if annotations == "exclude":
+                return {**meta, "flags": flags | FLAG_ANNOTATION, "status": "excluded", "reason": "annotation",
+                        "detail": f"detector score {det['score']}, marks (y, x, h, w, contrast) {det['components'][:4]}"}
+            flags |= FLAG_ANNOTATION
+    meta["flags"] = int(flags)
+    meta["image"] = resize(crop, resolution)
+    return meta
+
+
+def _work(args):
+    rec, kw = args
+    return process_image(rec, **kw)
+
+
+# --------------------------------------------------------------------------- the stage
+
+
+@dataclass
+class PreprocessConfig:
+    """Settings of ``hpcgan preprocess`` (each field is a CLI flag of the same name)."""
+
+    source: str
+    out: str
+    classes: list = field(default_factory=lambda: ["COVID", "Normal"])
+    layout: str = "auto"
+    masks: str | None = None
+    metadata: str | None = None
+    resolution: int = 256
+    margin: float = 0.05
+    no_mask_policy: str = "center"
+    annotations: str = "exclude"
+    annotation_sensitivity: float = 1.0
+    exclude: str | None = None
+    test_per_class: int = 200
+    val_fraction: float = 0.1
+    seed: int = 0
+    shard_size: int = 1024
+    compression: str = "lzf"
+    workers: int = 0
+    progress: bool = True
+
+    def validate(self) -> None:
+        if self.resolution < 8:
+            raise HpcganError(f"--resolution must be >= 8, got {self.resolution}")
+        if not 0 <= self.margin < 1:
+            raise HpcganError(f"--margin must be in [0, 1), got {self.margin}")
+        if self.no_mask_policy not in NO_MASK_POLICIES:
+            raise HpcganError(f"--no-mask-policy must be one of {NO_MASK_POLICIES}, got {self.no_mask_policy!r}")
+        if self.annotations not in ANNOTATION_POLICIES:
+            raise HpcganError(f"--annotations must be one of {ANNOTATION_POLICIES}, got {self.annotations!r}")
+        if self.shard_size < 1:
+            raise HpcganError(f"--shard-size must be >= 1, got {self.shard_size}")
+        if self.compression not in COMPRESSIONS:
+            raise HpcganError(f"--compression must be one of {COMPRESSIONS}, got {self.compression!r}")
+        if self.workers < 0:
+            raise HpcganError(f"--workers must be >= 0 (0 = all cores), got {self.workers}")
+        if self.annotation_sensitivity <= 0:
+            raise HpcganError("--annotation-sensitivity must be > 0")
+
+    def fingerprint(self) -> str:
+        keys = ("classes", "layout", "masks", "metadata", "resolution", "margin", "no_mask_policy", "annotations",
+                "annotation_sensitivity", "test_per_class", "val_fraction", "seed", "shard_size", "compression")
+        d = {k: getattr(self, k) for k in keys}
+        d["source"] = str(Path(self.source).resolve())
+        d["exclude_stems"] = sorted(read_exclude_file(self.exclude)) if self.exclude else []
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def read_exclude_file(path: str | None) -> set[str]:
+    """File stems listed one per line (``#`` starts a comment; a path or extension is stripped)."""
+    if not path:
+        return set()
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise HpcganError(f"cannot read exclusion list {path}: {exc}") from exc
+    stems = set()
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            stems.add(Path(line).stem if line.lower().endswith(IMAGE_SUFFIXES) else Path(line).name)
+    return stems
+
+
+def default_workers() -> int:
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - non-Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores // dist.local_world_size())
+
+
+def _read_jsonl(paths) -> list[dict]:
+    rows = []
+    for p in sorted(paths):
+        with open(p) as fh:
+            for line in fh:
+                line = line.strip()
+                if not line:
+                    continue
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue  # a line cut by a kill: that image is simply processed again
+    return rows
+
+
+class _Comm:
+    """The few collectives the driver needs, over mpi4py or a single process."""
+
+    def __init__(self, comm):
+        self.comm = comm
+        self.rank = comm.Get_rank() if comm else 0
+        self.size = comm.Get_size() if comm else 1
+
+    def allgather(self, obj):
+        return self.comm.allgather(obj) if self.comm else [obj]
+
+    def barrier(self):
+        if self.comm:
+            self.comm.barrier()
+
+    def bcast(self, obj):
+        return self.comm.bcast(obj, root=0) if self.comm else obj
+
+    def check(self, error: str | None) -> None:
+        """Raise on every rank when any rank reported an error (no rank is left waiting)."""
+        errors = [e for e in self.allgather(error) if e]
+        if errors:
+            raise HpcganError(errors[0])
+
+
+def run_preprocess(cfg: PreprocessConfig, comm=None) -> dict:
+    """The data stage: raw images to ``cfg.out`` (manifest + shards). Returns the summary.
+
+    Runs on every rank of an MPI job (``comm`` defaults to hpcgan.dist.mpi_comm()):
+    the images are split into contiguous blocks, one per rank; each rank processes
+    its block with ``cfg.workers`` processes and writes the shards of its block;
+    rank 0 writes the manifest after a gather. Image order within a split is the
+    canonical source order (class, then natural file order), so the output is the
+    same image for image for any number of workers and ranks. A re-run resumes:
+    images already scanned (``OUT/.work``) are not re-examined and complete shards
+    with matching checksums are kept.
+    """
+    cfg.validate()
+    c = _Comm(comm if comm is not None else dist.mpi_comm())
+    out = Path(cfg.out)
+    work = out / ".work"
+    fp = cfg.fingerprint()
+    t0 = time.perf_counter()
+
+    error = None
+    listing = None
+    try:
+        listing = discover(cfg.source, list(cfg.classes), cfg.layout, cfg.masks, cfg.metadata)
+        if c.rank == 0:
+            work.mkdir(parents=True, exist_ok=True)
+            prev = work / "settings.json"
+            if prev.is_file():
+                old = json.loads(prev.read_text()).get("fingerprint")
+                if old != fp:
+                    _reset_output(out)
+                    work.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(prev, json.dumps({"fingerprint": fp, "settings": asdict(cfg)}, indent=1))
+    except HpcganError as exc:
+        error = str(exc)
+    except OSError as exc:
+        error = f"cannot write to {out}: {exc}"
+    c.check(error)
+    c.barrier()
+
+    records = listing.records
+    manual = read_exclude_file(cfg.exclude)
+    present = {r.stem for r in records}
+    unmatched = sorted(manual - present)
+    # contiguous blocks of the canonical order, one per rank
+    bounds = np.linspace(0, len(records), c.size + 1).astype(int)
+    lo, hi = int(bounds[c.rank]), int(bounds[c.rank + 1])
+    block = records[lo:hi]
+    cache = {row["stem"]: row for row in _read_jsonl(work.glob("scan-*.jsonl"))}
+    todo = [r for r in block if r.stem not in manual and r.stem not in cache]
+    kw = dict(resolution=cfg.resolution, margin=cfg.margin, no_mask_policy=cfg.no_mask_policy,
+              annotations=cfg.annotations, sensitivity=cfg.annotation_sensitivity)
+    arrays: dict[str, np.ndarray] = {}
+    error = None
+    try:
+        new = _scan(todo, kw, cfg, c, work, arrays, len(block))
+    except OSError as exc:
+        new, error = {}, f"cannot write the scan journal in {work}: {exc}"
+    metas = []
+    for r in block:
+        if r.stem in manual:
+            metas.append({"stem": r.stem, "status": "excluded", "reason": "manual_exclusion",
+                          "detail": f"listed in {cfg.exclude}", "bbox": [0, 0, 0, 0], "flags": 0})
+        else:
+            metas.append(new.get(r.stem) or cache[r.stem])
+    fatal = next((m for m in metas if m["status"] == "fatal"), None)
+    if fatal and error is None:
+        error = fatal["detail"]
+    c.check(error)
+    all_metas = [m for part in c.allgather(metas) for m in part]
+    assert len(all_metas) == len(records)
+
+    # splits over the kept images (identical on every rank)
+    kept = [(i, r) for i, (r, m) in enumerate(zip(records, all_metas)) if m["status"] == "ok"]
+    split_of = assign_splits(
+        [r.stem for _, r in kept], [r.label for _, r in kept], listing.classes,
+        cfg.test_per_class, cfg.val_fraction, cfg.seed, [r.patient for _, r in kept],
+    )
+    # shard plan: per split, rank blocks in rank order, each block cut into shards
+    plan = []
+    for split in SPLITS:
+        idx = 0
+        for rk in range(c.size):
+            a, b = int(bounds[rk]), int(bounds[rk + 1])
+            members = [i for i in range(a, b) if all_metas[i]["status"] == "ok" and split_of[records[i].stem] == split]
+            for s in range(0, len(members), cfg.shard_size):
+                plan.append({"split": split, "rank": rk, "path": f"{split}/shard-{idx:05d}.h5",
+                             "members": members[s : s + cfg.shard_size]})
+                idx += 1
+
+    # write this rank's shards, keeping complete ones from an earlier run
+    journal = {row["path"]: row for row in _read_jsonl(work.glob("shards-*.jsonl"))}
+    written = resumed = 0
+    entries = []
+    error = None
+    try:
+        with open(work / f"shards-r{c.rank:05d}.jsonl", "a") as jfh:
+            for sh in plan:
+                if sh["rank"] != c.rank:
+                    continue
+                stems = [records[i].stem for i in sh["members"]]
+                key = hashlib.sha256(json.dumps([fp, stems]).encode()).hexdigest()
+                path = out / sh["path"]
+                old = journal.get(sh["path"])
+                if old and old.get("key") == key and path.is_file() and sha256_file(path) == old["sha256"]:
+                    entries.append({"path": sh["path"], "split": sh["split"], "n": len(stems), "sha256": old["sha256"]})
+                    resumed += 1
+                    continue
+                imgs = []
+                for i in sh["members"]:
+                    rec = records[i]
+                    arr = arrays.pop(rec.stem, None)
+                    if arr is None:
+                        m = process_image(rec, **kw)
+                        if m["status"] != "ok":
+                            raise HpcganError(f"{rec.path} changed since it was scanned ({m['reason']}); re-run")
+                        arr = m["image"]
+                    imgs.append(arr)
+                digest = write_shard(
+                    path, np.stack(imgs) if imgs else np.zeros((0, cfg.resolution, cfg.resolution), np.uint8),
+                    np.array([records[i].label for i in sh["members"]], np.int64), stems,
+                    np.array([all_metas[i]["bbox"] for i in sh["members"]], np.int32).reshape(-1, 4),
+                    np.array([all_metas[i]["flags"] for i in sh["members"]], np.uint32),
+                    cfg.compression,
+                    attrs={"split": sh["split"], "class_names": list(listing.classes), "resolution": cfg.resolution},
+                )
+                jfh.write(json.dumps({"path": sh["path"], "key": key, "sha256": digest}) + "\n")
+                jfh.flush()
+                entries.append({"path": sh["path"], "split": sh["split"], "n": len(stems), "sha256": digest})
+                written += 1
+    except HpcganError as exc:
+        error = str(exc)
+    except OSError as exc:
+        error = f"cannot write shards under {out}: {exc}"
+    c.check(error)
+    gathered = c.allgather((entries, written, resumed))
+
+    summary = None
+    if c.rank == 0:
+        shard_entries = [e for part in gathered for e in part[0]]
+        order = {sh["path"]: k for k, sh in enumerate(plan)}
+        shard_entries.sort(key=lambda e: order[e["path"]])
+        counts = {s: {n: 0 for n in listing.classes} for s in SPLITS}
+        for _, r in kept:
+            counts[split_of[r.stem]][r.class_name] += 1
+        excluded, failed = [], []
+        for r, m in zip(records, all_metas):
+            if m["status"] in ("excluded", "failed"):
+                row = {"stem": r.stem, "class": r.class_name, "path": r.path, "reason": m["reason"], "detail": m["detail"]}
+                (excluded if m["status"] == "excluded" else failed).append(row)
+        flagged_kept = [r.stem for r, m in zip(records, all_metas) if m["status"] == "ok" and m["flags"] & FLAG_ANNOTATION]
+        summary = {
+            "inputs": len(records),
+            "written": len(kept),
+            "excluded": len(excluded),
+            "failed": len(failed),
+            "shards_written": sum(p[1] for p in gathered),
+            "shards_resumed": sum(p[2] for p in gathered),
+            "ranks": c.size,
+            "seconds": round(time.perf_counter() - t0, 3),
+        }
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "hpcgan_version": _version(),
+            "fingerprint": fp,
+            "source_root": str(Path(cfg.source).resolve()),
+            "layout": listing.layout,
+            "settings": asdict(cfg),
+            "class_names": list(listing.classes),
+            "labels": {n: i for i, n in enumerate(listing.classes)},
+            "counts": counts,
+            "shards": shard_entries,
+            "excluded": excluded,
+            "failed": failed,
+            "annotation_flagged_kept": flagged_kept,
+            "exclude_list_unmatched": unmatched,
+            "flag_bits": {str(k): v for k, v in FLAG_NAMES.items()},
+            "summary": summary,
+        }
+        planned = {out / sh["path"] for sh in plan}
+        for split in SPLITS:
+            for p in list((out / split).glob("shard-*.h5")) + list((out / split).glob(".shard-*.tmp-*")):
+                if p not in planned:
+                    p.unlink()
+        write_resolved(cfg, out)
+        atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1))
+    summary = c.bcast(summary)
+    c.barrier()
+    return summary
+
+
+def _version() -> str:
+    try:
+        from hpcgan import __version__
+
+        return __version__
+    except ImportError:  # pragma: no cover
+        return "unknown"
+
+
+def _reset_output(out: Path) -> None:
+    """Remove what an earlier run with other settings left (journals, shards, manifest)."""
+    for p in list((out / ".work").glob("*")):
+        p.unlink()
+    for split in SPLITS:
+        for p in list((out / split).glob("shard-*.h5")) + list((out / split).glob(".shard-*.tmp-*")):
+            p.unlink()
+    for name in (MANIFEST,):
+        if (out / name).exists():
+            (out / name).unlink()
+
+
+def _scan(todo, kw, cfg, c: _Comm, work: Path, arrays: dict, block_len: int) -> dict:
+    """Process ``todo`` with the worker pool; journal each result; keep arrays in ``arrays``."""
+    from tqdm import tqdm
+
+    workers = cfg.workers or default_workers()
+    results: dict[str, dict] = {}
+    bar = tqdm(total=block_len, initial=block_len - len(todo), desc="preprocess", unit="img",
+               disable=not (cfg.progress and c.rank == 0), dynamic_ncols=True, mininterval=0.5)
+    with open(work / f"scan-r{c.rank:05d}.jsonl", "a") as jfh:
+        def record(m):
+            img = m.pop("image", None)
+            if img is not None:
+                arrays[m["stem"]] = img
+            results[m["stem"]] = m
+            if m["status"] != "fatal":
+                jfh.write(json.dumps(m) + "\n")
+            bar.update(1)
+
+        if workers <= 1 or len(todo) < 2:
+            for rec in todo:
+                record(process_image(rec, **kw))
+        else:
+            ctx = mp.get_context("fork" if c.size == 1 else "spawn")
+            with ctx.Pool(min(workers, len(todo))) as pool:
+                for m in pool.imap(_work, [(r, kw) for r in todo], chunksize=4):
+                    record(m)
+        jfh.flush()
+    bar.close()
+    return results
+
+
+def format_summary(summary: dict, out: str) -> str:
+    """One line per fact: what the run did with every input image."""
+    return (
+        f"{out}: {summary['inputs']} inputs = {summary['written']} written + {summary['excluded']} excluded + "
+        f"{summary['failed']} failed (reasons in {Path(out) / MANIFEST}); shards: {summary['shards_written']} "
+        f"written, {summary['shards_resumed']} kept from an earlier run; {summary['ranks']} rank(s), "
+        f"{summary['seconds']} s"
+    )
+
+
+def preprocess_main(overrides: dict, config_file: str | None = None) -> dict:
+    """Entry point of ``hpcgan preprocess``: config from YAML + flags, run, print the summary on rank 0."""
+    from hpcgan.config import load
+
+    cfg = load(PreprocessConfig, config_file, overrides)
+    if isinstance(cfg.classes, str):
+        cfg.classes = [c.strip() for c in cfg.classes.split(",") if c.strip()]
+    summary = run_preprocess(cfg)
+    if dist.is_rank0():
+        print(format_summary(summary, cfg.out))
+    return summary
+
+
+def verify_main(out: str, checksums: bool = True) -> int:
+    """Entry point of ``hpcgan data verify``: prints problems, returns 0 when none, 1 otherwise."""
+    from hpcgan.data.shards import read_manifest, verify
+
+    problems = verify(out, checksums=checksums)
+    for p in problems:
+        print(f"MISMATCH {p}")
+    n = len(read_manifest(out)["shards"])
+    print(f"{out}: {n} shards checked, {len(problems)} problem(s)")
+    return 0 if not problems else 1

@@ -1,0 +1,264 @@
+"""Dataset layouts and image/mask loading.
+
+Layouts (``layout=`` / ``--layout``):
+
+``kaggle``  ``ROOT/<Class>/images/*.png`` with lung masks in ``ROOT/<Class>/masks/<stem>.png``
+            (the COVID-19 Radiography Database as downloaded).
+``flat``    ``ROOT/<Class>/*.png`` (the database's older release; no masks unless ``mask_root``).
+``plain``   any class folders ``ROOT/<Class>/*`` (png, jpg, tif) with an optional parallel
+            mask folder ``MASKS/<Class>/<stem>.png`` or ``MASKS/<stem>.png``.
+``auto``    kaggle when every selected class has an ``images`` folder, else flat/plain.
+
+Every image loads as one 8-bit channel: grayscale as is, RGB with equal channels
+as one channel (unequal channels are converted to luminance and flagged), alpha is
+dropped, 16-bit images are scaled linearly from the bit depth they use (so 12-bit
+data stored in 16 bits keeps its contrast) and never clipped.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from hpcgan.errors import HpcganError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+# Per-image flags (bit field, stored in the shards' ``flags`` dataset).
+FLAG_NO_MASK = 1 << 0  # no lung mask: centre crop was used
+FLAG_MASK_RESIZED = 1 << 1  # the mask had another size and was resized to the image
+FLAG_PADDED = 1 << 2  # the square crop reached past the image border (zero padded)
+FLAG_ANNOTATION = 1 << 3  # the annotation detector fired (image kept with --annotations keep)
+FLAG_RGB = 1 << 4  # the file was RGB/RGBA with equal channels
+FLAG_RGB_UNEQUAL = 1 << 5  # RGB with unequal channels: converted to luminance
+FLAG_16BIT = 1 << 6  # the file was 16-bit: scaled to 8 bits
+FLAG_ALPHA = 1 << 7  # the file had an alpha channel (dropped)
+
+FLAG_NAMES = {
+    FLAG_NO_MASK: "no_mask",
+    FLAG_MASK_RESIZED: "mask_resized",
+    FLAG_PADDED: "padded",
+    FLAG_ANNOTATION: "annotation",
+    FLAG_RGB: "rgb",
+    FLAG_RGB_UNEQUAL: "rgb_unequal",
+    FLAG_16BIT: "16bit",
+    FLAG_ALPHA: "alpha",
+}
+
+
+class ImageLoadError(HpcganError):
+    """An image or mask file cannot be decoded (corrupt, truncated, unknown format)."""
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One input image: where it is, its class and label, its mask and patient (if known)."""
+
+    path: str
+    stem: str
+    class_name: str
+    label: int
+    mask_path: str | None = None
+    patient: str | None = None
+
+
+@dataclass
+class SourceListing:
+    records: list[ImageRecord]
+    layout: str
+    classes: list[str]
+    notes: list[str] = field(default_factory=list)
+
+
+def _list_images(folder: Path) -> list[Path]:
+    try:
+        entries = list(os.scandir(folder))
+    except NotADirectoryError as exc:
+        raise HpcganError(f"{folder} is not a folder; class folders must be directories") from exc
+    except PermissionError as exc:
+        raise HpcganError(f"cannot read folder {folder} (permission denied); fix its permissions") from exc
+    except FileNotFoundError as exc:
+        raise HpcganError(f"folder {folder} does not exist") from exc
+    except OSError as exc:
+        raise HpcganError(f"cannot read folder {folder}: {exc}") from exc
+    files = [Path(e.path) for e in entries if e.name.lower().endswith(IMAGE_SUFFIXES) and not e.name.startswith(".")]
+    return sorted(files, key=lambda p: _natural_key(p.name))
+
+
+def _natural_key(name: str):
+    """Sort 'COVID-2' before 'COVID-10' (stable, locale independent)."""
+    out = []
+    num = ""
+    for ch in name:
+        if ch.isdigit():
+            num += ch
+        else:
+            if num:
+                out.append((0, int(num), ""))
+                num = ""
+            out.append((1, 0, ch))
+    if num:
+        out.append((0, int(num), ""))
+    return out
+
+
+def _mask_index(folder: Path | None) -> dict[str, Path]:
+    if folder is None or not folder.is_dir():
+        return {}
+    return {p.stem: p for p in _list_images(folder)}
+
+
+def read_patient_ids(csv_path: str | os.PathLike) -> dict[str, str]:
+    """``image stem -> patient id`` from a CSV with columns image_id (or stem) and patient_id."""
+    path = Path(csv_path)
+    try:
+        with open(path, newline="") as fh:
+            reader = csv.DictReader(fh)
+            cols = reader.fieldnames or []
+            key = "image_id" if "image_id" in cols else "stem" if "stem" in cols else None
+            if key is None or "patient_id" not in cols:
+                raise HpcganError(
+                    f"metadata {path} needs the columns image_id (or stem) and patient_id; it has {cols}"
+                )
+            return {row[key]: row["patient_id"] for row in reader if row.get(key)}
+    except OSError as exc:
+        raise HpcganError(f"cannot read metadata {path}: {exc}") from exc
+
+
+def discover(
+    root: str | os.PathLike,
+    classes: list[str] | tuple[str, ...],
+    layout: str = "auto",
+    mask_root: str | os.PathLike | None = None,
+    metadata: str | os.PathLike | None = None,
+) -> SourceListing:
+    """List every input image of the selected classes, in a stable order (class, natural name).
+
+    Labels are the classes' positions in ``classes``. Raises HpcganError for a
+    missing or unreadable root or class folder, a class with no images, and two
+    images with the same file stem (stems identify images in the manifest).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise HpcganError(f"dataset root {root} is not a folder; pass the folder that holds the class folders")
+    if not classes:
+        raise HpcganError("no classes selected; pass --classes, e.g. COVID,Normal")
+    if len(set(classes)) != len(classes):
+        raise HpcganError(f"--classes lists a class twice: {list(classes)}")
+    if layout not in ("auto", "kaggle", "flat", "plain"):
+        raise HpcganError(f"unknown layout {layout!r}; use auto, kaggle, flat or plain")
+    for c in classes:
+        if not (root / c).exists():
+            present = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+            raise HpcganError(f"class folder {root / c} does not exist; classes found in {root}: {present}")
+    if layout == "auto":
+        layout = "kaggle" if all((root / c / "images").is_dir() for c in classes) else "flat"
+        if mask_root is not None and layout == "flat":
+            layout = "plain"
+    patients = read_patient_ids(metadata) if metadata else {}
+    records: list[ImageRecord] = []
+    seen: dict[str, str] = {}
+    for label, c in enumerate(classes):
+        if layout == "kaggle":
+            img_dir, masks = root / c / "images", _mask_index(root / c / "masks")
+            if not img_dir.is_dir():
+                raise HpcganError(f"{img_dir} is missing: the kaggle layout needs ROOT/<Class>/images/*.png")
+        else:
+            img_dir = root / c
+            masks = {}
+            if mask_root is not None:
+                mroot = Path(mask_root)
+                if not mroot.is_dir():
+                    raise HpcganError(f"mask folder {mroot} is not a folder")
+                masks = _mask_index(mroot / c) if (mroot / c).is_dir() else _mask_index(mroot)
+        files = _list_images(img_dir)
+        if not files:
+            raise HpcganError(
+                f"class {c!r} has no images in {img_dir} (looked for {', '.join(IMAGE_SUFFIXES)}); "
+                "remove it from --classes or check the layout"
+            )
+        for f in files:
+            if f.stem in seen:
+                raise HpcganError(
+                    f"two images share the file stem {f.stem!r}: {seen[f.stem]} and {f}; "
+                    "stems identify images in the manifest, rename one"
+                )
+            seen[f.stem] = str(f)
+            m = masks.get(f.stem)
+            records.append(
+                ImageRecord(str(f), f.stem, c, label, str(m) if m else None, patients.get(f.stem))
+            )
+    return SourceListing(records, layout, list(classes))
+
+
+def _open(path: str, what: str) -> Image.Image:
+    try:
+        im = Image.open(path)
+        im.load()
+        return im
+    except FileNotFoundError as exc:
+        raise ImageLoadError(f"{what} {path} does not exist") from exc
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise ImageLoadError(
+            f"cannot decode {what} {path} ({exc}); the file is corrupt or truncated: "
+            "re-download it or list its stem in --exclude"
+        ) from exc
+
+
+def to_gray8(im: Image.Image) -> tuple[np.ndarray, int]:
+    """Any PIL image as a 2-D uint8 array and the flags describing the conversion."""
+    flags = 0
+    mode = im.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        a = np.asarray(im)
+        if a.ndim != 2:
+            raise ImageLoadError(f"unexpected {mode} image shape {a.shape}")
+        a = a.astype(np.float64)
+        lo = min(0.0, float(a.min()))
+        hi = float(a.max())
+        if mode == "F":
+            scale = hi - lo if hi > lo else 1.0
+        else:
+            bits = max(8, int(np.ceil(np.log2(hi - lo + 1))) if hi > lo else 8)
+            scale = float(2**bits - 1)
+        out = np.rint((a - lo) * (255.0 / scale))
+        return np.clip(out, 0, 255).astype(np.uint8), flags | FLAG_16BIT
+    if mode in ("LA", "RGBA", "PA"):
+        flags |= FLAG_ALPHA
+    if mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+        mode = im.mode
+    if mode == "PA":
+        im = im.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("1", "L"):
+        return np.asarray(im.convert("L"), dtype=np.uint8), flags
+    if mode == "LA":
+        return np.asarray(im, dtype=np.uint8)[..., 0].copy(), flags
+    if mode in ("RGB", "RGBA", "RGBX", "CMYK", "YCbCr"):
+        a = np.asarray(im.convert("RGB"), dtype=np.uint8)
+        if np.array_equal(a[..., 0], a[..., 1]) and np.array_equal(a[..., 0], a[..., 2]):
+            return a[..., 0].copy(), flags | FLAG_RGB
+        return np.asarray(im.convert("RGB").convert("L"), dtype=np.uint8), flags | FLAG_RGB_UNEQUAL
+    return np.asarray(im.convert("L"), dtype=np.uint8), flags
+
+
+def load_image(path: str) -> tuple[np.ndarray, int]:
+    """The image at ``path`` as (H, W) uint8 plus conversion flags; ImageLoadError if undecodable."""
+    return to_gray8(_open(path, "image"))
+
+
+def load_mask(path: str, shape: tuple[int, int]) -> tuple[np.ndarray, int]:
+    """The lung mask at ``path`` resized to ``shape`` (H, W) and thresholded at >127, plus flags."""
+    im = _open(path, "mask")
+    a, _ = to_gray8(im)
+    flags = 0
+    if a.shape != tuple(shape):
+        a = np.asarray(Image.fromarray(a).resize((shape[1], shape[0]), Image.BILINEAR))
+        flags |= FLAG_MASK_RESIZED
+    return a > 127, flags

@@ -1,0 +1,123 @@
+"""bias_act: native kernels against the plain-PyTorch reference."""
+
+import math
+
+import pytest
+import torch
+from torch.library import opcheck
+
+from hpcgan.ops import ACTIVATIONS, bias_act, bias_act_ref
+from hpcgan.ops.bias_act import resolve_act
+
+ACTS = sorted(ACTIVATIONS)
+
+
+def _data(shape, dim, dtype, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(shape, generator=g, dtype=torch.float64).to(dtype) * 2
+    b = torch.randn(shape[dim], generator=g, dtype=torch.float64).to(dtype)
+    return x, b
+
+
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("clamp", [None, 0.7])
+def test_forward_matches_reference_float32(act, clamp):
+    x, b = _data((3, 7, 5, 6), 1, torch.float32)
+    y = bias_act(x, b, act=act, clamp=clamp, impl="native")
+    r = bias_act_ref(x, b, act=act, clamp=clamp)
+    torch.testing.assert_close(y, r, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("act", ACTS)
+def test_gradcheck_and_gradgradcheck_float64(act):
+    x, b = _data((2, 3, 4, 3), 1, torch.float64, seed=1)
+    x.requires_grad_(True)
+    b.requires_grad_(True)
+    # keep away from the kinks of relu/lrelu/elu and the clamp edges, where finite differences are invalid
+    with torch.no_grad():
+        x += 0.05 * torch.sign(x + b[None, :, None, None])
+    fn = lambda x, b: bias_act(x, b, act=act, alpha=None, gain=1.3, clamp=2.5, impl="native")
+    assert torch.autograd.gradcheck(fn, (x, b))
+    assert torch.autograd.gradgradcheck(fn, (x, b))
+
+
+@pytest.mark.parametrize("act", ["lrelu", "swish", "tanh"])
+def test_gradients_match_reference(act):
+    x, b = _data((4, 6, 3, 3), 1, torch.float64, seed=2)
+    outs = []
+    for impl in ("native", "ref"):
+        xi, bi = x.clone().requires_grad_(), b.clone().requires_grad_()
+        y = bias_act(xi, bi, act=act, clamp=1.0, impl=impl)
+        (gx, gb) = torch.autograd.grad((y * y).sum(), (xi, bi), create_graph=True)
+        (ggx,) = torch.autograd.grad((gx.square().sum() + gb.sum()), xi)
+        outs.append((y, gx, gb, ggx))
+    for a, r in zip(*outs):
+        torch.testing.assert_close(a, r)
+
+
+@pytest.mark.parametrize("dim,shape", [(0, (5, 3)), (1, (2, 5, 3)), (2, (2, 3, 5, 4)), (-1, (3, 4, 5))])
+def test_any_dim(dim, shape):
+    x, b = _data(shape, dim, torch.float32, seed=3)
+    torch.testing.assert_close(bias_act(x, b, dim=dim, act="lrelu"), bias_act_ref(x, b, dim=dim % len(shape), act="lrelu"))
+
+
+def test_no_bias_and_defaults():
+    x, _ = _data((2, 3, 4, 4), 1, torch.float32)
+    y = bias_act(x, act="lrelu")
+    expected = torch.where(x > 0, x, 0.2 * x) * math.sqrt(2)
+    torch.testing.assert_close(y, expected)
+    assert resolve_act("relu").gain == pytest.approx(math.sqrt(2))
+    assert resolve_act("swish").gain == pytest.approx(math.sqrt(2))
+    assert resolve_act("tanh").gain == 1.0
+    assert resolve_act("lrelu").alpha == pytest.approx(0.2)
+
+
+def test_layouts_channels_last_noncontiguous_batch1():
+    x, b = _data((1, 8, 5, 7), 1, torch.float32, seed=4)
+    xc = x.contiguous(memory_format=torch.channels_last)
+    y = bias_act(xc, b, act="lrelu", clamp=1.0)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(y, bias_act_ref(x, b, act="lrelu", clamp=1.0))
+    big, _ = _data((2, 8, 10, 7), 1, torch.float32, seed=5)
+    sliced = big[:, :, ::2, 1:]
+    assert not sliced.is_contiguous()
+    torch.testing.assert_close(bias_act(sliced, b, act="elu"), bias_act_ref(sliced, b, act="elu"))
+
+
+def test_float16_computed_in_float32():
+    x, b = _data((2, 4, 3, 3), 1, torch.float16)
+    y = bias_act(x, b, act="lrelu")
+    assert y.dtype == torch.float16
+    torch.testing.assert_close(y, bias_act_ref(x.float(), b.float(), act="lrelu").half())
+
+
+def test_opcheck():
+    x, b = _data((2, 3, 4, 4), 1, torch.float64)
+    x.requires_grad_(True)
+    b.requires_grad_(True)
+    opcheck(torch.ops.hpcgan.bias_act.default, (x, b, 1, 2, 0.2, 1.4, 0.5))
+    opcheck(torch.ops.hpcgan.bias_act.default, (x, None, 1, 8, 0.0, 1.0, -1.0))
+    dy = torch.randn_like(x)
+    opcheck(torch.ops.hpcgan.bias_act_grad.default, (dy, x, b, 1, 3, 0.0, 1.0, -1.0, 1))
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(act="gelu"), "act"),
+        (dict(dim=4), "dim"),
+        (dict(clamp=-1.0), "clamp"),
+        (dict(b=torch.zeros(5)), "b must have shape"),
+        (dict(b=torch.zeros(3, dtype=torch.float64)), "b must have the dtype"),
+        (dict(impl="fast"), "impl"),
+    ],
+)
+def test_bad_arguments(kwargs, match):
+    x = torch.zeros(2, 3, 4, 4)
+    with pytest.raises(ValueError, match=match):
+        bias_act(x, **kwargs)
+
+
+def test_integer_input_rejected():
+    with pytest.raises(ValueError, match="x must be a floating-point"):
+        bias_act(torch.zeros(2, 3, dtype=torch.int64))
