@@ -1,11 +1,13 @@
 // bias_act on the CPU: one pass over memory, parallel over rows of the
-// channel dimension with at::parallel_for, inner loops the compiler vectorises.
+// channel dimension with at::parallel_for; the row loops are vectorised and
+// dispatched at run time to AVX-512, AVX2 or SSE2 (cpu_vec.h).
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include "activations.h"
 #include "bias_act_common.h"
 #include "checks.h"
+#include "cpu_vec.h"
 
 namespace hpcgan {
 namespace {
@@ -22,51 +24,52 @@ inline T bias_act_elem(T x, T dy, T alpha, T gain, T clamp) {
   }
 }
 
+// y[i] = f(x[i] + bias) for a run of elements that share one bias value.
+template <int ACT, int ORDER, typename T>
+HPCGAN_CPU_CLONES void run_shared_bias(T* __restrict__ y, const T* __restrict__ x, const T* __restrict__ dy,
+                                       int64_t n, T bias, T alpha, T gain, T clamp) {
+  if (dy) {
+    for (int64_t i = 0; i < n; ++i) y[i] = bias_act_elem<ACT, ORDER>(x[i] + bias, dy[i], alpha, gain, clamp);
+  } else {
+    for (int64_t i = 0; i < n; ++i) y[i] = bias_act_elem<ACT, ORDER>(x[i] + bias, T(0), alpha, gain, clamp);
+  }
+}
+
+// y[i] = f(x[i] + b[i]) for a run of channels (channels_last rows).
+template <int ACT, int ORDER, typename T>
+HPCGAN_CPU_CLONES void run_channel_bias(T* __restrict__ y, const T* __restrict__ x, const T* __restrict__ dy,
+                                        const T* __restrict__ b, int64_t n, T alpha, T gain, T clamp) {
+  if (dy) {
+    for (int64_t i = 0; i < n; ++i) y[i] = bias_act_elem<ACT, ORDER>(x[i] + b[i], dy[i], alpha, gain, clamp);
+  } else {
+    for (int64_t i = 0; i < n; ++i) y[i] = bias_act_elem<ACT, ORDER>(x[i] + b[i], T(0), alpha, gain, clamp);
+  }
+}
+
 template <int ACT, int ORDER, typename T>
 void run(const BiasActGeom& g, T* y, const T* x, const T* b, const T* dy, T alpha, T gain, T clamp) {
   constexpr int64_t kGrain = 1 << 15;
-  if (g.channels == 1) {
-    // No bias or a single channel: one flat loop.
+  if (g.channels == 1) {  // no bias or a single channel: one flat loop
     const T bias = b ? b[0] : T(0);
     at::parallel_for(0, g.numel, kGrain, [&](int64_t i0, int64_t i1) {
-      if (dy) {
-        for (int64_t i = i0; i < i1; ++i) y[i] = bias_act_elem<ACT, ORDER>(x[i] + bias, dy[i], alpha, gain, clamp);
-      } else {
-        for (int64_t i = i0; i < i1; ++i) y[i] = bias_act_elem<ACT, ORDER>(x[i] + bias, T(0), alpha, gain, clamp);
-      }
+      run_shared_bias<ACT, ORDER, T>(y + i0, x + i0, dy ? dy + i0 : nullptr, i1 - i0, bias, alpha, gain, clamp);
     });
-    return;
-  }
-  if (g.inner == 1) {
-    // Channel dimension innermost (channels_last): vectorise along channels.
-    const int64_t rows = g.numel / g.channels, C = g.channels;
+  } else if (g.inner == 1) {  // channels innermost (channels_last): rows of C channels
+    const int64_t C = g.channels, rows = g.numel / C;
     at::parallel_for(0, rows, std::max<int64_t>(1, kGrain / C), [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r)
+        run_channel_bias<ACT, ORDER, T>(y + r * C, x + r * C, dy ? dy + r * C : nullptr, b, C, alpha, gain, clamp);
+    });
+  } else {  // rows of `inner` elements that share one channel
+    const int64_t inner = g.inner, rows = g.numel / inner;
+    at::parallel_for(0, rows, std::max<int64_t>(1, kGrain / inner), [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
-        const int64_t base = r * C;
-        for (int64_t c = 0; c < C; ++c) {
-          T v = x[base + c] + b[c];
-          y[base + c] = bias_act_elem<ACT, ORDER>(v, dy ? dy[base + c] : T(0), alpha, gain, clamp);
-        }
+        const int64_t o = r * inner;
+        run_shared_bias<ACT, ORDER, T>(y + o, x + o, dy ? dy + o : nullptr, inner, b[r % g.channels], alpha, gain,
+                                       clamp);
       }
     });
-    return;
   }
-  // Rows of `inner` elements that share one channel (and so one bias value).
-  const int64_t inner = g.inner, rows = g.numel / inner;
-  at::parallel_for(0, rows, std::max<int64_t>(1, kGrain / inner), [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const T bias = b[r % g.channels];
-      const int64_t base = r * inner;
-      const T* xr = x + base;
-      T* yr = y + base;
-      if (dy) {
-        const T* dyr = dy + base;
-        for (int64_t i = 0; i < inner; ++i) yr[i] = bias_act_elem<ACT, ORDER>(xr[i] + bias, dyr[i], alpha, gain, clamp);
-      } else {
-        for (int64_t i = 0; i < inner; ++i) yr[i] = bias_act_elem<ACT, ORDER>(xr[i] + bias, T(0), alpha, gain, clamp);
-      }
-    }
-  });
 }
 
 template <int ORDER>

@@ -4,7 +4,8 @@
 labels, and opens the HDF5 files lazily in the process that reads them (a
 DataLoader worker opens its own handles; handles never cross a fork), read-only
 with HDF5 file locking off. Items are ``(image, label)`` with ``image`` a float32
-tensor (1, R, R) in [0, 1] (``value_range="gan"``: [-1, 1]).
+tensor (1, R, R) in [0, 1] (``value_range="gan"``: [-1, 1]); ``raw=True`` returns
+the stored uint8 instead (4x less to move from DataLoader workers; scale on the GPU).
 
 ``ShardSampler`` gives each of ``num_replicas`` ranks a disjoint part of a seeded
 permutation that changes with ``set_epoch``.
@@ -32,6 +33,7 @@ class ShardDataset(Dataset):
         limit_per_class: int | None = None,
         value_range: str = "unit",
         transform=None,
+        raw: bool = False,
     ):
         self.out = Path(out)
         manifest = read_manifest(self.out)
@@ -42,6 +44,7 @@ class ShardDataset(Dataset):
         self.class_names = list(manifest["class_names"])
         self.resolution = int(manifest["settings"]["resolution"])
         self.value_range = value_range
+        self.raw = raw
         self.transform = transform
         keep_labels = None
         if classes is not None:
@@ -85,6 +88,8 @@ class ShardDataset(Dataset):
         return h
 
     def _to_float(self, a: np.ndarray) -> torch.Tensor:
+        if self.raw:
+            return torch.from_numpy(a)
         t = torch.from_numpy(a).to(torch.float32).div_(255.0)
         if self.value_range == "gan":
             t = t.mul_(2.0).sub_(1.0)
@@ -108,7 +113,7 @@ class ShardDataset(Dataset):
             order = np.argsort(rows, kind="stable")
             ds = self._dataset(int(k))
             for j, r in zip(sel[order], rows[order]):
-                ds.read_direct(out, np.s_[int(r)], np.s_[int(j)])
+                out[j] = ds[int(r)]
         x = self._to_float(out)
         labs = self.labels[torch.as_tensor(idx)]
         if self.transform is not None:

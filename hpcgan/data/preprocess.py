@@ -151,7 +151,7 @@ def detect_annotations(crop: np.ndarray, max_size: int = 1024, sensitivity: floa
             continue
         sharp = c1 / c3
         uniform = float(inside.std()) / c1
-        if sharp < 0.8 or uniform > 0.2:
+        if sharp < 0.8 or uniform > 0.35:
             continue
         comps.append((int(ys.start / scale), int(xs.start / scale), int(ch / scale) + 1, int(cw / scale) + 1, round(c1, 1)))
         score = max(score, c1 * sharp)
@@ -570,7 +570,8 @@ def _scan(todo, kw, cfg, c: _Comm, work: Path, arrays: dict, block_len: int) -> 
         else:
             ctx = mp.get_context("fork" if c.size == 1 else "spawn")
             with ctx.Pool(min(workers, len(todo))) as pool:
-                for m in pool.imap(_work, [(r, kw) for r in todo], chunksize=4):
+                chunk = max(1, min(16, len(todo) // (4 * workers)))
+                for m in pool.imap(_work, [(r, kw) for r in todo], chunksize=chunk):
                     record(m)
         jfh.flush()
     bar.close()

@@ -64,7 +64,9 @@ def test_one_and_two_mpi_ranks_identical(data_real_subset, data_reference_out, d
 
 def test_dist_ranks_under_mpirun(data_mpirun):
     code = ("from hpcgan import dist; c = dist.mpi_comm(); "
-            "print('R', dist.rank(), dist.world_size(), dist.local_rank(), c.Get_rank(), c.Get_size(), dist.is_rank0())")
+            "row = ' '.join(map(str, ('R', dist.rank(), dist.world_size(), dist.local_rank(), c.Get_rank(), "
+            "c.Get_size(), dist.is_rank0()))); rows = c.gather(row, root=0); "
+            "print('\\n'.join(rows), flush=True) if dist.is_rank0() else None")
     proc = subprocess.run([*data_mpirun, "-np", "2", sys.executable, "-c", code], cwd=REPO, capture_output=True,
                           text=True, timeout=60, env=dict(os.environ, PYTHONPATH=str(REPO)))
     assert proc.returncode == 0, proc.stderr
@@ -205,3 +207,31 @@ def test_every_flag_has_help():
         for a in dsub.choices[action]._actions:
             if a.dest != "help":
                 assert a.help, (action, a.dest)
+
+
+def test_config_file_and_flag_override(data_phantom_root, tmp_path):
+    cfg = tmp_path / "pre.yaml"
+    cfg.write_text(f"source: {data_phantom_root}\nout: {tmp_path / 'o'}\nclasses: [Opacity, Clear]\n"
+                   "test_per_class: 2\nresolution: 32\nworkers: 1\n")
+    run_cli("preprocess", "--config", cfg, "--resolution", "24", "--no-progress")
+    m = read_manifest(tmp_path / "o")
+    assert m["settings"]["resolution"] == 24 and m["class_names"] == ["Opacity", "Clear"]
+    cfg.write_text("resolutoin: 32\n")
+    bad = run_cli("preprocess", "--config", cfg, check=False)
+    assert bad.returncode == 2 and "resolutoin" in bad.stderr
+
+
+def test_data_package_imports_only_downwards():
+    import ast
+
+    for path in (REPO / "hpcgan" / "data").glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for name in names:
+                assert not name.startswith(("hpcgan.gan", "hpcgan.classify", "hpcgan.cli", "hpcgan.launch",
+                                            "hpcgan.experiment", "hpcgan.metrics")), (path.name, name)

@@ -119,15 +119,26 @@ def test_bad_folders_stop_with_a_message(tmp_path, data_phantom_root):
         discover(tmp_path, ["A", "E"])
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads folders whatever their permissions")
-def test_unreadable_folder_names_it(tmp_path):  # pragma: no cover - runs as non-root only
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads folders whatever their permissions (see the ELOOP test)")
+def test_unreadable_folder_names_it(tmp_path):
     (tmp_path / "A").mkdir()
     os.chmod(tmp_path / "A", 0)
     try:
         with pytest.raises(HpcganError, match="permission denied"):
-            discover(tmp_path, ["A"])
+            discover(tmp_path, ["A"], layout="flat")
     finally:
         os.chmod(tmp_path / "A", 0o755)
+
+
+def test_folder_nobody_can_read_is_reported(tmp_path):
+    """A symlink loop cannot be listed by any user, root included."""
+    (tmp_path / "A").symlink_to(tmp_path / "A")
+    with pytest.raises(HpcganError, match=str(tmp_path / "A")):
+        discover(tmp_path, ["A"], layout="flat")
+    from hpcgan.data.sources import _list_images
+
+    with pytest.raises(HpcganError, match="cannot read folder"):
+        _list_images(tmp_path / "A")
 
 
 def test_dangling_class_folder_link_is_reported(tmp_path):

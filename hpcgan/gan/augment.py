@@ -1,0 +1,339 @@
+"""Adaptive discriminator augmentation (ADA, Karras et al. 2020) for grayscale images.
+
+:class:`AugmentPipe` applies, independently to every image of a batch and each
+with probability ``p`` (times the transform's multiplier), the standard ADA
+groups, restricted to what makes sense for one channel:
+
+- pixel blitting: x-flip, rotation by a multiple of 90 degrees, integer translation;
+- geometric: isotropic scaling, arbitrary rotation (before and after the
+  anisotropic scaling, each with probability ``1 - sqrt(1 - p)``), anisotropic
+  scaling, fractional translation;
+- colour (grayscale): brightness (offset), contrast (scale), luma flip (``-x``).
+
+Blitting and geometric transforms are composed into one inverse affine matrix
+per image and applied in a single ``F.grid_sample`` (bilinear, reflection
+padding); images whose matrix is the identity are passed through untouched. The
+colour transforms are a per-image ``x * scale + offset``. Everything is
+differentiable with respect to the input images (twice: R1 differentiates
+through it), so it can sit in front of the discriminator for both real and
+generated images. With ``p == 0`` the input is returned unchanged.
+
+:class:`AdaController` tunes ``p``: it accumulates the sign of the
+discriminator's raw outputs on real images and, every ``interval`` training
+steps, moves ``p`` by ``sign(mean_sign - target) * batch * interval / (ada_kimg * 1000)``,
+clamped to [0, 1].
+
+Images are ``[N, C, H, W]`` in about [-1, 1] (C is normally 1; the colour
+transforms act on every channel alike).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["AugmentPipe", "AdaController", "ADA_MODES", "GROUPS"]
+
+ADA_MODES = ("ada", "fixed", "noaug")
+
+# Transform multipliers enabled by each group letter (ADA's names).
+GROUPS = {
+    "b": ("xflip", "rotate90", "xint"),
+    "g": ("scale", "rotate", "aniso", "xfrac"),
+    "c": ("brightness", "contrast", "lumaflip"),
+}
+_ALL = tuple(name for g in GROUPS.values() for name in g)
+
+
+def _eye(n: int, batch: int, like: torch.Tensor) -> torch.Tensor:
+    return torch.eye(n, dtype=like.dtype, device=like.device).expand(batch, n, n).clone()
+
+
+def _translate(tx: torch.Tensor, ty: torch.Tensor) -> torch.Tensor:
+    m = _eye(3, tx.shape[0], tx)
+    m[:, 0, 2] = tx
+    m[:, 1, 2] = ty
+    return m
+
+
+def _scale(sx: torch.Tensor, sy: torch.Tensor) -> torch.Tensor:
+    m = _eye(3, sx.shape[0], sx)
+    m[:, 0, 0] = sx
+    m[:, 1, 1] = sy
+    return m
+
+
+def _rotate(theta: torch.Tensor) -> torch.Tensor:
+    m = _eye(3, theta.shape[0], theta)
+    c, s = torch.cos(theta), torch.sin(theta)
+    m[:, 0, 0] = c
+    m[:, 0, 1] = -s
+    m[:, 1, 0] = s
+    m[:, 1, 1] = c
+    return m
+
+
+class AugmentPipe(nn.Module):
+    """Differentiable grayscale ADA augmentation.
+
+    Args:
+        p: initial augmentation probability (the buffer ``p``, a float tensor).
+        xflip, rotate90, xint: multipliers of the pixel-blitting transforms' probability.
+        xint_max: largest integer translation, as a fraction of the image size.
+        scale, rotate, aniso, xfrac: multipliers of the geometric transforms' probability.
+        scale_std: std of log2 of the isotropic scale.
+        rotate_max: largest arbitrary rotation, as a fraction of pi.
+        aniso_std: std of log2 of the anisotropic scale.
+        xfrac_std: std of the fractional translation, as a fraction of the image size.
+        brightness, contrast, lumaflip: multipliers of the colour transforms' probability.
+        brightness_std: std of the brightness offset.
+        contrast_std: std of log2 of the contrast scale.
+
+    A multiplier of 0 disables a transform. :meth:`from_groups` builds a pipe
+    from ADA's group letters ("bgc" = all, the default; "bg"; "b"; ...).
+
+    ``forward(images) -> images`` (same shape and dtype). Randomness comes from
+    torch's global generator of the images' device.
+    """
+
+    def __init__(self, p: float = 0.0, xflip: float = 1, rotate90: float = 1, xint: float = 1,
+                 xint_max: float = 0.125, scale: float = 1, rotate: float = 1, aniso: float = 1, xfrac: float = 1,
+                 scale_std: float = 0.2, rotate_max: float = 1.0, aniso_std: float = 0.2, xfrac_std: float = 0.125,
+                 brightness: float = 1, contrast: float = 1, lumaflip: float = 1, brightness_std: float = 0.2,
+                 contrast_std: float = 0.5):
+        super().__init__()
+        if not 0 <= p <= 1:
+            raise ValueError(f"p must be in [0, 1], got {p}")
+        mults = dict(xflip=xflip, rotate90=rotate90, xint=xint, scale=scale, rotate=rotate, aniso=aniso,
+                     xfrac=xfrac, brightness=brightness, contrast=contrast, lumaflip=lumaflip)
+        for name, v in mults.items():
+            if not v >= 0:
+                raise ValueError(f"{name} must be >= 0, got {v}")
+            setattr(self, name, float(v))
+        for name, v in dict(xint_max=xint_max, scale_std=scale_std, rotate_max=rotate_max, aniso_std=aniso_std,
+                            xfrac_std=xfrac_std, brightness_std=brightness_std, contrast_std=contrast_std).items():
+            if not v >= 0:
+                raise ValueError(f"{name} must be >= 0, got {v}")
+            setattr(self, name, float(v))
+        self.register_buffer("p", torch.tensor(float(p)))
+
+    @classmethod
+    def from_groups(cls, groups: str = "bgc", **kwargs) -> "AugmentPipe":
+        """A pipe with the transforms of the named groups ("b", "g", "c") enabled."""
+        bad = set(groups) - set(GROUPS)
+        if bad:
+            raise ValueError(f"unknown augmentation groups {sorted(bad)}; use letters of {''.join(GROUPS)}")
+        enabled = {name for g in groups for name in GROUPS[g]}
+        mults = {name: (1.0 if name in enabled else 0.0) for name in _ALL}
+        mults.update(kwargs)
+        return cls(**mults)
+
+    def set_p(self, p: float) -> None:
+        """Set the augmentation probability (clamped to [0, 1])."""
+        self.p.fill_(min(max(float(p), 0.0), 1.0))
+
+    def _chance(self, mult: float, n: int, like: torch.Tensor, prob=None) -> torch.Tensor:
+        prob = self.p * mult if prob is None else prob
+        return torch.rand(n, device=like.device) < prob
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if images.ndim != 4:
+            raise ValueError(f"images must be [N, C, H, W], got shape {tuple(images.shape)}")
+        if float(self.p) == 0:
+            return images
+        N, C, H, W = images.shape
+        dev, dt = images.device, images.dtype
+        zeros = torch.zeros(N, device=dev, dtype=dt)
+        ones = torch.ones(N, device=dev, dtype=dt)
+
+        def rand(*shape):
+            return torch.rand(*shape, device=dev, dtype=dt)
+
+        def randn(*shape):
+            return torch.randn(*shape, device=dev, dtype=dt)
+
+        # Inverse transform (output pixel -> input pixel), in pixels from the image centre.
+        G = _eye(3, N, zeros)
+        if self.xflip > 0:
+            i = torch.floor(rand(N) * 2)
+            i = torch.where(self._chance(self.xflip, N, images), i, zeros)
+            G = G @ _scale(1 - 2 * i, ones)
+        if self.rotate90 > 0:
+            i = torch.floor(rand(N) * 4)
+            i = torch.where(self._chance(self.rotate90, N, images), i, zeros)
+            G = G @ _rotate(-(math.pi / 2) * i)
+        if self.xint > 0:
+            t = (rand(N, 2) * 2 - 1) * self.xint_max
+            t = torch.where(self._chance(self.xint, N, images)[:, None], t, torch.zeros_like(t))
+            G = G @ _translate(-torch.round(t[:, 0] * W), -torch.round(t[:, 1] * H))
+        if self.scale > 0:
+            s = torch.exp2(randn(N) * self.scale_std)
+            s = torch.where(self._chance(self.scale, N, images), s, ones)
+            G = G @ _scale(1 / s, 1 / s)
+        p_rot = 1 - torch.sqrt((1 - self.rotate * self.p).clamp(0, 1))
+        if self.rotate > 0:
+            theta = (rand(N) * 2 - 1) * math.pi * self.rotate_max
+            theta = torch.where(self._chance(self.rotate, N, images, p_rot), theta, zeros)
+            G = G @ _rotate(theta)
+        if self.aniso > 0:
+            s = torch.exp2(randn(N) * self.aniso_std)
+            s = torch.where(self._chance(self.aniso, N, images), s, ones)
+            G = G @ _scale(1 / s, s)
+        if self.rotate > 0:
+            theta = (rand(N) * 2 - 1) * math.pi * self.rotate_max
+            theta = torch.where(self._chance(self.rotate, N, images, p_rot), theta, zeros)
+            G = G @ _rotate(theta)
+        if self.xfrac > 0:
+            t = randn(N, 2) * self.xfrac_std
+            t = torch.where(self._chance(self.xfrac, N, images)[:, None], t, torch.zeros_like(t))
+            G = G @ _translate(-t[:, 0] * W, -t[:, 1] * H)
+
+        x = images
+        eye3 = torch.eye(3, device=dev, dtype=dt)
+        moved = (G != eye3).flatten(1).any(dim=1)  # exact: untouched images keep an exact identity
+        if bool(moved.any()):
+            # Pixel units -> grid_sample's normalised units (align_corners=False): x_n = x_pix / (W / 2).
+            to_px = torch.diag(torch.tensor([W / 2, H / 2, 1.0], device=dev, dtype=dt))
+            to_n = torch.diag(torch.tensor([2 / W, 2 / H, 1.0], device=dev, dtype=dt))
+            theta = (to_n @ G @ to_px)[:, :2, :]
+            grid = F.affine_grid(theta, [N, C, H, W], align_corners=False)
+            warped = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+            x = torch.where(moved[:, None, None, None], warped, x)
+
+        # Colour: x' = flip * contrast * (x + brightness), as ADA's colour matrix on the luma axis.
+        scale = ones
+        offset = zeros
+        if self.brightness > 0:
+            b = randn(N) * self.brightness_std
+            b = torch.where(self._chance(self.brightness, N, images), b, zeros)
+            offset = offset + b
+        if self.contrast > 0:
+            c = torch.exp2(randn(N) * self.contrast_std)
+            c = torch.where(self._chance(self.contrast, N, images), c, ones)
+            scale, offset = scale * c, offset * c
+        if self.lumaflip > 0:
+            i = torch.floor(rand(N) * 2)
+            i = torch.where(self._chance(self.lumaflip, N, images), i, zeros)
+            scale, offset = scale * (1 - 2 * i), offset * (1 - 2 * i)
+        recolour = (scale != 1) | (offset != 0)
+        if bool(recolour.any()):
+            y = x * scale[:, None, None, None] + offset[:, None, None, None]
+            x = torch.where(recolour[:, None, None, None], y, x)
+        return x
+
+    def extra_repr(self) -> str:
+        on = [n for n in _ALL if getattr(self, n) > 0]
+        return f"p={float(self.p):.4f}, transforms={on}"
+
+
+class AdaController:
+    """Tunes ``augment_pipe.p`` from the discriminator's outputs on real images.
+
+    Args:
+        augment_pipe: the :class:`AugmentPipe` whose ``p`` is tuned (or set).
+        mode: "ada" (tune p, starting from ``p`` or 0), "fixed" (p stays at the
+            given ``p``) or "noaug" (p = 0; the training loop may skip the pipe).
+        p: initial / fixed probability.
+        target: target mean of sign(D(real)) (0.6).
+        interval: training steps between adjustments (4).
+        ada_kimg: thousands of images for p to go from 0 to 1 (500).
+        batch_size: global batch size (images per training step), used in the
+            adjustment; :meth:`step` may override it.
+        reduce_fn: optional callable applied to the accumulator tensor
+            ``[sign_sum, count]`` before each adjustment; in multi-process
+            training pass an all-reduce (sum) so all ranks agree on p.
+
+    Use: after each D phase that evaluates reals, ``accumulate(real_logits)``
+    (or ``accumulate(mean_sign, count)`` with the loss's ``Dreal_sign`` stat);
+    once per training step ``step()``. ``state_dict()`` / ``load_state_dict()``
+    checkpoint p and the accumulators.
+    """
+
+    def __init__(self, augment_pipe: AugmentPipe, mode: str = "ada", p: float | None = None, target: float = 0.6,
+                 interval: int = 4, ada_kimg: float = 500, batch_size: int | None = None,
+                 reduce_fn: Callable[[torch.Tensor], torch.Tensor] | None = None):
+        if mode not in ADA_MODES:
+            raise ValueError(f"augmentation mode must be one of {ADA_MODES}, got {mode!r}")
+        if mode == "fixed" and p is None:
+            raise ValueError("augmentation mode 'fixed' needs a probability p in [0, 1]")
+        if p is not None and not 0 <= p <= 1:
+            raise ValueError(f"p must be in [0, 1], got {p}")
+        if not -1 <= target <= 1:
+            raise ValueError(f"target must be in [-1, 1], got {target}")
+        if interval < 1:
+            raise ValueError(f"interval must be >= 1, got {interval}")
+        if not ada_kimg > 0:
+            raise ValueError(f"ada_kimg must be > 0, got {ada_kimg}")
+        self.augment_pipe = augment_pipe
+        self.mode = mode
+        self.target = float(target)
+        self.interval = int(interval)
+        self.ada_kimg = float(ada_kimg)
+        self.batch_size = batch_size
+        self.reduce_fn = reduce_fn
+        self.steps = 0
+        self._acc = torch.zeros(2, dtype=torch.float64)  # [sign_sum, count]
+        self.augment_pipe.set_p(0.0 if mode == "noaug" else (p or 0.0))
+
+    @property
+    def p(self) -> float:
+        """The current augmentation probability."""
+        return float(self.augment_pipe.p)
+
+    @property
+    def mean_sign(self) -> float | None:
+        """Mean sign of D(real) accumulated since the last adjustment (None when empty)."""
+        return None if self._acc[1] == 0 else float(self._acc[0] / self._acc[1])
+
+    def accumulate(self, signs, count: int | None = None) -> None:
+        """Add observations of D on reals.
+
+        ``signs``: a tensor of raw logits (or signs) of any shape, each element
+        one observation; or a number (or 0-d tensor) that is a mean sign over
+        ``count`` samples (default 1).
+        """
+        if isinstance(signs, torch.Tensor) and signs.numel() != 1 and count is None:
+            s = signs.detach().sign()
+            self._acc += torch.stack([s.sum().double().cpu(), torch.tensor(float(s.numel()), dtype=torch.float64)])
+            return
+        v = float(signs)
+        n = 1 if count is None else int(count)
+        if not math.isfinite(v):
+            return  # a non-finite loss is reported by the loss, not here
+        self._acc += torch.tensor([v * n, float(n)], dtype=torch.float64)
+
+    def step(self, batch_size: int | None = None) -> bool:
+        """Count one training step; every ``interval`` steps adjust p. Returns True when p was adjusted."""
+        self.steps += 1
+        if self.mode != "ada" or self.steps % self.interval != 0:
+            return False
+        acc = self._acc.clone()
+        if self.reduce_fn is not None:
+            acc = self.reduce_fn(acc)
+        self._acc.zero_()
+        if float(acc[1]) == 0:
+            return False
+        batch = self.batch_size if batch_size is None else batch_size
+        if batch is None:
+            raise ValueError("AdaController needs the batch size (constructor batch_size or step(batch_size))")
+        mean = float(acc[0] / acc[1])
+        delta = math.copysign(1.0, mean - self.target) if mean != self.target else 0.0
+        adjust = delta * (batch * self.interval) / (self.ada_kimg * 1000)
+        self.augment_pipe.set_p(self.p + adjust)
+        return True
+
+    def state_dict(self) -> dict:
+        """p, the step counter and the accumulators (tensors and plain numbers: loads with weights_only=True)."""
+        return {"mode": self.mode, "p": self.augment_pipe.p.detach().clone().cpu(), "steps": self.steps,
+                "acc": self._acc.clone()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore p (in mode "ada"; "fixed" and "noaug" keep their configured p) and the counters."""
+        if self.mode == "ada":
+            self.augment_pipe.set_p(float(state["p"]))
+        self.steps = int(state["steps"])
+        self._acc = torch.as_tensor(state["acc"], dtype=torch.float64).clone()
