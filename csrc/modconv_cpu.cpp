@@ -16,6 +16,7 @@
 
 #include "activations.h"
 #include "checks.h"
+#include "cpu_vec.h"
 #include "modconv_common.h"
 
 namespace hpcgan {
@@ -27,6 +28,87 @@ struct Tasks {
   int64_t per_sample, count;
   Tasks(const Act4& g) : per_sample((g.HW + kBlock - 1) / kBlock), count(g.N * ((g.HW + kBlock - 1) / kBlock)) {}
 };
+
+// ------------------------------------------------------------ row kernels ---
+// The innermost loops, vectorised and dispatched by CPU capability (cpu_vec.h).
+
+template <typename T>
+HPCGAN_CPU_CLONES void scale_row(T* __restrict__ out, const T* __restrict__ in, const T* __restrict__ s, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = in[i] * s[i];
+}
+
+// gx = g * s and acc += g * x along a channels_last row.
+template <typename T>
+HPCGAN_CPU_CLONES void scale_grad_row(T* __restrict__ gx, T* __restrict__ acc, const T* __restrict__ g,
+                                      const T* __restrict__ x, const T* __restrict__ s, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    gx[i] = g[i] * s[i];
+    acc[i] += g[i] * x[i];
+  }
+}
+
+template <int ACT, typename T>
+inline T epi_fwd(T v, T alpha, T gain, T clamp) {
+  return apply_clamp(act_eval<ACT, 0>(v, alpha) * gain, clamp);
+}
+
+template <int ACT, typename T>
+inline T epi_grad(T v, T dy, T alpha, T gain, T clamp) {
+  T gp = dy * act_eval<ACT, 1>(v, alpha) * gain;
+  return (clamp >= T(0) && !within_clamp(act_eval<ACT, 0>(v, alpha) * gain, clamp)) ? T(0) : gp;
+}
+
+// channels_last row of C channels at one pixel: y = f(z * d + nv + b)
+template <int ACT, typename T>
+HPCGAN_CPU_CLONES void epi_row_cl(T* __restrict__ y, const T* __restrict__ z, const T* __restrict__ d,
+                                  const T* __restrict__ b, T nv, int64_t C, T alpha, T gain, T clamp) {
+  for (int64_t c = 0; c < C; ++c) y[c] = epi_fwd<ACT>(z[c] * d[c] + nv + b[c], alpha, gain, clamp);
+}
+
+// NCHW row of pixels of one channel: y = f(z * dc + noise + bc)
+template <int ACT, typename T>
+HPCGAN_CPU_CLONES void epi_row_nchw(T* __restrict__ y, const T* __restrict__ z, const T* __restrict__ nz, T dc,
+                                    T bc, int64_t n, T alpha, T gain, T clamp) {
+  for (int64_t i = 0; i < n; ++i) y[i] = epi_fwd<ACT>(z[i] * dc + nz[i] + bc, alpha, gain, clamp);
+}
+
+// Backward along a channels_last row; returns the sum over channels (noise gradient).
+template <int ACT, typename T>
+HPCGAN_CPU_CLONES T epi_grad_row_cl(T* __restrict__ gz, T* __restrict__ accd, T* __restrict__ accb,
+                                    const T* __restrict__ dy, const T* __restrict__ z, const T* __restrict__ d,
+                                    const T* __restrict__ b, T nv, int64_t C, T alpha, T gain, T clamp) {
+  T an = T(0);
+#pragma omp simd reduction(+ : an)
+  for (int64_t c = 0; c < C; ++c) {
+    const T zv = z[c];
+    const T gp = epi_grad<ACT>(zv * d[c] + nv + b[c], dy[c], alpha, gain, clamp);
+    gz[c] = gp * d[c];
+    accd[c] += gp * zv;
+    accb[c] += gp;
+    an += gp;
+  }
+  return an;
+}
+
+// Backward along an NCHW row of one channel; adds to the noise gradient row and
+// returns the sums of gp * z and gp.
+template <int ACT, typename T>
+HPCGAN_CPU_CLONES void epi_grad_row_nchw(T* __restrict__ gz, T* __restrict__ gn, const T* __restrict__ dy,
+                                         const T* __restrict__ z, const T* __restrict__ nz, T dc, T bc, int64_t n,
+                                         T alpha, T gain, T clamp, T* sums) {
+  T ad = T(0), ab = T(0);
+#pragma omp simd reduction(+ : ad, ab)
+  for (int64_t i = 0; i < n; ++i) {
+    const T zv = z[i];
+    const T gp = epi_grad<ACT>(zv * dc + nz[i] + bc, dy[i], alpha, gain, clamp);
+    gz[i] = gp * dc;
+    gn[i] += gp;
+    ad += gp * zv;
+    ab += gp;
+  }
+  sums[0] = ad;
+  sums[1] = ab;
+}
 
 // ---------------------------------------------------------------- modulate ---
 template <typename T>
@@ -40,8 +122,7 @@ void modulate_kernel(const Act4& g, const T* x, const T* s, T* xs) {
       T* out = xs + n * g.HW * g.C;  // channels_last
       if (g.cl) {
         const T* in = x + n * g.HW * g.C;
-        for (int64_t hw = hw0; hw < hw1; ++hw)
-          for (int64_t c = 0; c < g.C; ++c) out[hw * g.C + c] = in[hw * g.C + c] * sn[c];
+        for (int64_t hw = hw0; hw < hw1; ++hw) scale_row<T>(out + hw * g.C, in + hw * g.C, sn, g.C);
       } else {  // transpose NCHW -> NHWC block by block while scaling
         const T* in = x + n * g.C * g.HW;
         for (int64_t c = 0; c < g.C; ++c) {
@@ -82,11 +163,7 @@ void modulate_backward_kernel(const Act4& g, const Act4& gg, const T* gxs, const
         const int64_t base = n * g.HW * g.C;
         for (int64_t hw = hw0; hw < hw1; ++hw) {
           const int64_t o = base + hw * g.C;
-          for (int64_t c = 0; c < g.C; ++c) {
-            const T v = gxs[o + c];
-            gx[o + c] = v * sn[c];
-            acc[c] += v * x[o + c];
-          }
+          scale_grad_row<T>(gx + o, acc, gxs + o, x + o, sn, g.C);
         }
       } else {
         for (int64_t c = 0; c < g.C; ++c) {
@@ -146,20 +223,12 @@ void epilogue_kernel(const Act4& g, const EpiParams& p, const T* z, const T* d, 
       if (g.cl) {
         for (int64_t hw = hw0; hw < hw1; ++hw) {
           const int64_t o = (n * g.HW + hw) * g.C;
-          const T nv = nz[hw];
-          for (int64_t c = 0; c < g.C; ++c) {
-            const T v = z[o + c] * dn[c] + nv + bn[c];
-            y[o + c] = apply_clamp(act_eval<ACT, 0>(v, alpha) * gain, clamp);
-          }
+          epi_row_cl<ACT, T>(y + o, z + o, dn, bn, nz[hw], g.C, alpha, gain, clamp);
         }
       } else {
         for (int64_t c = 0; c < g.C; ++c) {
-          const int64_t o = (n * g.C + c) * g.HW;
-          const T dc = dn[c], bc = bn[c];
-          for (int64_t hw = hw0; hw < hw1; ++hw) {
-            const T v = z[o + hw] * dc + nz[hw] + bc;
-            y[o + hw] = apply_clamp(act_eval<ACT, 0>(v, alpha) * gain, clamp);
-          }
+          const int64_t o = (n * g.C + c) * g.HW + hw0;
+          epi_row_nchw<ACT, T>(y + o, z + o, nz + hw0, dn[c], bn[c], hw1 - hw0, alpha, gain, clamp);
         }
       }
     }
@@ -210,34 +279,29 @@ void epilogue_backward_kernel(const Act4& g, const Act4& gd_geom, const EpiParam
       T* gn = gnoise + n * g.HW;
       for (int64_t c = 0; c < g.C; ++c) accd[c] = accb[c] = T(0);
       for (int64_t hw = hw0; hw < hw1; ++hw) gn[hw] = T(0);
-      auto grad_pre = [&](T v, T dyv) {
-        T gp = dyv * act_eval<ACT, 1>(v, alpha) * gain;
-        if (clamp >= T(0) && !within_clamp(act_eval<ACT, 0>(v, alpha) * gain, clamp)) gp = T(0);
-        return gp;
-      };
       if (g.cl && gd_geom.cl) {
         for (int64_t hw = hw0; hw < hw1; ++hw) {
           const int64_t o = (n * g.HW + hw) * g.C;
-          const T nv = nz[hw];
-          T an = T(0);
-          for (int64_t c = 0; c < g.C; ++c) {
-            const T zv = z[o + c];
-            const T gp = grad_pre(zv * dn[c] + nv + bn[c], dy[o + c]);
-            gz[o + c] = gp * dn[c];
-            accd[c] += gp * zv;
-            accb[c] += gp;
-            an += gp;
-          }
-          gn[hw] = an;
+          gn[hw] = epi_grad_row_cl<ACT, T>(gz + o, accd, accb, dy + o, z + o, dn, bn, nz[hw], g.C, alpha, gain,
+                                           clamp);
         }
-      } else {
+      } else if (!g.cl && !gd_geom.cl) {
+        T sums[2];
+        for (int64_t c = 0; c < g.C; ++c) {
+          const int64_t o = (n * g.C + c) * g.HW + hw0;
+          epi_grad_row_nchw<ACT, T>(gz + o, gn + hw0, dy + o, z + o, nz + hw0, dn[c], bn[c], hw1 - hw0, alpha, gain,
+                                    clamp, sums);
+          accd[c] = sums[0];
+          accb[c] = sums[1];
+        }
+      } else {  // mixed layouts (rare): element by element
         for (int64_t c = 0; c < g.C; ++c) {
           const T dc = dn[c], bc = bn[c];
           T ad = T(0), ab = T(0);
           for (int64_t hw = hw0; hw < hw1; ++hw) {
             const int64_t o = g.off(n, c, hw);
             const T zv = z[o];
-            const T gp = grad_pre(zv * dc + nz[hw] + bc, dy[gd_geom.off(n, c, hw)]);
+            const T gp = epi_grad<ACT>(zv * dc + nz[hw] + bc, dy[gd_geom.off(n, c, hw)], alpha, gain, clamp);
             gz[o] = gp * dc;
             ad += gp * zv;
             ab += gp;

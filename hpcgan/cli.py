@@ -139,6 +139,14 @@ def _add_data_commands(sub) -> None:
     ph.set_defaults(func=_cmd_phantom)
 
 
+def _add_gan_commands(sub) -> None:
+    """Verbs of the GAN stage (hpcgan.gan): train-gan, generate."""
+
+
+def _add_metrics_commands(sub) -> None:
+    """Verbs of the metrics stage (hpcgan.metrics): metrics."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hpcgan",
@@ -148,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     _add_core_commands(sub)
     _add_data_commands(sub)
+    _add_gan_commands(sub)
+    _add_metrics_commands(sub)
     return parser
 
 
@@ -159,6 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     except HpcganError as exc:
         print(f"hpcgan {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and closed early
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
