@@ -81,6 +81,7 @@ at::Tensor launch(const at::Tensor& dy_in, const at::Tensor& x_in, const std::op
   if (ORDER >= 0) dy = match_layout(dy_in, x);
   at::Tensor y = at::empty_like(x);
   if (g.numel == 0) return y;
+  advise_huge_pages(y.data_ptr(), y.nbytes());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "hpcgan::bias_act_cpu", [&] {
     using T = scalar_t;
     const T* bp = b.defined() ? b.data_ptr<T>() : nullptr;

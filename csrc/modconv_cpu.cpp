@@ -142,6 +142,7 @@ at::Tensor modulate_cpu(const at::Tensor& x_in, const at::Tensor& s_in) {
   at::Tensor s = coef_nc(s_in, x, g, "s");
   at::Tensor xs = at::empty(x.sizes(), x.options().memory_format(at::MemoryFormat::ChannelsLast));
   if (x.numel() == 0) return xs;
+  advise_huge_pages(xs.data_ptr(), xs.nbytes());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "hpcgan::modulate_cpu", [&] {
     modulate_kernel<scalar_t>(g, x.data_ptr<scalar_t>(), s.data_ptr<scalar_t>(), xs.data_ptr<scalar_t>());
   });
@@ -191,6 +192,7 @@ std::tuple<at::Tensor, at::Tensor> modulate_backward_cpu(const at::Tensor& gxs_i
   HPCGAN_CHECK_SAME_DTYPE(gxs, x);
   at::Tensor s = coef_nc(s_in, x, g, "s");
   at::Tensor gx = at::empty_like(x);
+  advise_huge_pages(gx.data_ptr(), gx.nbytes());
   Tasks tk(g);
   at::Tensor partial = at::empty({std::max<int64_t>(tk.count, 1), g.N > 0 ? g.C : 0}, x.options());
   if (x.numel() == 0) return {gx, at::zeros_like(s)};
@@ -251,6 +253,7 @@ at::Tensor modconv_epilogue_cpu(const at::Tensor& z_in, const std::optional<at::
   p.has_b = b.defined();
   at::Tensor y = at::empty_like(z);
   if (z.numel() == 0) return y;
+  advise_huge_pages(y.data_ptr(), y.nbytes());
   AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "hpcgan::modconv_epilogue_cpu", [&] {
     using T = scalar_t;
     HPCGAN_DISPATCH_ACT(act, [&] {
@@ -335,6 +338,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> modconv_epilogue_back
   p.has_b = b.defined();
   Tasks tk(g);
   at::Tensor gz = at::empty_like(z);
+  advise_huge_pages(gz.data_ptr(), gz.nbytes());
   at::Tensor pd = at::zeros({tk.count, g.C}, z.options());
   at::Tensor pb = at::zeros({tk.count, g.C}, z.options());
   at::Tensor gnoise = at::zeros({g.N, 1, z.size(2), z.size(3)}, z.options());

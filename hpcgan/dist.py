@@ -123,3 +123,72 @@ def mpi_comm():
             "with srun use --mpi=pmix, with mpirun check that mpi4py was built against this MPI"
         )
     return comm
+
+
+def _slurm_master_addr() -> str | None:
+    """The first host of this SLURM job step (``scontrol show hostnames``), or None."""
+    nodelist = os.environ.get("SLURM_STEP_NODELIST") or os.environ.get("SLURM_JOB_NODELIST")
+    if not nodelist:
+        return None
+    import subprocess
+
+    try:
+        out = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True,
+                             timeout=30, check=True).stdout.split()
+    except (OSError, subprocess.SubprocessError):
+        return nodelist.split(",")[0] if "[" not in nodelist else None
+    return out[0] if out else None
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("", 0))
+        return int(s.getsockname()[1])
+
+
+def init_process_group(backend: str | None = None, timeout_s: float = 1800.0) -> bool:
+    """Join torch.distributed when this process is one of several ranks; returns True if it did.
+
+    Backend: ``nccl`` when CUDA is available, else ``gloo`` (override with ``backend``).
+    The rendezvous address is ``MASTER_ADDR``/``MASTER_PORT`` from the environment
+    (torchrun sets them; so may a batch script); otherwise rank 0's host name and a
+    free port are broadcast over mpi4py (mpirun, srun --mpi=pmix), or, under srun
+    without MPI, the job's first node and a port derived from the job id.
+    Idempotent; a single process (world size 1) does nothing and returns False.
+    On CUDA each rank uses the GPU of its local rank.
+    """
+    n = world_size()
+    if n <= 1:
+        return False
+    import datetime
+    import socket
+
+    import torch
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        return True
+    if backend is None:
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(local_rank() % max(1, torch.cuda.device_count()))
+    addr, port = os.environ.get("MASTER_ADDR"), os.environ.get("MASTER_PORT")
+    if not addr or not port:
+        comm = mpi_comm()
+        if comm is not None:
+            mine = (socket.getfqdn() if local_world_size() < n else "127.0.0.1", _free_port()) if rank() == 0 else None
+            mine = comm.bcast(mine, root=0)
+            addr, port = addr or mine[0], port or str(mine[1])
+        elif launcher() == "slurm":
+            addr = addr or _slurm_master_addr()
+            port = port or str(15000 + int(os.environ.get("SLURM_JOB_ID", "0")) % 20000)
+        if not addr or not port:
+            from hpcgan.errors import HpcganError
+
+            raise HpcganError(f"rank {rank()} of {n}: cannot find the rendezvous address; set MASTER_ADDR and "
+                              "MASTER_PORT, or start with torchrun, or with mpirun/srun and mpi4py installed")
+    dist.init_process_group(backend, init_method=f"tcp://{addr}:{port}", rank=rank(), world_size=n,
+                            timeout=datetime.timedelta(seconds=timeout_s))
+    return True

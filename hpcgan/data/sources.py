@@ -38,6 +38,7 @@ FLAG_RGB = 1 << 4  # the file was RGB/RGBA with equal channels
 FLAG_RGB_UNEQUAL = 1 << 5  # RGB with unequal channels: converted to luminance
 FLAG_16BIT = 1 << 6  # the file was 16-bit: scaled to 8 bits
 FLAG_ALPHA = 1 << 7  # the file had an alpha channel (dropped)
+FLAG_SYNTHETIC = 1 << 8  # made by a generator (`hpcgan generate`), not a real X-ray
 
 FLAG_NAMES = {
     FLAG_NO_MASK: "no_mask",
@@ -48,6 +49,7 @@ FLAG_NAMES = {
     FLAG_RGB_UNEQUAL: "rgb_unequal",
     FLAG_16BIT: "16bit",
     FLAG_ALPHA: "alpha",
+    FLAG_SYNTHETIC: "synthetic",
 }
 
 

@@ -6,5 +6,19 @@ registered as ``torch.ops.hpcgan.*`` with autograd.
 """
 
 from hpcgan.ops.bias_act import ACTIVATIONS, bias_act, bias_act_ref
+from hpcgan.ops.modulated_conv2d import modulated_conv2d, modulated_conv2d_ref
+from hpcgan.ops.upfirdn2d import downsample2d, filter2d, setup_filter, upfirdn2d, upfirdn2d_ref, upsample2d
 
-__all__ = ["ACTIVATIONS", "bias_act", "bias_act_ref"]
+__all__ = [
+    "ACTIVATIONS",
+    "bias_act",
+    "bias_act_ref",
+    "downsample2d",
+    "filter2d",
+    "modulated_conv2d",
+    "modulated_conv2d_ref",
+    "setup_filter",
+    "upfirdn2d",
+    "upfirdn2d_ref",
+    "upsample2d",
+]

@@ -1,0 +1,321 @@
+"""upfirdn2d: the native kernel against the plain-PyTorch reference, gradients,
+opcheck, argument validation and the resampling helpers."""
+
+import pytest
+import torch
+
+from hpcgan.ops import _native
+from hpcgan.ops.upfirdn2d import (
+    downsample2d,
+    filter2d,
+    setup_filter,
+    upfirdn2d,
+    upfirdn2d_ref,
+    upsample2d,
+)
+
+
+def _tol(dtype):
+    if dtype == torch.float64:
+        return dict(rtol=1e-10, atol=1e-10)
+    if dtype == torch.float32:
+        return dict(rtol=1e-5, atol=1e-5)
+    return dict(rtol=1e-2, atol=1e-2)
+
+
+def _check(x, f, **kw):
+    y = upfirdn2d(x, f, impl="native", **kw)
+    r = upfirdn2d_ref(x, f, **kw)
+    assert y.shape == r.shape
+    assert y.dtype == x.dtype
+    torch.testing.assert_close(y, r, **_tol(x.dtype))
+    return y
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+def test_native_extension_present():
+    assert _native.available(), f"hpcgan._C is not built: {_native.import_error()}"
+
+
+# (up, down, padding, filter taps (1-D: separable, tuple of 2: 2-D shape))
+STYLEGAN_CASES = [
+    (2, 1, [2, 1, 2, 1], 4),  # upsample2d, 4-tap filter
+    (1, 2, [1, 1, 1, 1], 4),  # downsample2d, 4-tap filter
+    (1, 1, [2, 1, 2, 1], 4),  # filter2d
+    (1, 1, [1, 1, 1, 1], 4),  # conv-transpose style (stride-2 conv follow-up blur)
+    (1, 1, [2, 2, 2, 2], 4),  # conv2d_resample down path, pad (fw - down + kw - 1) // 2
+    (2, 1, [1, 1, 1, 1], 4),  # modulated conv2d up path
+    (1, 1, [3, 2, 3, 2], 6),
+]
+
+ODD_CASES = [
+    (4, 1, [4, 3, 4, 3], 8),
+    (1, 4, [2, 2, 2, 2], 8),
+    (2, 2, [1, 2, 0, 1], 3),
+    (3, 2, [0, 0, 1, 1], 5),
+    ([2, 1], [1, 2], [2, 1, 0, 3], 4),
+    (1, [3, 1], [1, -1, -2, 1], 3),
+    (1, 1, [-1, -2, 0, -1], 2),
+    (2, 3, [-3, 2, 4, -1], (3, 5)),
+    (1, 1, [1, 2, 0, 1], (4, 1)),
+    (3, 1, [0, 0, 0, 0], (2, 2)),
+    (1, 1, 0, None),
+    (2, 1, 0, None),
+    (1, 2, [0, 1, 0, 1], None),
+]
+
+
+def _filter(spec, dtype=torch.float32):
+    if spec is None:
+        return None
+    if isinstance(spec, int):
+        return torch.rand(spec, dtype=dtype) + 0.1
+    return torch.randn(spec, dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("up, down, padding, fspec", STYLEGAN_CASES + ODD_CASES)
+def test_native_matches_ref(up, down, padding, fspec, dtype):
+    x = torch.randn(2, 3, 9, 10, dtype=dtype)
+    f = _filter(fspec)
+    for flip in (False, True):
+        _check(x, f, up=up, down=down, padding=padding, flip_filter=flip, gain=1.5)
+
+
+@pytest.mark.parametrize("up, down, padding, fspec", STYLEGAN_CASES + ODD_CASES[:6])
+def test_channels_last(up, down, padding, fspec):
+    x = torch.randn(2, 5, 8, 7).to(memory_format=torch.channels_last)
+    y = _check(x, _filter(fspec), up=up, down=down, padding=padding, gain=0.7)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    assert not y.is_contiguous()
+
+
+def test_contiguous_output_stays_contiguous():
+    y = _check(torch.randn(2, 3, 8, 8), _filter(4), up=2, padding=[2, 1, 2, 1])
+    assert y.is_contiguous()
+
+
+def test_2d_filter_flip_differs():
+    x = torch.randn(1, 2, 6, 6)
+    f = torch.randn(3, 3)
+    a = _check(x, f, padding=1, flip_filter=False)
+    b = _check(x, f, padding=1, flip_filter=True)
+    assert not torch.allclose(a, b)
+    torch.testing.assert_close(a, upfirdn2d(x, f.flip([0, 1]), padding=1, flip_filter=True))
+
+
+def test_separable_equals_outer_product():
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    f = torch.tensor([1.0, 3.0, 3.0, 1.0], dtype=torch.float64)
+    a = upfirdn2d(x, f, up=2, padding=[2, 1, 2, 1], gain=3.0)
+    b = upfirdn2d(x, torch.outer(f, f) * 3.0, up=2, padding=[2, 1, 2, 1])
+    torch.testing.assert_close(a, b)
+
+
+def test_non_contiguous_input():
+    base = torch.randn(2, 6, 12, 11)
+    x = base[:, 1::2, 1:, ::2]
+    assert not x.is_contiguous()
+    _check(x, _filter(4), up=2, down=1, padding=[2, 1, 2, 1])
+    _check(x, _filter((3, 3)), down=2, padding=1)
+    xc = base.to(memory_format=torch.channels_last)[:, :, 1:-1]
+    _check(xc, _filter(4), down=2, padding=1)
+
+
+def test_batch_size_one_and_single_channel():
+    _check(torch.randn(1, 1, 5, 7), _filter(4), up=2, padding=[2, 1, 2, 1])
+    _check(torch.randn(1, 4, 1, 1), _filter(3), up=2, padding=2)
+
+
+def test_empty_batch():
+    y = upfirdn2d(torch.randn(0, 3, 8, 8), _filter(4), down=2, padding=1)
+    assert y.shape == (0, 3, 4, 4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_low_precision_cpu(dtype):
+    x = torch.randn(2, 3, 8, 8).to(dtype)
+    f = setup_filter([1, 3, 3, 1])
+    y = upsample2d(x, f, impl="native")
+    assert y.dtype == dtype
+    r = upsample2d(x.float(), f, impl="ref")
+    torch.testing.assert_close(y.float(), r, rtol=1e-2, atol=1e-2)
+    torch.testing.assert_close(y, upsample2d(x, f, impl="ref"), **_tol(dtype))
+
+
+def test_gain_and_impl_ref():
+    x = torch.randn(2, 3, 8, 8)
+    f = _filter(4)
+    a = upfirdn2d(x, f, padding=1, gain=-2.5)
+    b = upfirdn2d(x, f, padding=1)
+    torch.testing.assert_close(a, b * -2.5)
+    torch.testing.assert_close(upfirdn2d(x, f, padding=1, impl="ref"), b)
+
+
+# ---------------------------------------------------------------------------
+# gradients and operator checks
+# ---------------------------------------------------------------------------
+
+GRAD_CASES = [
+    (2, 1, [2, 1, 2, 1], 4),
+    (1, 2, [1, 1, 1, 1], 4),
+    (1, 1, [1, 2, 1, 0], (3, 2)),
+    (3, 2, [1, -1, 0, 2], 3),
+    ([1, 2], [2, 1], [0, 1, 2, 1], (2, 3)),
+]
+
+
+@pytest.mark.parametrize("up, down, padding, fspec", GRAD_CASES)
+def test_gradcheck(up, down, padding, fspec):
+    x = torch.randn(1, 2, 5, 4, dtype=torch.float64, requires_grad=True)
+    f = _filter(fspec, torch.float64)
+    for flip in (False, True):
+
+        def fn(x):
+            return upfirdn2d(x, f, up=up, down=down, padding=padding, flip_filter=flip, gain=1.3, impl="native")
+
+        assert torch.autograd.gradcheck(fn, (x,))
+        assert torch.autograd.gradgradcheck(fn, (x,))
+
+
+def test_grad_matches_ref_channels_last():
+    x = torch.randn(2, 4, 6, 6, dtype=torch.float64).to(memory_format=torch.channels_last)
+    f = setup_filter([1, 3, 3, 1]).double()
+    xn = x.clone().requires_grad_()
+    xr = x.clone().requires_grad_()
+    gy = torch.randn(2, 4, 12, 12, dtype=torch.float64)
+    upsample2d(xn, f, impl="native").backward(gy)
+    upsample2d(xr, f, impl="ref").backward(gy)
+    torch.testing.assert_close(xn.grad, xr.grad)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        (2, 2, 1, 1, 2, 1, 2, 1, False, 1.0),
+        (1, 1, 2, 2, 1, 1, 1, 1, True, 2.0),
+        (3, 1, 1, 2, 0, -1, 2, 1, False, 0.5),
+    ],
+)
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_opcheck(args, channels_last):
+    x = torch.randn(2, 3, 6, 5, dtype=torch.float64, requires_grad=True)
+    if channels_last:
+        x = x.detach().to(memory_format=torch.channels_last).requires_grad_()
+    f = torch.randn(4, 4, dtype=torch.float64)
+    torch.library.opcheck(torch.ops.hpcgan.upfirdn2d.default, (x, f, *args))
+
+
+# ---------------------------------------------------------------------------
+# validation
+# ---------------------------------------------------------------------------
+
+
+def test_bad_arguments():
+    x = torch.randn(1, 2, 8, 8)
+    f = _filter(4)
+    with pytest.raises(ValueError, match="x"):
+        upfirdn2d(torch.randn(2, 8, 8), f)
+    with pytest.raises(ValueError, match="x"):
+        upfirdn2d(torch.zeros(1, 2, 8, 8, dtype=torch.int64), f)
+    with pytest.raises(ValueError, match="f"):
+        upfirdn2d(x, torch.ones(2, 2, 2))
+    with pytest.raises(ValueError, match="f"):
+        upfirdn2d(x, torch.ones(3, dtype=torch.int64))
+    with pytest.raises(ValueError, match="up"):
+        upfirdn2d(x, f, up=0)
+    with pytest.raises(ValueError, match="up"):
+        upfirdn2d(x, f, up=[2, -1])
+    with pytest.raises(ValueError, match="down"):
+        upfirdn2d(x, f, down=0)
+    with pytest.raises(ValueError, match="down"):
+        upfirdn2d(x, f, down=-2)
+    with pytest.raises(ValueError, match="padding"):
+        upfirdn2d(x, f, padding=[1, 2, 3])
+    with pytest.raises(ValueError, match="larger than"):
+        upfirdn2d(torch.randn(1, 2, 2, 2), torch.ones(4, 4))
+    with pytest.raises(ValueError, match="larger than"):
+        upfirdn2d(x, f, padding=-4)
+    with pytest.raises(ValueError, match="f must be on the device"):
+        upfirdn2d(x, f.to("meta"))
+    with pytest.raises(ValueError, match="gain"):
+        upfirdn2d(x, f, gain=float("nan"))
+    with pytest.raises(ValueError, match="impl"):
+        upfirdn2d(x, f, impl="fast")
+    with pytest.raises(ValueError, match="up"):
+        upfirdn2d_ref(x, f, up=0)
+
+
+def test_native_op_checks_raise():
+    x = torch.randn(1, 2, 8, 8)
+    f = torch.ones(3, 3)
+    with pytest.raises(RuntimeError, match="up"):
+        torch.ops.hpcgan.upfirdn2d(x, f, 0, 1, 1, 1, 0, 0, 0, 0, False, 1.0)
+    with pytest.raises(RuntimeError, match="larger"):
+        torch.ops.hpcgan.upfirdn2d(x, f, 1, 1, 1, 1, -6, 0, 0, 0, False, 1.0)
+    with pytest.raises(RuntimeError, match="dimensions"):
+        torch.ops.hpcgan.upfirdn2d(x[0], f, 1, 1, 1, 1, 0, 0, 0, 0, False, 1.0)
+
+
+# ---------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------
+
+
+def test_setup_filter():
+    f = setup_filter([1, 3, 3, 1])
+    assert f.shape == (4, 4) and f.dtype == torch.float32
+    torch.testing.assert_close(f.sum(), torch.tensor(1.0))
+    fs = setup_filter([1, 3, 3, 1], separable=True)
+    assert fs.shape == (4,)
+    torch.testing.assert_close(torch.outer(fs, fs), f)
+    assert setup_filter([1, 2, 3, 4, 5, 6, 7, 8]).ndim == 1  # long 1-D filters stay separable
+    torch.testing.assert_close(setup_filter([1, 3, 3, 1], gain=4).sum(), torch.tensor(4.0))
+    fg = setup_filter([1, 3, 3, 1], gain=4, separable=True)
+    torch.testing.assert_close(torch.outer(fg, fg).sum(), torch.tensor(4.0))
+    torch.testing.assert_close(setup_filter([1, 2], flip_filter=True, separable=True), torch.tensor([2.0, 1.0]) / 3)
+    assert setup_filter(None).shape == (1, 1)
+    with pytest.raises(ValueError, match="f"):
+        setup_filter(torch.ones(2, 2, 2))
+    with pytest.raises(ValueError, match="sum"):
+        setup_filter([1, -1])
+
+
+@pytest.mark.parametrize("f", [setup_filter([1, 3, 3, 1]), setup_filter([1, 3, 3, 1], separable=True), None])
+def test_resample_helpers_sizes(f):
+    x = torch.randn(2, 3, 8, 6)
+    assert upsample2d(x, f).shape == (2, 3, 16, 12)
+    assert upsample2d(x, f, up=[2, 1]).shape == (2, 3, 8, 12)
+    assert downsample2d(x, f).shape == (2, 3, 4, 3)
+    assert downsample2d(x, f, down=[3, 2]).shape == (2, 3, 4, 2)
+    assert filter2d(x, f).shape == (2, 3, 8, 6)
+    assert filter2d(x, f, padding=1).shape == (2, 3, 10, 8)
+
+
+def test_resample_helpers_preserve_brightness():
+    x = torch.ones(1, 2, 8, 8)
+    f = setup_filter([1, 3, 3, 1])
+    assert torch.allclose(upsample2d(x, f)[..., 2:-2, 2:-2], torch.ones(()))
+    assert torch.allclose(downsample2d(x, f)[..., 1:-1, 1:-1], torch.ones(()))
+    assert torch.allclose(filter2d(x, f)[..., 2:-2, 2:-2], torch.ones(()))
+
+
+@pytest.mark.parametrize("impl", ["native", "ref"])
+def test_resample_helpers_native_vs_ref(impl):
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    f = setup_filter([1, 3, 3, 1]).double()
+    for op in (upsample2d, downsample2d, filter2d):
+        torch.testing.assert_close(op(x, f, impl=impl), op(x, f, impl="ref"))
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_tall_image_large_filter(channels_last):
+    # outH * fh * fw > 2**18: the kernel builds its tap lists row by row
+    x = torch.randn(1, 2, 1030, 5, dtype=torch.float64)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    _check(x, torch.randn(16, 16, dtype=torch.float64), up=[1, 2], padding=[8, 7, 8, 8])
