@@ -112,39 +112,51 @@ HPCGAN_CPU_CLONES void epi_grad_row_nchw(T* __restrict__ gz, T* __restrict__ gn,
 
 // ---------------------------------------------------------------- modulate ---
 template <typename T>
-void modulate_kernel(const Act4& g, const T* x, const T* s, T* xs) {
+HPCGAN_CPU_CLONES void scale_const_row(T* __restrict__ out, const T* __restrict__ in, T s, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = in[i] * s;
+}
+
+template <typename T>
+void modulate_kernel(const Act4& g, bool out_cl, const T* x, const T* s, T* xs) {
   Tasks tk(g);
   at::parallel_for(0, tk.count, 1, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t n = t / tk.per_sample, hw0 = (t % tk.per_sample) * kBlock;
       const int64_t hw1 = std::min(g.HW, hw0 + kBlock);
       const T* sn = s + n * g.C;
-      T* out = xs + n * g.HW * g.C;  // channels_last
-      if (g.cl) {
-        const T* in = x + n * g.HW * g.C;
+      const T* in = x + n * g.HW * g.C;
+      T* out = xs + n * g.HW * g.C;
+      if (out_cl && g.cl) {
         for (int64_t hw = hw0; hw < hw1; ++hw) scale_row<T>(out + hw * g.C, in + hw * g.C, sn, g.C);
-      } else {  // transpose NCHW -> NHWC block by block while scaling
-        const T* in = x + n * g.C * g.HW;
+      } else if (!out_cl && !g.cl) {
+        for (int64_t c = 0; c < g.C; ++c)
+          scale_const_row<T>(out + c * g.HW + hw0, in + c * g.HW + hw0, sn[c], hw1 - hw0);
+      } else if (out_cl) {  // NCHW -> NHWC, block by block, while scaling
         for (int64_t c = 0; c < g.C; ++c) {
           const T sc = sn[c];
           const T* row = in + c * g.HW;
           for (int64_t hw = hw0; hw < hw1; ++hw) out[hw * g.C + c] = row[hw] * sc;
         }
+      } else {  // NHWC -> NCHW
+        for (int64_t hw = hw0; hw < hw1; ++hw)
+          for (int64_t c = 0; c < g.C; ++c) out[c * g.HW + hw] = in[hw * g.C + c] * sn[c];
       }
     }
   });
 }
 
-at::Tensor modulate_cpu(const at::Tensor& x_in, const at::Tensor& s_in) {
+at::Tensor modulate_cpu(const at::Tensor& x_in, const at::Tensor& s_in, bool channels_last) {
   HPCGAN_CHECK_CPU(x_in);
   Act4 g;
   at::Tensor x = as_act4(x_in, true, g, "x");
   at::Tensor s = coef_nc(s_in, x, g, "s");
-  at::Tensor xs = at::empty(x.sizes(), x.options().memory_format(at::MemoryFormat::ChannelsLast));
+  at::Tensor xs = at::empty(x.sizes(), x.options().memory_format(channels_last ? at::MemoryFormat::ChannelsLast
+                                                                              : at::MemoryFormat::Contiguous));
   if (x.numel() == 0) return xs;
   advise_huge_pages(xs.data_ptr(), xs.nbytes());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "hpcgan::modulate_cpu", [&] {
-    modulate_kernel<scalar_t>(g, x.data_ptr<scalar_t>(), s.data_ptr<scalar_t>(), xs.data_ptr<scalar_t>());
+    modulate_kernel<scalar_t>(g, channels_last, x.data_ptr<scalar_t>(), s.data_ptr<scalar_t>(),
+                              xs.data_ptr<scalar_t>());
   });
   return xs;
 }

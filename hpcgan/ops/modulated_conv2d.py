@@ -42,6 +42,7 @@ from hpcgan.ops.bias_act import bias_act_ref, resolve_act
 from hpcgan.ops.upfirdn2d import downsample2d, setup_filter, upfirdn2d
 
 DEMOD_EPS = 1e-8
+CHANNELS_LAST_MIN_PIXELS = 32 * 32
 
 
 def _pair(v, name):
@@ -179,7 +180,10 @@ def _native_forward(x, weight, styles, noise, bias, up, down, px, py, f, demodul
     d = None
     if demodulate:
         d = (styles.square() @ weight.square().sum(dim=[2, 3]).t() + DEMOD_EPS).rsqrt()  # [N, Cout]
-    xs = torch.ops.hpcgan.modulate(x, styles)  # channels_last
+    # channels_last makes oneDNN's convolution faster from 32x32 on; below that the
+    # weights outweigh the activations and layout conversions of the weight cost more.
+    cl = x.shape[2] * x.shape[3] >= CHANNELS_LAST_MIN_PIXELS
+    xs = torch.ops.hpcgan.modulate(x, styles, cl)
     if up == 1:
         z = F.conv2d(xs, weight, padding=(py, px))
         if down > 1:
@@ -228,8 +232,9 @@ def _register():
     lib = "hpcgan::"
 
     @torch.library.register_fake(lib + "modulate")
-    def _(x, s):
-        return torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
+    def _(x, s, channels_last):
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        return torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=fmt)
 
     def _like_act4(t):
         # The native kernels keep NCHW-contiguous and channels_last tensors as they
@@ -256,7 +261,7 @@ def _register():
 
     # modulate: xs = x * s[:, :, None, None]
     def setup_mod(ctx, inputs, output):
-        x, s = inputs
+        x, s, _ = inputs
         ctx.save_for_backward(x, s)
 
     def backward_mod(ctx, gxs):
@@ -266,7 +271,7 @@ def _register():
             gs = (gxs * x).sum(dim=[2, 3])
         else:
             gx, gs = ops.modulate_backward(gxs, x, s)
-        return (gx if ctx.needs_input_grad[0] else None), (gs if ctx.needs_input_grad[1] else None)
+        return (gx if ctx.needs_input_grad[0] else None), (gs if ctx.needs_input_grad[1] else None), None
 
     torch.library.register_autograd(lib + "modulate", backward_mod, setup_context=setup_mod)
 

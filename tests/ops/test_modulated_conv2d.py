@@ -1,5 +1,7 @@
 """modulated_conv2d: the fused native path against the per-sample-weight reference."""
 
+import importlib
+
 import pytest
 import torch
 from torch.library import opcheck
@@ -105,7 +107,10 @@ def test_opcheck_fused_pieces():
     d = torch.rand(2, 3, dtype=torch.float64) + 0.5
     noise = torch.randn(2, 1, 4, 4, dtype=torch.float64)
     xr, sr = x.clone().requires_grad_(), s.clone().requires_grad_()
-    opcheck(torch.ops.hpcgan.modulate.default, (xr, sr))
+    opcheck(torch.ops.hpcgan.modulate.default, (xr, sr, True))
+    opcheck(torch.ops.hpcgan.modulate.default, (xr, sr, False))
+    xcl = xr.detach().contiguous(memory_format=torch.channels_last).requires_grad_()
+    opcheck(torch.ops.hpcgan.modulate.default, (xcl, sr, False))
     gxs = torch.randn_like(x)
     opcheck(torch.ops.hpcgan.modulate_backward.default, (gxs.requires_grad_(), xr, sr))
     z = torch.randn(2, 3, 4, 4, dtype=torch.float64, requires_grad=True)
@@ -134,3 +139,19 @@ def test_bad_arguments(change, match):
     change(args)
     with pytest.raises(ValueError, match=match):
         modulated_conv2d(**args)
+
+
+@pytest.mark.parametrize("cl_threshold", [0, 10**9], ids=["channels_last-conv", "nchw-conv"])
+@pytest.mark.parametrize("up", [1, 2])
+def test_both_internal_layouts(monkeypatch, cl_threshold, up):
+    """The native path picks channels_last or NCHW for its convolution by size; both are exact."""
+    mc = importlib.import_module("hpcgan.ops.modulated_conv2d")  # the module, not the function
+    monkeypatch.setattr(mc, "CHANNELS_LAST_MIN_PIXELS", cl_threshold)
+    x, w, s, b = _data(N=2, cin=3, cout=2, res=4, seed=6)
+    noise = torch.randn(2, 1, 4 * up, 4 * up, dtype=torch.float64)
+    fn = lambda x, w, s, n, b: modulated_conv2d(x, w, s, n, up=up, padding=1, bias=b, act="lrelu", clamp=2.0)
+    for xin in (x, x.contiguous(memory_format=torch.channels_last)):
+        args = [t.clone().requires_grad_(True) for t in (xin, w, s, noise, b)]
+        torch.testing.assert_close(fn(*args), modulated_conv2d_ref(*args[:4], up=up, padding=1, bias=args[4], act="lrelu", clamp=2.0))
+    assert torch.autograd.gradcheck(fn, args)
+    assert torch.autograd.gradgradcheck(fn, args)

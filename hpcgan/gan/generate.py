@@ -1,0 +1,239 @@
+"""Synthetic X-rays from a snapshot, written as shards like ``hpcgan preprocess`` (``hpcgan generate``).
+
+``generate(GenerateConfig(network=..., out=..., n=...))`` loads a snapshot
+(:mod:`hpcgan.gan.snapshot`), draws for every requested class one image per
+seed (latent ``z = RandomState(seed).randn(z_dim)``, as StyleGAN2-ADA; noise
+inputs constant) from G_ema, and writes ``OUT/train/shard-NNNNN.h5`` with the
+data module's writer (:func:`hpcgan.data.shards.write_shard`): uint8 images
+``(N, 1, R, R)``, labels in the training data's label order, ``source``
+``synthetic-<class>-seed<seed>``, the full image as ``mask_bbox`` and
+``FLAG_SYNTHETIC`` in ``flags``. ``OUT/manifest.json`` has the format of a
+preprocessing output (``hpcgan data info|verify`` and ``ShardDataset`` read it)
+plus a ``generator`` entry: snapshot path and sha256, architecture, kimg,
+seeds, classes and truncation. ``--png`` also writes ``OUT/png/<class>/seedNNNNNN.png``
+and ``OUT/grid.png``. The resolved settings go to ``OUT/config.yaml``.
+
+Classes: a conditional network makes every class it was trained on (default) or
+those named; an unconditional network trained on one class makes that class;
+an unconditional network trained on several classes has no label to give and is
+refused (train it with ``--cond`` or on a single class).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hpcgan.config import load as load_config
+from hpcgan.config import write_resolved
+from hpcgan.errors import HpcganError
+
+__all__ = ["GenerateConfig", "generate", "generate_main", "parse_seeds"]
+
+
+@dataclass
+class GenerateConfig:
+    network: str = ""  # snapshot file (or a run directory: its newest snapshot)
+    out: str = ""
+    n: int | None = None  # images per class (seeds 0..n-1 unless --seeds)
+    classes: list | None = None  # class names or label numbers (default: every class the network makes)
+    trunc: float = 1.0
+    seeds: str | list | None = None  # "A-B" (inclusive), "1,5,9" or a list of ints
+    png: bool = False
+    batch: int = 32
+    which: str = "G_ema"  # G_ema | G
+    impl: str = "auto"
+    device: str = "auto"
+    shard_size: int = 1024
+    compression: str = "lzf"
+
+
+def parse_seeds(seeds) -> list[int]:
+    """``"A-B"`` (inclusive), ``"1,5,7-9"`` or a list of ints -> a list of ints."""
+    if isinstance(seeds, (list, tuple)):
+        return [int(s) for s in seeds]
+    out: list[int] = []
+    for part in str(seeds).split(","):
+        part = part.strip()
+        if not part:
+            continue
+        m = re.fullmatch(r"(\d+)-(\d+)", part)
+        try:
+            if m:
+                a, b = int(m.group(1)), int(m.group(2))
+                if b < a:
+                    raise ValueError
+                out.extend(range(a, b + 1))
+            else:
+                out.append(int(part))
+        except ValueError:
+            raise HpcganError(f"--seeds: cannot read {part!r}; use A-B, a comma list, or both (0-9,20)") from None
+    if not out:
+        raise HpcganError(f"--seeds {seeds!r} names no seed")
+    return out
+
+
+def _resolve_classes(snap: dict, wanted) -> list[tuple[str, int, int | None]]:
+    """[(class name, label in the data's order, index of the one-hot c or None)]."""
+    names = snap["data"]["class_names"]
+    trained = snap["data"]["train_classes"]
+    c_dim = snap["G_kwargs"].get("c_dim", 0)
+    if wanted is None:
+        wanted = trained if c_dim else None
+    if c_dim == 0:
+        if len(trained) != 1:
+            raise HpcganError(f"this generator is unconditional and was trained on the classes {trained} together: its "
+                              "images have no class. Train with --cond, or on one class (--classes NAME)")
+        if wanted is not None and [_name(w, names) for w in wanted] != trained:
+            raise HpcganError(f"this unconditional generator makes class {trained[0]} only; asked for {wanted}")
+        return [(trained[0], names.index(trained[0]), None)]
+    out = []
+    for w in wanted:
+        name = _name(w, names)
+        if name not in trained:
+            raise HpcganError(f"class {name!r} was not trained; this generator makes {trained}")
+        out.append((name, names.index(name), trained.index(name)))
+    return out
+
+
+def _name(w, names: list[str]) -> str:
+    if isinstance(w, int) or (isinstance(w, str) and w.isdigit()):
+        i = int(w)
+        if not 0 <= i < len(names):
+            raise HpcganError(f"class label {i} is outside 0..{len(names) - 1} ({names})")
+        return names[i]
+    if w not in names:
+        raise HpcganError(f"unknown class {w!r}; the training data has {names}")
+    return w
+
+
+def generate(cfg: GenerateConfig) -> dict:
+    """Write the synthetic shards (and PNGs); returns the manifest."""
+    from hpcgan.data.shards import FORMAT_VERSION, MANIFEST, atomic_write_text, sha256_file, write_shard
+    from hpcgan.data.sources import FLAG_NAMES, FLAG_SYNTHETIC
+    from hpcgan.gan.snapshot import build_generator, load_snapshot, resolve_resume
+    from hpcgan.gan.train import _write_png, image_grid, to_uint8
+
+    t0 = time.perf_counter()
+    if not cfg.network or not cfg.out:
+        raise HpcganError("--network and --out are required")
+    if cfg.which not in ("G", "G_ema"):
+        raise HpcganError(f"--which must be G or G_ema, got {cfg.which!r}")
+    if cfg.batch < 1 or cfg.shard_size < 1:
+        raise HpcganError("--batch and --shard-size must be >= 1")
+    path = resolve_resume(cfg.network, None)
+    snap = load_snapshot(path)
+    if cfg.seeds is not None:
+        seeds = parse_seeds(cfg.seeds)
+        if cfg.n is not None and cfg.n != len(seeds):
+            raise HpcganError(f"--n {cfg.n} but --seeds names {len(seeds)} seeds; give one of them (or agreeing ones)")
+    else:
+        if cfg.n is None or cfg.n < 1:
+            raise HpcganError("give --n N (images per class, seeds 0..N-1) or --seeds")
+        seeds = list(range(cfg.n))
+    if cfg.trunc != 1 and snap["arch"] != "stylegan2":
+        raise HpcganError(f"--trunc needs a StyleGAN2 network; this one is {snap['arch']}")
+    classes = _resolve_classes(snap, cfg.classes)
+    dev = torch.device("cuda" if (cfg.device == "auto" and torch.cuda.is_available()) or cfg.device == "cuda" else "cpu")
+    G = build_generator(snap, which=cfg.which, impl=cfg.impl, device=dev)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    names = snap["data"]["class_names"]
+    R = snap["data"]["resolution"]
+
+    images, labels, sources = [], [], []
+    for name, label, ci in classes:
+        for i in range(0, len(seeds), cfg.batch):
+            part = seeds[i:i + cfg.batch]
+            z = torch.from_numpy(np.stack([np.random.RandomState(s).randn(G.z_dim) for s in part])).float().to(dev)
+            c = None
+            if ci is not None:
+                c = torch.nn.functional.one_hot(torch.full((len(part),), ci), G.c_dim).float().to(dev)
+            with torch.no_grad():
+                kw = {"truncation_psi": cfg.trunc} if cfg.trunc != 1 else {}
+                img = G(z, c, noise_mode="const", **kw)
+            images.append(to_uint8(img))
+            labels += [label] * len(part)
+            sources += [f"synthetic-{name}-seed{s:06d}" for s in part]
+    images = np.concatenate(images)
+    n = len(images)
+    for old in (out / "train").glob("shard-*.h5") if (out / "train").is_dir() else []:
+        old.unlink()
+    shards = []
+    for k, lo in enumerate(range(0, n, cfg.shard_size)):
+        hi = min(n, lo + cfg.shard_size)
+        rel = f"train/shard-{k:05d}.h5"
+        digest = write_shard(out / rel, images[lo:hi], np.asarray(labels[lo:hi]), sources[lo:hi],
+                             np.tile(np.array([0, 0, R, R], np.int32), (hi - lo, 1)),
+                             np.full(hi - lo, FLAG_SYNTHETIC, np.uint32), compression=cfg.compression,
+                             attrs={"synthetic": True, "snapshot": str(path.resolve())})
+        shards.append({"path": rel, "split": "train", "n": hi - lo, "sha256": digest})
+    counts = {"train": {name: 0 for name in names}, "val": {name: 0 for name in names},
+              "test": {name: 0 for name in names}}
+    for lab in labels:
+        counts["train"][names[lab]] += 1
+    if cfg.png:
+        for name, _, _ in classes:
+            (out / "png" / name).mkdir(parents=True, exist_ok=True)
+        for img, src, lab in zip(images, sources, labels):
+            _write_png(out / "png" / names[lab] / f"{src.rsplit('-', 1)[1]}.png", img[0])
+        cols = min(len(seeds), 8)
+        rows_img = []
+        for j, _ in enumerate(classes):
+            block = images[j * len(seeds): j * len(seeds) + cols]
+            rows_img.append(image_grid(block, 1, cols))
+        _write_png(out / "grid.png", np.concatenate(rows_img, axis=0))
+    try:
+        from hpcgan import __version__ as version
+    except ImportError:  # pragma: no cover
+        version = "unknown"
+    settings = asdict(cfg)
+    settings.update(resolution=R, compression=cfg.compression, shard_size=cfg.shard_size)
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "hpcgan_version": version,
+        "kind": "synthetic",
+        "source_root": str(path.resolve()),
+        "layout": "synthetic",
+        "settings": settings,
+        "class_names": names,
+        "labels": {nm: i for i, nm in enumerate(names)},
+        "counts": counts,
+        "shards": shards,
+        "excluded": [],
+        "failed": [],
+        "flag_bits": {str(k): v for k, v in FLAG_NAMES.items()},
+        "generator": {
+            "snapshot": str(path.resolve()),
+            "snapshot_sha256": sha256_file(path),
+            "arch": snap["arch"],
+            "which": cfg.which,
+            "kimg": snap["counters"]["cur_nimg"] / 1000,
+            "training_data": snap["data"].get("path"),
+            "classes": [name for name, _, _ in classes],
+            "seeds": seeds,
+            "trunc": cfg.trunc,
+            "noise_mode": "const",
+            "latent": "numpy RandomState(seed).randn(z_dim)",
+        },
+        "summary": {"inputs": n, "written": n, "excluded": 0, "failed": 0, "shards_written": len(shards),
+                    "shards_resumed": 0, "ranks": 1, "seconds": round(time.perf_counter() - t0, 3)},
+    }
+    write_resolved(cfg, out)
+    atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1))
+    return manifest
+
+
+def generate_main(overrides: dict, config_file: str | None = None) -> int:
+    cfg = load_config(GenerateConfig, config_file, overrides)
+    m = generate(cfg)
+    g = m["generator"]
+    print(f"{cfg.out}: {m['summary']['written']} images of {', '.join(g['classes'])} "
+          f"({len(g['seeds'])} seeds each, trunc {g['trunc']}) from {g['snapshot']} at kimg {g['kimg']:.3f}")
+    return 0

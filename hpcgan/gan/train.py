@@ -1,0 +1,684 @@
+"""The GAN training loop (``hpcgan train-gan``): StyleGAN2-ADA or the cDCGAN baseline.
+
+:func:`train` runs one training job from a :class:`~hpcgan.gan.config.TrainConfig`;
+:func:`train_main` is the CLI's entry (config file + flag overrides, resume).
+
+What one run directory (``OUTDIR/NNNNN-<arch>-<data>-<res>px-<classes>``) holds:
+``config.yaml`` (resolved), ``stats.jsonl`` (one line per tick: losses, ADA p, kimg,
+sec/kimg, FID when measured), TensorBoard events (when ``torch.utils.tensorboard``
+imports), ``reals.png``, ``fakes-<nimg>.png`` sample grids (fixed seeds; one row
+per class when conditional) and ``snapshot-<nimg>.pt`` checkpoints
+(:mod:`hpcgan.gan.snapshot`).
+
+The step (StyleGAN2-ADA's): for each phase due at this step (``loss.phases_for_step``:
+Gmain, Greg every ``g_reg_interval`` steps, Dmain, Dreg every ``d_reg_interval``
+steps) zero the network's gradients, accumulate them over this rank's slices of
+the global batch, average them over ranks, take one Adam step; then update
+G_ema (half-life ``ema_kimg``, ramp-up ``ema_rampup``) and ADA's p.
+
+Reproducibility and data parallelism: the global batch (reals, latents, labels)
+of step ``s`` is a function of (seed, s) only, the same on every rank; it is cut
+into ``batch / batch_gpu`` slices, and slice ``k`` of phase ``i`` runs with the
+torch RNG seeded from (seed, s, i, k) (style mixing, noise inputs, augmentation,
+dropout). A rank processes the slices ``rank * rounds ... (rank + 1) * rounds - 1``.
+Running buffers (w_avg, pl_mean, batch-norm statistics) start every slice from
+their value before the phase and are set to the slices' mean after it. So the
+result depends on ``batch`` and ``batch_gpu`` but not on the number of ranks:
+one process with ``batch_gpu = batch / 2`` computes what two ranks do, up to
+float summation order. Resuming is exact for the same reason: the counters and
+states in the snapshot determine everything that follows.
+
+Signals: SIGTERM and SIGUSR2 (SLURM's time limit / preemption) set a flag; at the
+next step boundary every rank agrees to stop, rank 0 writes a snapshot and
+:func:`train` returns ``status="interrupted"``. A NaN/inf loss raises
+:class:`~hpcgan.errors.HpcganError` naming the term and the last good snapshot;
+nothing is written after the bad step.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import os
+import re
+import signal
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import yaml
+
+from hpcgan import dist as hdist
+from hpcgan.config import load as load_config
+from hpcgan.config import write_resolved
+from hpcgan.errors import HpcganError
+from hpcgan.gan.config import RESUMABLE_OVERRIDES, TrainConfig
+from hpcgan.gan.loss import NonFiniteLossError
+from hpcgan.gan.snapshot import (FORMAT, VERSION, build_networks, list_snapshots, load_snapshot, resolve_resume,
+                                 rng_state, save_snapshot, set_rng_state, snapshot_name)
+
+__all__ = ["train", "train_main", "Trainer", "EXIT_INTERRUPTED"]
+
+EXIT_INTERRUPTED = 3  # the CLI's exit status after a signal-triggered snapshot
+
+
+def _seed(*parts: int) -> int:
+    return int(np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(1)[0])
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise HpcganError("--device cuda but torch sees no CUDA device (check CUDA_VISIBLE_DEVICES / the job's GPUs)")
+        return torch.device("cuda", hdist.local_rank() % torch.cuda.device_count())
+    return torch.device("cpu")
+
+
+def _write_png(path: Path, img: np.ndarray) -> None:
+    from PIL import Image
+
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    Image.fromarray(img).save(tmp, format="PNG")
+    os.replace(tmp, path)
+
+
+def to_uint8(img: torch.Tensor) -> np.ndarray:
+    """[-1, 1] float images -> uint8 (rounded as StyleGAN2-ADA: x * 127.5 + 128, clamped)."""
+    return (img.detach().float() * 127.5 + 128).clamp(0, 255).to(torch.uint8).cpu().numpy()
+
+
+def image_grid(images: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """uint8 ``[rows*cols, 1, R, R]`` -> one ``[rows*R, cols*R]`` image."""
+    n, c, h, w = images.shape
+    assert n == rows * cols
+    return images[:, 0].reshape(rows, cols, h, w).transpose(0, 2, 1, 3).reshape(rows * h, cols * w)
+
+
+class _StepBatches:
+    """Per-step index lists of this rank's slices of the global batch (a batch_sampler for the DataLoader).
+
+    Step ``s`` takes positions ``s*B ... s*B+B-1`` of the endless sequence of
+    epoch permutations (``ShardSampler`` with one replica, reshuffled each epoch).
+    """
+
+    def __init__(self, length: int, batch: int, seed: int, start_step: int, lo: int, hi: int):
+        from hpcgan.data.dataset import ShardSampler
+
+        self.length, self.batch, self.start_step, self.lo, self.hi = length, batch, start_step, lo, hi
+        self._sampler = ShardSampler(length, 1, 0, seed=seed, shuffle=True, even=False)
+        self._cache: dict[int, list[int]] = {}
+
+    def _perm(self, epoch: int) -> list[int]:
+        if epoch not in self._cache:
+            if len(self._cache) > 2:
+                self._cache.pop(min(self._cache))
+            self._sampler.set_epoch(epoch)
+            self._cache[epoch] = self._sampler._indices()
+        return self._cache[epoch]
+
+    def indices(self, step: int) -> list[int]:
+        out = []
+        for j in range(self.lo, self.hi):
+            g = step * self.batch + j
+            out.append(self._perm(g // self.length)[g % self.length])
+        return out
+
+    def __iter__(self):
+        step = self.start_step
+        while True:
+            yield self.indices(step)
+            step += 1
+
+
+class Trainer:
+    """One training job; see the module docstring. ``Trainer(cfg).run()`` or :func:`train`."""
+
+    def __init__(self, cfg: TrainConfig, snapshot: dict | None = None, run_dir: Path | None = None,
+                 on_step: Callable[[dict], None] | None = None):
+        from hpcgan.data.dataset import ShardDataset
+
+        cfg.validate()
+        self.cfg = cfg
+        self.on_step = on_step
+        self.ddp = hdist.init_process_group()
+        self.world, self.rank = (hdist.world_size(), hdist.rank()) if self.ddp else (1, 0)
+        self.rank0 = self.rank == 0
+        self.device = _device(cfg.device)
+
+        # -- data
+        self.dataset = ShardDataset(cfg.data, cfg.split, classes=cfg.classes, value_range="gan")
+        if len(self.dataset) == 0:
+            raise HpcganError(f"{cfg.data} split {cfg.split} has no images of classes {cfg.classes}")
+        self.class_names = list(self.dataset.class_names)
+        self.train_classes = list(cfg.classes) if cfg.classes else list(self.class_names)
+        self.label_to_c = {self.class_names.index(n): i for i, n in enumerate(self.train_classes)}
+        self.resolution = self.dataset.resolution
+        self.c_dim = len(self.train_classes) if cfg.cond else 0
+        B = cfg.batch
+        bg = cfg.batch_gpu or B // self.world
+        if bg < 1 or B % (bg * self.world):
+            raise HpcganError(f"--batch {B} must be a multiple of --batch-gpu {bg} times the {self.world} ranks")
+        self.batch_gpu, self.rounds = bg, B // (bg * self.world)
+
+        # -- networks, loss, optimisers
+        torch.manual_seed(cfg.seed)
+        R = self.resolution
+        if cfg.arch == "stylegan2":
+            self.G_kwargs = dict(z_dim=cfg.z_dim, c_dim=self.c_dim, w_dim=cfg.w_dim, img_resolution=R, img_channels=1,
+                                 channel_base=cfg.channel_base, channel_max=cfg.channel_max,
+                                 mapping_layers=cfg.mapping_layers, conv_clamp=cfg.conv_clamp)
+            self.D_kwargs = dict(c_dim=self.c_dim, img_resolution=R, img_channels=1, channel_base=cfg.channel_base,
+                                 channel_max=cfg.channel_max, conv_clamp=cfg.conv_clamp,
+                                 mbstd_group_size=min(cfg.mbstd_group, bg), mapping_layers=cfg.mapping_layers)
+        else:
+            self.G_kwargs = dict(z_dim=cfg.cdcgan_z_dim, c_dim=self.c_dim, img_resolution=R, img_channels=1,
+                                 filters=cfg.cdcgan_filters, embed=cfg.cdcgan_embed)
+            self.D_kwargs = dict(c_dim=self.c_dim, img_resolution=R, img_channels=1, filters=cfg.cdcgan_filters,
+                                 embed=cfg.cdcgan_embed)
+        try:
+            G, D = build_networks(cfg.arch, self.G_kwargs, self.D_kwargs, impl=cfg.impl)
+        except ValueError as exc:
+            raise HpcganError(f"cannot build the {cfg.arch} networks for {R}px data: {exc}") from exc
+        self.G = G.to(self.device).train()
+        self.D = D.to(self.device).train()
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        self.z_dim = self.G.z_dim
+        self.augment_pipe = None
+        self.ada = None
+        if cfg.arch == "stylegan2":
+            from hpcgan.gan.augment import AdaController, AugmentPipe
+            from hpcgan.gan.loss import StyleGAN2Loss, lazy_regularization_adam
+
+            if cfg.aug != "noaug":
+                self.augment_pipe = AugmentPipe.from_groups(cfg.augpipe).to(self.device)
+                self.ada = AdaController(self.augment_pipe, mode=cfg.aug, p=cfg.aug_p, target=cfg.ada_target,
+                                         interval=cfg.ada_interval, ada_kimg=cfg.ada_kimg, batch_size=B,
+                                         reduce_fn=self._allreduce_sum if self.ddp else None)
+            self.loss = StyleGAN2Loss(self.G, self.D, self.augment_pipe, r1_gamma=cfg.gamma(R),
+                                      style_mixing_prob=cfg.style_mixing_prob, pl_weight=cfg.pl_weight,
+                                      g_reg_interval=cfg.g_reg_interval, d_reg_interval=cfg.d_reg_interval)
+            g_lr, g_betas = lazy_regularization_adam(cfg.g_lr, tuple(cfg.betas),
+                                                     cfg.g_reg_interval if cfg.pl_weight > 0 else None)
+            d_lr, d_betas = lazy_regularization_adam(cfg.d_lr, tuple(cfg.betas),
+                                                     cfg.d_reg_interval if self.loss.r1_gamma > 0 else None)
+            self.ema_nimg, self.ema_rampup = cfg.ema_nimg(), cfg.ema_rampup
+        else:
+            from hpcgan.gan.cdcgan import CDCGANLoss
+
+            self.loss = CDCGANLoss(self.G, self.D, d_every=cfg.cdcgan_d_every)
+            g_lr = d_lr = cfg.cdcgan_lr
+            g_betas = d_betas = (cfg.cdcgan_beta1, 0.999)
+            self.ema_nimg, self.ema_rampup = 0.0, None  # G_ema is a copy of G: the baseline has no EMA
+        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=g_lr, betas=g_betas, eps=1e-8)
+        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=d_lr, betas=d_betas, eps=1e-8)
+
+        # -- state
+        self.cur_nimg = self.step = self.tick = self.tick_start_nimg = 0
+        if snapshot is not None:
+            self._load_state(snapshot)
+        elif self.ddp:
+            with torch.no_grad():
+                for t in [*self.G.parameters(), *self.G.buffers(), *self.D.parameters(), *self.D.buffers()]:
+                    torch.distributed.broadcast(t.data, src=0)
+                self.G_ema.load_state_dict(self.G.state_dict())
+
+        # -- run directory (rank 0 makes it, every rank learns its name)
+        if run_dir is None:
+            run_dir = self._new_run_dir() if self.rank0 else None
+            if self.ddp:
+                box = [str(run_dir) if run_dir else None]
+                torch.distributed.broadcast_object_list(box, src=0)
+                run_dir = Path(box[0])
+        self.run_dir = Path(run_dir)
+        self.batches = _StepBatches(len(self.dataset), B, cfg.seed, self.step,
+                                    self.rank * self.rounds * bg, (self.rank + 1) * self.rounds * bg)
+        self._stop_signal: str | None = None
+        self._tracked = self._tracked_buffers()
+
+    # -- helpers -----------------------------------------------------------------
+
+    def _allreduce_sum(self, t: torch.Tensor) -> torch.Tensor:
+        t = t.clone()
+        dev_t = t.to(self.device)
+        torch.distributed.all_reduce(dev_t)
+        return dev_t.to(t.device)
+
+    def _tracked_buffers(self) -> list[torch.Tensor]:
+        bufs = [b for b in [*self.G.buffers(), *self.D.buffers()] if b.is_floating_point()]
+        if hasattr(self.loss, "pl_mean"):
+            bufs.append(self.loss.pl_mean)
+        return bufs
+
+    def _new_run_dir(self) -> Path:
+        out = Path(self.cfg.outdir)
+        out.mkdir(parents=True, exist_ok=True)
+        ids = [int(m.group()) for p in out.iterdir() if p.is_dir() and (m := re.match(r"^\d+", p.name))]
+        what = "cond" if self.cfg.cond else "+".join(self.train_classes) if self.cfg.classes else "all"
+        desc = re.sub(r"[^A-Za-z0-9+._-]", "_", f"{self.cfg.arch}-{Path(self.cfg.data).name}-{self.resolution}px-{what}")
+        for i in range(max(ids, default=-1) + 1, max(ids, default=-1) + 1000):
+            path = out / f"{i:05d}-{desc}"
+            try:
+                path.mkdir()
+                return path
+            except FileExistsError:
+                continue
+        raise HpcganError(f"cannot make a new run directory under {out}")
+
+    def _onehot(self, labels: torch.Tensor) -> torch.Tensor | None:
+        if self.c_dim == 0:
+            return None
+        idx = torch.tensor([self.label_to_c[int(v)] for v in labels], dtype=torch.int64)
+        return torch.nn.functional.one_hot(idx, self.c_dim).float().to(self.device)
+
+    # -- snapshots -------------------------------------------------------------------
+
+    def state(self) -> dict:
+        return {
+            "format": FORMAT, "version": VERSION, "arch": self.cfg.arch,
+            "G_kwargs": dict(self.G_kwargs), "D_kwargs": dict(self.D_kwargs),
+            "G": {k: v.cpu() for k, v in self.G.state_dict().items()},
+            "D": {k: v.cpu() for k, v in self.D.state_dict().items()},
+            "G_ema": {k: v.cpu() for k, v in self.G_ema.state_dict().items()},
+            "augment": None if self.augment_pipe is None else {
+                "groups": self.cfg.augpipe, "state": {k: v.cpu() for k, v in self.augment_pipe.state_dict().items()}},
+            "ada": None if self.ada is None else self.ada.state_dict(),
+            "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict(),
+            "loss": self.loss.state_dict(),
+            "counters": {"cur_nimg": self.cur_nimg, "step": self.step, "tick": self.tick,
+                         "tick_start_nimg": self.tick_start_nimg, "kimg": self.cur_nimg / 1000},
+            "rng": rng_state(),
+            "config": dataclasses.asdict(self.cfg),
+            "data": {"class_names": self.class_names, "train_classes": self.train_classes,
+                     "resolution": self.resolution, "path": str(Path(self.cfg.data).resolve())},
+        }
+
+    def _load_state(self, snap: dict) -> None:
+        def same(a: dict, b: dict) -> bool:  # the minibatch-stddev group follows batch_gpu: not a weight shape
+            return {k: v for k, v in a.items() if k != "mbstd_group_size"} == \
+                {k: v for k, v in b.items() if k != "mbstd_group_size"}
+
+        if snap["arch"] != self.cfg.arch or snap["G_kwargs"] != self.G_kwargs or not same(snap["D_kwargs"], self.D_kwargs):
+            raise HpcganError("the snapshot's networks do not match this configuration (arch, sizes, classes or data "
+                              f"resolution differ): snapshot G {snap['G_kwargs']}, config G {self.G_kwargs}")
+        self.G.load_state_dict(snap["G"])
+        self.D.load_state_dict(snap["D"])
+        self.G_ema.load_state_dict(snap["G_ema"])
+        if self.augment_pipe is not None and snap.get("augment"):
+            self.augment_pipe.load_state_dict(snap["augment"]["state"])
+        if self.ada is not None and snap.get("ada"):
+            self.ada.load_state_dict(snap["ada"])
+        self.opt_G.load_state_dict(snap["opt_G"])
+        self.opt_D.load_state_dict(snap["opt_D"])
+        self.loss.load_state_dict(snap["loss"])
+        c = snap["counters"]
+        self.cur_nimg, self.step, self.tick = int(c["cur_nimg"]), int(c["step"]), int(c["tick"])
+        self.tick_start_nimg = int(c.get("tick_start_nimg", self.cur_nimg))
+        set_rng_state(snap["rng"])
+
+    def write_snapshot(self) -> Path | None:
+        path = None
+        if self.rank0:
+            path = save_snapshot(self.run_dir / snapshot_name(self.cur_nimg), self.state())
+        if self.ddp:
+            torch.distributed.barrier()
+        return path
+
+    # -- one step -------------------------------------------------------------------
+
+    def _sync(self, params: list[torch.nn.Parameter], bufs: list[torch.Tensor] | None, failed: bool) -> bool:
+        """All-reduce the phase's gradients (mean over ranks), tracked buffers (mean) and the failure flag."""
+        with_grad = [p for p in params if p.grad is not None]
+        parts = [p.grad.flatten() for p in with_grad] + [b.flatten() for b in (bufs or [])]
+        parts.append(torch.tensor([1.0 if failed else 0.0], device=self.device))
+        flat = torch.cat([t.to(self.device, torch.float32) for t in parts])
+        torch.distributed.all_reduce(flat)
+        if float(flat[-1]) > 0:
+            return True
+        flat /= self.world
+        off = 0
+        for t in [p.grad for p in with_grad] + list(bufs or []):
+            n = t.numel()
+            t.copy_(flat[off:off + n].view_as(t))
+            off += n
+        return False
+
+    def train_step(self, reals: torch.Tensor, real_labels: torch.Tensor) -> dict[str, list[float]]:
+        cfg, B, bg = self.cfg, self.cfg.batch, self.batch_gpu
+        gen = torch.Generator().manual_seed(_seed(cfg.seed, self.step, 0xDA7A))
+        reals = reals.to(self.device, torch.float32)
+        real_c = self._onehot(real_labels)
+        slicing = self.rounds > 1 or self.ddp
+        stats: dict[str, list[float]] = {}
+        for phase_i, phase in enumerate(self.loss.phases_for_step(self.step)):
+            z_all = torch.randn(B, self.z_dim, generator=gen)
+            c_all = self._onehot(self.dataset.labels[torch.randint(len(self.dataset), (B,), generator=gen)])
+            net, opt = (self.G, self.opt_G) if phase.startswith("G") else (self.D, self.opt_D)
+            opt.zero_grad(set_to_none=True)
+            before = [b.detach().clone() for b in self._tracked] if slicing else None
+            after = [torch.zeros_like(b) for b in self._tracked] if slicing else None
+            error = None
+            try:
+                for r in range(self.rounds):
+                    k = self.rank * self.rounds + r
+                    torch.manual_seed(_seed(cfg.seed, self.step, phase_i, k))
+                    if slicing:
+                        for b, b0 in zip(self._tracked, before):
+                            b.copy_(b0)
+                    lo = k * bg
+                    s = self.loss.accumulate_gradients(
+                        phase, reals[r * bg:(r + 1) * bg], None if real_c is None else real_c[r * bg:(r + 1) * bg],
+                        z_all[lo:lo + bg].to(self.device), None if c_all is None else c_all[lo:lo + bg],
+                        gain=1.0 / self.rounds)
+                    if slicing:
+                        for a, b in zip(after, self._tracked):
+                            a += b.detach() / self.rounds
+                    for key, v in s.items():
+                        stats.setdefault(key, []).append(v)
+                    if self.ada is not None and "Dreal_sign" in s:
+                        self.ada.accumulate(s["Dreal_sign"], int(s["n_real"]))
+            except NonFiniteLossError as exc:
+                error = exc
+            if slicing and error is None:
+                for b, a in zip(self._tracked, after):
+                    b.copy_(a)
+            if self.ddp:
+                if self._sync(list(net.parameters()), self._tracked, error is not None):
+                    if error is None:
+                        error = NonFiniteLossError("a loss term (on another rank)", phase, float("nan"))
+            if error is not None:
+                raise error
+            opt.step()
+
+        # G_ema
+        with torch.no_grad():
+            ema_nimg = self.ema_nimg
+            if self.ema_rampup is not None:
+                ema_nimg = min(ema_nimg, self.cur_nimg * self.ema_rampup)
+            beta = 0.5 ** (B / max(ema_nimg, 1e-8))
+            for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
+                p_ema.copy_(p.detach().lerp(p_ema, beta))
+            for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
+                b_ema.copy_(b)
+        self.cur_nimg += B
+        self.step += 1
+        if self.ada is not None:
+            self.ada.step(B)
+        return stats
+
+    # -- grids, metrics -------------------------------------------------------------------
+
+    def _grid_inputs(self) -> tuple[torch.Tensor, torch.Tensor | None, int, int]:
+        cfg = self.cfg
+        rows = len(self.train_classes) if self.c_dim else cfg.grid_rows
+        n = rows * cfg.grid_cols
+        z = torch.randn(n, self.z_dim, generator=torch.Generator().manual_seed(_seed(cfg.seed, 0x6121D)))
+        c = None
+        if self.c_dim:
+            c = torch.nn.functional.one_hot(torch.arange(rows).repeat_interleave(cfg.grid_cols), self.c_dim).float()
+        return z, c, rows, cfg.grid_cols
+
+    @torch.no_grad()
+    def write_grid(self) -> Path:
+        z, c, rows, cols = self._grid_inputs()
+        imgs = []
+        for i in range(0, len(z), 32):
+            cc = None if c is None else c[i:i + 32].to(self.device)
+            imgs.append(to_uint8(self.G_ema(z[i:i + 32].to(self.device), cc, noise_mode="const")))
+        path = self.run_dir / f"fakes-{self.cur_nimg:010d}.png"
+        _write_png(path, image_grid(np.concatenate(imgs), rows, cols))
+        return path
+
+    def write_reals(self) -> None:
+        rows = len(self.train_classes) if self.c_dim else self.cfg.grid_rows
+        cols = self.cfg.grid_cols
+        labels = self.dataset.labels
+        idx: list[int] = []
+        if self.c_dim:
+            for name in self.train_classes:
+                lab = self.class_names.index(name)
+                found = torch.nonzero(labels == lab).flatten().tolist()
+                idx += (found * cols)[:cols]
+        else:
+            idx = [i % len(self.dataset) for i in range(rows * cols)]
+        items = self.dataset.__getitems__(idx)
+        imgs = to_uint8(torch.stack([x for x, _ in items]))
+        _write_png(self.run_dir / "reals.png", image_grid(imgs, rows, cols))
+
+    def _fid_evaluator(self):
+        if self.cfg.metric_every <= 0 or not self.rank0:
+            return None
+        try:
+            from hpcgan.metrics.fid import FIDEvaluator
+        except ImportError as exc:
+            raise HpcganError(f"--metric-every needs hpcgan.metrics.fid ({exc}); use --metric-every 0") from exc
+        return FIDEvaluator(self.cfg.data, split=self.cfg.split, feature_net=self.cfg.feature_net,
+                            num_real=self.cfg.fid_num_real, cache_dir=self.cfg.fid_cache_dir,
+                            device=str(self.device))
+
+    def _c_sampler(self):
+        if self.c_dim == 0:
+            return None
+        labels = self.dataset.labels
+
+        def sample(n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+            idx = torch.randint(len(labels), (n,), generator=generator)
+            return self._onehot(labels[idx])
+
+        return sample
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def _on_signal(self, signum, frame) -> None:  # noqa: ARG002
+        self._stop_signal = signal.Signals(signum).name
+
+    def _stats_path(self) -> Path:
+        return self.run_dir / "stats.jsonl"
+
+    def _append_stats(self, record: dict) -> None:
+        with open(self._stats_path(), "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def _trim_stats(self) -> None:
+        """On resume: drop the lines logged after the snapshot (they are re-done)."""
+        path = self._stats_path()
+        if not path.is_file():
+            return
+        keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln).get("nimg", 0) <= self.cur_nimg]
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        tmp.write_text("".join(ln + "\n" for ln in keep))
+        os.replace(tmp, path)
+
+    def run(self) -> dict:
+        cfg = self.cfg
+        total_nimg = int(round(cfg.kimg * 1000))
+        fid = self._fid_evaluator()
+        writer = None
+        if self.rank0:
+            write_resolved(cfg, self.run_dir)
+            if self.cur_nimg == 0:
+                self.write_reals()
+            else:
+                self._trim_stats()
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                writer = SummaryWriter(str(self.run_dir))
+            except Exception:  # noqa: BLE001 - TensorBoard is optional
+                writer = None
+        from tqdm import tqdm
+
+        bar = tqdm(total=total_nimg, initial=min(self.cur_nimg, total_nimg), unit="img", dynamic_ncols=True,
+                   disable=not (self.rank0 and cfg.progress), desc=f"{cfg.arch} {self.resolution}px")
+        log = bar.write if self.rank0 else (lambda s: None)
+        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGUSR2)}
+        loader = torch.utils.data.DataLoader(self.dataset, batch_sampler=self.batches, num_workers=cfg.workers,
+                                             pin_memory=self.device.type == "cuda")
+        it = iter(loader)
+        status, last_snapshot = "done", None
+        tick_stats: dict[str, list[float]] = {}
+        tick_t0 = time.perf_counter()
+        tick_nimg0 = self.cur_nimg
+        try:
+            while self.cur_nimg < total_nimg:
+                reals, labels = next(it)
+                try:
+                    step_stats = self.train_step(reals, labels)
+                except NonFiniteLossError as exc:
+                    snaps = list_snapshots(self.run_dir)
+                    last = f"the last good snapshot is {snaps[-1]} (resume with --resume {snaps[-1]})" if snaps \
+                        else "no snapshot was written before it"
+                    if self.rank0:
+                        self._append_stats({"event": "nonfinite", "term": exc.term, "phase": exc.phase,
+                                            "step": self.step, "nimg": self.cur_nimg, "kimg": self.cur_nimg / 1000})
+                    raise HpcganError(f"training stopped at kimg {self.cur_nimg / 1000:.3f} (step {self.step}): "
+                                      f"{exc} Nothing was saved after this step; {last}.") from exc
+                for k, v in step_stats.items():
+                    tick_stats.setdefault(k, []).extend(v)
+                bar.update(min(cfg.batch, total_nimg - bar.n))
+                if self.on_step is not None:
+                    self.on_step({"trainer": self, "step": self.step, "cur_nimg": self.cur_nimg})
+                stop = self._stop_signal is not None
+                if self.ddp:
+                    flag = torch.tensor([1.0 if stop else 0.0], device=self.device)
+                    torch.distributed.all_reduce(flag)
+                    stop = float(flag) > 0
+                done = self.cur_nimg >= total_nimg
+                if stop and not done:
+                    last_snapshot = self.write_snapshot()
+                    status = "interrupted"
+                    log(f"{hdist.log_prefix()}received {self._stop_signal or 'a stop signal on another rank'}: "
+                        f"wrote {last_snapshot or 'the snapshot'} at kimg {self.cur_nimg / 1000:.3f}; "
+                        f"continue with `hpcgan train-gan --resume latest --outdir {cfg.outdir}`")
+                    break
+                if not (done or self.tick == 0 or self.cur_nimg >= self.tick_start_nimg + cfg.tick_kimg * 1000):
+                    continue
+                # -- end of a tick
+                tick_idx = self.tick
+                self.tick += 1
+                self.tick_start_nimg = self.cur_nimg
+                dt = time.perf_counter() - tick_t0
+                record = self._tick_record(tick_idx, tick_stats, dt, self.cur_nimg - tick_nimg0)
+                if fid is not None and (done or tick_idx % cfg.metric_every == 0):
+                    t0 = time.perf_counter()
+                    record["fid"] = float(fid.fid_of_generator(self.G_ema, cfg.fid_num_fake, c_sampler=self._c_sampler(),
+                                                               seed=cfg.seed))
+                    record["fid_extractor"] = getattr(fid, "extractor_name", "unknown")
+                    record["fid_sec"] = round(time.perf_counter() - t0, 3)
+                if self.ddp:
+                    torch.distributed.barrier()
+                if self.rank0:
+                    self._append_stats(record)
+                    if writer is not None:
+                        for k, v in record.items():
+                            if isinstance(v, (int, float)) and k not in ("tick", "step", "nimg"):
+                                writer.add_scalar(k, v, self.cur_nimg)
+                        writer.flush()
+                    log(f"{hdist.log_prefix()}tick {tick_idx} kimg {record['kimg']:.3f} "
+                        f"sec/kimg {record['sec_per_kimg']:.2f} " +
+                        " ".join(f"{k} {record[k]:.4g}" for k in ("loss_G", "loss_D", "aug_p", "fid") if k in record))
+                if done or (cfg.snap > 0 and tick_idx % cfg.snap == 0):
+                    if self.rank0:
+                        self.write_grid()
+                    last_snapshot = self.write_snapshot()
+                tick_stats = {}
+                tick_t0 = time.perf_counter()
+                tick_nimg0 = self.cur_nimg
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+            bar.close()
+            if writer is not None:
+                writer.close()
+            del it
+        if status == "done" and last_snapshot is None and self.rank0:
+            last_snapshot = list_snapshots(self.run_dir)[-1] if list_snapshots(self.run_dir) else None
+        return {"status": status, "run_dir": str(self.run_dir), "snapshot": str(last_snapshot) if last_snapshot else None,
+                "kimg": self.cur_nimg / 1000, "step": self.step, "signal": self._stop_signal}
+
+    def _tick_record(self, tick_idx: int, stats: dict[str, list[float]], dt: float, nimg: int) -> dict:
+        means = {k: float(np.mean(v)) for k, v in sorted(stats.items()) if k != "n_real"}
+        if self.ddp and means:
+            keys = sorted(means)
+            t = torch.tensor([means[k] for k in keys], dtype=torch.float64)
+            t = self._allreduce_sum(t) / self.world
+            means = dict(zip(keys, t.tolist()))
+        rec = {"tick": tick_idx, "step": self.step, "nimg": self.cur_nimg, "kimg": self.cur_nimg / 1000,
+               "sec_per_tick": round(dt, 3), "sec_per_kimg": round(dt / max(nimg / 1000, 1e-9), 3),
+               "aug_p": float(self.augment_pipe.p) if self.augment_pipe is not None else 0.0, **means,
+               "time": time.time()}
+        if self.device.type == "cuda":
+            rec["peak_gpu_mem_gb"] = round(torch.cuda.max_memory_allocated(self.device) / 2 ** 30, 3)
+        return rec
+
+
+# -- entry points ------------------------------------------------------------------------
+
+
+def train(cfg: TrainConfig, on_step: Callable[[dict], None] | None = None) -> dict:
+    """Run (or, with ``cfg.resume``, continue) a training job; returns a summary dict.
+
+    ``status`` is "done" or "interrupted" (a signal; a snapshot was written).
+    ``on_step`` (tests, tools) is called after every step with ``{"trainer", "step", "cur_nimg"}``.
+    """
+    snap, run_dir = None, None
+    if cfg.resume:
+        path = resolve_resume(cfg.resume, cfg.outdir)
+        snap = load_snapshot(path)
+        run_dir = path.parent
+        cfg = dataclasses.replace(cfg, resume=str(path))
+    trainer = Trainer(cfg, snapshot=snap, run_dir=run_dir, on_step=on_step)
+    return trainer.run()
+
+
+def resolve_config(overrides: dict, config_file: str | None = None) -> TrainConfig:
+    """The run's config: preset + flags; on resume the snapshot's config + the flags that may change.
+
+    When resuming, a setting that would change what is computed (network sizes,
+    batch, learning rates, ...) and differs from the snapshot's is an error.
+    """
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if not overrides.get("resume"):
+        return load_config(TrainConfig, config_file, overrides)
+    path = resolve_resume(overrides["resume"], overrides.get("outdir", TrainConfig.outdir))
+    saved = load_snapshot(path)["config"]
+    given: dict = {}
+    if config_file is not None:  # validated by loading it, then only its own keys count
+        load_config(TrainConfig, config_file, {"data": saved["data"]})
+        given.update(yaml.safe_load(Path(config_file).read_text()) or {})
+    given.update(overrides)
+    changed = sorted(k for k, v in given.items()
+                     if k not in RESUMABLE_OVERRIDES and k in saved and _norm(v) != _norm(saved[k]))
+    if changed:
+        raise HpcganError(f"cannot change {', '.join(changed)} when resuming from {path} (snapshot: "
+                          + ", ".join(f"{k}={saved[k]!r}" for k in changed) + "); start a new run instead")
+    merged = {**saved, **{k: v for k, v in given.items() if k in RESUMABLE_OVERRIDES}}
+    merged["resume"] = str(path)
+    return load_config(TrainConfig, None, merged)
+
+
+def _norm(v):
+    if isinstance(v, tuple):
+        return list(v)
+    if isinstance(v, int) and not isinstance(v, bool):
+        return float(v)
+    return v
+
+
+def train_main(overrides: dict, config_file: str | None = None) -> int:
+    """CLI entry: resolve the config, train, print where things went; returns the exit status."""
+    cfg = resolve_config(overrides, config_file)
+    result = train(cfg)
+    if hdist.is_rank0():
+        if result["status"] == "interrupted":
+            print(f"interrupted by {result['signal']}: snapshot {result['snapshot']} at kimg {result['kimg']:.3f}; "
+                  f"resume with: hpcgan train-gan --outdir {cfg.outdir} --resume latest")
+        else:
+            print(f"done: {result['run_dir']} (kimg {result['kimg']:.3f}, last snapshot {result['snapshot']})")
+    return EXIT_INTERRUPTED if result["status"] == "interrupted" else 0
