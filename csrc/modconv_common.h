@@ -4,6 +4,7 @@
 
 #include <ATen/ATen.h>
 
+#include "activations.h"
 #include "checks.h"
 
 namespace hpcgan {
@@ -67,6 +68,34 @@ inline at::Tensor bias_c(const std::optional<at::Tensor>& t, const at::Tensor& l
   HPCGAN_CHECK_SAME_DEVICE((*t), like);
   HPCGAN_CHECK_SAME_DTYPE((*t), like);
   return t->contiguous();
+}
+
+// The epilogue's operands, checked: z laid out as Act4 and its optional
+// per-(sample, channel) scale d, per-pixel noise and per-channel bias b.
+struct Epi {
+  Act4 g;
+  at::Tensor z, d, noise, b;
+  int64_t noise_bs = 0;  // batch stride of noise (0: shared by all samples)
+};
+
+inline Epi epi_prepare(const at::Tensor& z_in, const std::optional<at::Tensor>& d_in,
+                       const std::optional<at::Tensor>& noise_in, const std::optional<at::Tensor>& b_in,
+                       int64_t act) {
+  TORCH_CHECK(act >= 0 && act < kNumActs, "modconv_epilogue: unknown activation code ", act);
+  Epi e;
+  e.z = as_act4(z_in, true, e.g, "z");
+  e.d = coef_nc(d_in, e.z, e.g, "d");
+  e.noise = noise_nhw(noise_in, e.z, &e.noise_bs);
+  e.b = bias_c(b_in, e.z, e.g.C);
+  return e;
+}
+
+// dy of the epilogue's backward, checked against z.
+inline at::Tensor epi_grad_input(const at::Tensor& dy_in, const Epi& e, Act4& gdy) {
+  at::Tensor dy = as_act4(dy_in, true, gdy, "dy");
+  TORCH_CHECK(dy.sizes() == e.z.sizes(), "dy must have the shape of z ", e.z.sizes(), ", got ", dy.sizes());
+  HPCGAN_CHECK_SAME_DTYPE(dy, e.z);
+  return dy;
 }
 
 template <typename T>

@@ -217,13 +217,8 @@ std::tuple<at::Tensor, at::Tensor> modulate_backward_cpu(const at::Tensor& gxs_i
 }
 
 // ---------------------------------------------------------------- epilogue ---
-struct EpiParams {
-  int64_t noise_bs;  // batch stride of noise (0: shared by all samples)
-  bool has_d, has_noise, has_b;
-};
-
 template <int ACT, typename T>
-void epilogue_kernel(const Act4& g, const EpiParams& p, const T* z, const T* d, const T* noise, const T* b, T* y,
+void epilogue_kernel(const Act4& g, int64_t noise_bs, const T* z, const T* d, const T* noise, const T* b, T* y,
                      T alpha, T gain, T clamp) {
   Tasks tk(g);
   std::vector<T> ones(g.C, T(1)), zeros(std::max(g.C, g.HW), T(0));
@@ -231,9 +226,9 @@ void epilogue_kernel(const Act4& g, const EpiParams& p, const T* z, const T* d, 
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t n = t / tk.per_sample, hw0 = (t % tk.per_sample) * kBlock;
       const int64_t hw1 = std::min(g.HW, hw0 + kBlock);
-      const T* dn = p.has_d ? d + n * g.C : ones.data();
-      const T* bn = p.has_b ? b : zeros.data();
-      const T* nz = p.has_noise ? noise + n * p.noise_bs : zeros.data();
+      const T* dn = d ? d + n * g.C : ones.data();
+      const T* bn = b ? b : zeros.data();
+      const T* nz = noise ? noise + n * noise_bs : zeros.data();
       if (g.cl) {
         for (int64_t hw = hw0; hw < hw1; ++hw) {
           const int64_t o = (n * g.HW + hw) * g.C;
@@ -253,31 +248,23 @@ at::Tensor modconv_epilogue_cpu(const at::Tensor& z_in, const std::optional<at::
                                 const std::optional<at::Tensor>& noise_in, const std::optional<at::Tensor>& b_in,
                                 int64_t act, double alpha, double gain, double clamp) {
   HPCGAN_CHECK_CPU(z_in);
-  TORCH_CHECK(act >= 0 && act < kNumActs, "modconv_epilogue: unknown activation code ", act);
-  Act4 g;
-  at::Tensor z = as_act4(z_in, true, g, "z");
-  EpiParams p{};
-  at::Tensor d = coef_nc(d_in, z, g, "d");
-  at::Tensor noise = noise_nhw(noise_in, z, &p.noise_bs);
-  at::Tensor b = bias_c(b_in, z, g.C);
-  p.has_d = d.defined();
-  p.has_noise = noise.defined();
-  p.has_b = b.defined();
+  const Epi e = epi_prepare(z_in, d_in, noise_in, b_in, act);
+  const at::Tensor& z = e.z;
   at::Tensor y = at::empty_like(z);
   if (z.numel() == 0) return y;
   advise_huge_pages(y.data_ptr(), y.nbytes());
   AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "hpcgan::modconv_epilogue_cpu", [&] {
     using T = scalar_t;
     HPCGAN_DISPATCH_ACT(act, [&] {
-      epilogue_kernel<ACT_, T>(g, p, z.data_ptr<T>(), ptr_or_null<T>(d), ptr_or_null<T>(noise), ptr_or_null<T>(b),
-                               y.data_ptr<T>(), T(alpha), T(gain), T(clamp));
+      epilogue_kernel<ACT_, T>(e.g, e.noise_bs, z.data_ptr<T>(), ptr_or_null<T>(e.d), ptr_or_null<T>(e.noise),
+                               ptr_or_null<T>(e.b), y.data_ptr<T>(), T(alpha), T(gain), T(clamp));
     });
   });
   return y;
 }
 
 template <int ACT, typename T>
-void epilogue_backward_kernel(const Act4& g, const Act4& gd_geom, const EpiParams& p, const T* dy, const T* z,
+void epilogue_backward_kernel(const Act4& g, const Act4& gd_geom, int64_t noise_bs, const T* dy, const T* z,
                               const T* d, const T* noise, const T* b, T* gz, T* pd, T* pb, T* gnoise, T alpha,
                               T gain, T clamp) {
   Tasks tk(g);
@@ -286,9 +273,9 @@ void epilogue_backward_kernel(const Act4& g, const Act4& gd_geom, const EpiParam
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t n = t / tk.per_sample, hw0 = (t % tk.per_sample) * kBlock;
       const int64_t hw1 = std::min(g.HW, hw0 + kBlock);
-      const T* dn = p.has_d ? d + n * g.C : ones.data();
-      const T* bn = p.has_b ? b : zeros.data();
-      const T* nz = p.has_noise ? noise + n * p.noise_bs : zeros.data();
+      const T* dn = d ? d + n * g.C : ones.data();
+      const T* bn = b ? b : zeros.data();
+      const T* nz = noise ? noise + n * noise_bs : zeros.data();
       T* accd = pd + t * g.C;
       T* accb = pb + t * g.C;
       T* gn = gnoise + n * g.HW;
@@ -335,19 +322,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> modconv_epilogue_back
     const std::optional<at::Tensor>& noise_in, const std::optional<at::Tensor>& b_in, int64_t act, double alpha,
     double gain, double clamp) {
   HPCGAN_CHECK_CPU(z_in);
-  TORCH_CHECK(act >= 0 && act < kNumActs, "modconv_epilogue_backward: unknown activation code ", act);
-  Act4 g, gdy;
-  at::Tensor z = as_act4(z_in, true, g, "z");
-  at::Tensor dy = as_act4(dy_in, true, gdy, "dy");
-  TORCH_CHECK(dy.sizes() == z.sizes(), "dy must have the shape of z ", z.sizes(), ", got ", dy.sizes());
-  HPCGAN_CHECK_SAME_DTYPE(dy, z);
-  EpiParams p{};
-  at::Tensor d = coef_nc(d_in, z, g, "d");
-  at::Tensor noise = noise_nhw(noise_in, z, &p.noise_bs);
-  at::Tensor b = bias_c(b_in, z, g.C);
-  p.has_d = d.defined();
-  p.has_noise = noise.defined();
-  p.has_b = b.defined();
+  const Epi e = epi_prepare(z_in, d_in, noise_in, b_in, act);
+  const at::Tensor& z = e.z;
+  const Act4& g = e.g;
+  Act4 gdy;
+  at::Tensor dy = epi_grad_input(dy_in, e, gdy);
   Tasks tk(g);
   at::Tensor gz = at::empty_like(z);
   advise_huge_pages(gz.data_ptr(), gz.nbytes());
@@ -358,17 +337,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> modconv_epilogue_back
     AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "hpcgan::modconv_epilogue_backward_cpu", [&] {
       using T = scalar_t;
       HPCGAN_DISPATCH_ACT(act, [&] {
-        epilogue_backward_kernel<ACT_, T>(g, gdy, p, dy.data_ptr<T>(), z.data_ptr<T>(), ptr_or_null<T>(d),
-                                          ptr_or_null<T>(noise), ptr_or_null<T>(b), gz.data_ptr<T>(),
+        epilogue_backward_kernel<ACT_, T>(g, gdy, e.noise_bs, dy.data_ptr<T>(), z.data_ptr<T>(), ptr_or_null<T>(e.d),
+                                          ptr_or_null<T>(e.noise), ptr_or_null<T>(e.b), gz.data_ptr<T>(),
                                           pd.data_ptr<T>(), pb.data_ptr<T>(), gnoise.data_ptr<T>(), T(alpha),
                                           T(gain), T(clamp));
       });
     });
   }
   at::Tensor empty = at::empty({0}, z.options());
-  at::Tensor gd = p.has_d ? pd.view({g.N, tk.per_sample, g.C}).sum(1) : empty;
-  at::Tensor gb = p.has_b ? pb.sum(0) : empty;
-  return {gz, gd, p.has_noise ? gnoise : empty, gb};
+  at::Tensor gd = e.d.defined() ? pd.view({g.N, tk.per_sample, g.C}).sum(1) : empty;
+  at::Tensor gb = e.b.defined() ? pb.sum(0) : empty;
+  return {gz, gd, e.noise.defined() ? gnoise : empty, gb};
 }
 
 }  // namespace

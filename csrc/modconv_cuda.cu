@@ -126,27 +126,10 @@ __global__ void epilogue_kernel(T* __restrict__ out, T* __restrict__ gp_out, con
   }
 }
 
-struct Epi {
-  Act4 g;
-  at::Tensor z, d, noise, b;
-  int64_t noise_bs = 0;
-};
-
-Epi epi_prepare(const at::Tensor& z_in, const std::optional<at::Tensor>& d_in,
-                const std::optional<at::Tensor>& noise_in, const std::optional<at::Tensor>& b_in, int64_t act) {
-  HPCGAN_CHECK_CUDA(z_in);
-  TORCH_CHECK(act >= 0 && act < kNumActs, "modconv_epilogue: unknown activation code ", act);
-  Epi e;
-  e.z = as_act4(z_in, true, e.g, "z");
-  e.d = coef_nc(d_in, e.z, e.g, "d");
-  e.noise = noise_nhw(noise_in, e.z, &e.noise_bs);
-  e.b = bias_c(b_in, e.z, e.g.C);
-  return e;
-}
-
 at::Tensor modconv_epilogue_cuda(const at::Tensor& z_in, const std::optional<at::Tensor>& d_in,
                                  const std::optional<at::Tensor>& noise_in, const std::optional<at::Tensor>& b_in,
                                  int64_t act, double alpha, double gain, double clamp) {
+  HPCGAN_CHECK_CUDA(z_in);
   const c10::cuda::CUDAGuard guard(z_in.device());
   Epi e = epi_prepare(z_in, d_in, noise_in, b_in, act);
   at::Tensor y = at::empty_like(e.z);
@@ -169,12 +152,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> modconv_epilogue_back
     const at::Tensor& dy_in, const at::Tensor& z_in, const std::optional<at::Tensor>& d_in,
     const std::optional<at::Tensor>& noise_in, const std::optional<at::Tensor>& b_in, int64_t act, double alpha,
     double gain, double clamp) {
+  HPCGAN_CHECK_CUDA(z_in);
   const c10::cuda::CUDAGuard guard(z_in.device());
   Epi e = epi_prepare(z_in, d_in, noise_in, b_in, act);
   Act4 gdy;
-  at::Tensor dy = as_act4(dy_in, true, gdy, "dy");
-  TORCH_CHECK(dy.sizes() == e.z.sizes(), "dy must have the shape of z ", e.z.sizes(), ", got ", dy.sizes());
-  HPCGAN_CHECK_SAME_DTYPE(dy, e.z);
+  at::Tensor dy = epi_grad_input(dy_in, e, gdy);
   at::Tensor gz = at::empty_like(e.z);
   at::Tensor gp = at::empty_like(e.z);
   const int64_t total = e.z.numel();

@@ -269,7 +269,7 @@ def pairwise_nearest(fake: torch.Tensor, real: torch.Tensor, metric: str = "rmse
     out = {"metric": metric, "index": idx, "distance": dist}
     if real_test is not None:
         _, ref = nearest_distances(real_test, real, metric)
-        med = float(ref.median()) if len(ref) else math.nan
+        med = float(torch.quantile(ref, 0.5)) if len(ref) else math.nan
         q = float(torch.quantile(ref, near_copy_quantile)) if len(ref) else math.nan
         thr = near_copy_factor * q
         below = float((dist < med).double().mean()) if len(dist) else math.nan
@@ -280,7 +280,7 @@ def pairwise_nearest(fake: torch.Tensor, real: torch.Tensor, metric: str = "rmse
             "n_generated": int(len(dist)),
             "n_train": int(len(torch.as_tensor(real))),
             "n_test": int(len(ref)),
-            "generated_median": float(dist.median()) if len(dist) else math.nan,
+            "generated_median": float(torch.quantile(dist, 0.5)) if len(dist) else math.nan,
             "reference_median": med,
             "fraction_closer_than_real_median": below,
             "near_copy_threshold": thr,

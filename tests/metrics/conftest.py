@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -12,11 +16,24 @@ import torch
 from hpcgan.data.preprocess import PreprocessConfig, run_preprocess
 from hpcgan.data.shards import FORMAT_VERSION, MANIFEST, atomic_write_text, write_shard
 
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_cli(*args, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run ``python -m hpcgan.cli ARGS`` in a subprocess (real exit codes and stderr)."""
+    cmd = [sys.executable, "-m", "hpcgan.cli", *map(str, args)]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
 
 def write_shard_set(out: Path, images: np.ndarray, labels, class_names=("Clear", "Opacity"), split: str = "train",
                     shard_size: int = 8) -> Path:
     """A folder in the shard format (manifest.json + <split>/shard-NNNNN.h5) holding ``images`` uint8 [N, 1, R, R]."""
     out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     images = np.asarray(images, dtype=np.uint8)
     labels = np.asarray(labels, dtype=np.int64)
     entries = []
@@ -52,7 +69,9 @@ class TinyFeatures(torch.nn.Module):
 def metrics_tiny_net(tmp_path_factory) -> Path:
     """A TorchScript file of TinyFeatures, for --feature-net PATH (fast stand-in for Inception)."""
     path = tmp_path_factory.mktemp("featnet") / "tiny.pt"
-    torch.jit.save(torch.jit.script(TinyFeatures().eval()), str(path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated; TorchScript files are what we load
+        torch.jit.save(torch.jit.script(TinyFeatures().eval()), str(path))
     return path
 
 

@@ -1,0 +1,125 @@
+"""The training loop: outputs of a run, data-parallel equivalence, CLI errors, FID during training."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from hpcgan.errors import HpcganError
+from hpcgan.gan.config import TrainConfig
+from hpcgan.gan.snapshot import list_snapshots, load_snapshot
+from hpcgan.gan.train import train
+
+from .helpers import TINY_FLAGS, cli, tiny_train_config
+
+
+def test_run_writes_stats_grids_snapshots(gan_cond_run):
+    run = Path(gan_cond_run["run_dir"])
+    assert gan_cond_run["status"] == "done" and gan_cond_run["kimg"] == pytest.approx(0.048)
+    assert run.name.startswith("00000-stylegan2-") and run.name.endswith("-32px-cond")
+    cfg = (run / "config.yaml").read_text()
+    assert "cond: true" in cfg and "batch: 8" in cfg
+    lines = [json.loads(x) for x in (run / "stats.jsonl").read_text().splitlines()]
+    assert [r["tick"] for r in lines] == [0, 1, 2, 3]  # tick 0 ends after the first step
+    for r in lines:
+        for key in ("kimg", "sec_per_kimg", "aug_p", "loss_G", "loss_D", "scores_real"):
+            assert key in r, key
+    assert lines[-1]["nimg"] == 48
+    assert any(r["aug_p"] > 0 for r in lines)  # ADA moves p
+    snaps = list_snapshots(run)
+    assert [p.name for p in snaps] == [f"snapshot-{n:010d}.pt" for n in (8, 24, 40, 48)]
+    assert {p.name for p in run.glob("fakes-*.png")} == {f"fakes-{n:010d}.png" for n in (8, 24, 40, 48)}
+    assert (run / "reals.png").is_file()
+    from PIL import Image
+
+    grid = Image.open(run / f"fakes-{48:010d}.png")
+    assert grid.size == (4 * 32, 2 * 32)  # 4 columns, one row per class
+    snap = load_snapshot(snaps[-1])  # weights_only=True
+    assert snap["counters"]["cur_nimg"] == 48 and snap["counters"]["step"] == 6
+    assert snap["data"]["train_classes"] == ["Clear", "Opacity"] and snap["G_kwargs"]["c_dim"] == 2
+    assert float(snap["augment"]["state"]["p"]) == pytest.approx(lines[-1]["aug_p"])
+    assert not list(run.glob(".*tmp*"))
+
+
+def test_single_class_run_and_new_run_dirs(gan_shards, tmp_path):
+    r1 = train(tiny_train_config(gan_shards, tmp_path, classes=["Opacity"], kimg=0.016, aug="noaug"))
+    r2 = train(tiny_train_config(gan_shards, tmp_path, classes=["Opacity"], kimg=0.008, aug="noaug"))
+    assert Path(r1["run_dir"]).name.startswith("00000-") and Path(r2["run_dir"]).name.startswith("00001-")
+    snap = load_snapshot(r1["snapshot"])
+    assert snap["G_kwargs"]["c_dim"] == 0 and snap["data"]["train_classes"] == ["Opacity"]
+    assert snap["augment"] is None
+
+
+def _weights(snap: dict, key: str) -> dict:
+    return {k: v for k, v in snap[key].items() if v.is_floating_point()}
+
+
+def _assert_close(a: dict, b: dict, atol=1e-5, rtol=1e-4):
+    for key in ("G", "D", "G_ema"):
+        wa, wb = _weights(a, key), _weights(b, key)
+        assert wa.keys() == wb.keys()
+        for k in wa:
+            torch.testing.assert_close(wa[k], wb[k], atol=atol, rtol=rtol, msg=f"{key}.{k}")
+
+
+def test_two_rank_gloo_equals_single_process(gan_shards, tmp_path, data_mpirun):
+    """2 ranks x 4 images == 1 process x 2 rounds of 4 images, for the same global batch 8 and seed."""
+    single = train(tiny_train_config(gan_shards, tmp_path / "single", cond=True, batch_gpu=4, kimg=0.032, snap=0))
+    proc = cli("train-gan", "--data", gan_shards, "--outdir", tmp_path / "ddp", *TINY_FLAGS, "--kimg", "0.032",
+               "--snap", "0", "--cond", "--config", _tiny_yaml(tmp_path), mpirun=data_mpirun, np_=2, timeout=240)
+    assert "done:" in proc.stdout
+    (ddp_run,) = (tmp_path / "ddp").iterdir()
+    a, b = load_snapshot(single["snapshot"]), load_snapshot(list_snapshots(ddp_run)[-1])
+    assert a["counters"] == b["counters"]
+    _assert_close(a, b)
+    torch.testing.assert_close(a["loss"]["pl_mean"], b["loss"]["pl_mean"], atol=1e-5, rtol=1e-4)
+    assert float(a["ada"]["p"]) == pytest.approx(float(b["ada"]["p"]))
+    lines = (ddp_run / "stats.jsonl").read_text().splitlines()
+    assert len(lines) == 3  # only rank 0 writes
+
+
+def _tiny_yaml(tmp_path: Path) -> Path:
+    """The network/optimiser part of tiny_train_config as a preset file (for CLI runs)."""
+    import yaml
+
+    cfg = tiny_train_config("x", "y")
+    keys = ("z_dim", "w_dim", "channel_base", "channel_max", "mapping_layers", "ema_kimg", "ada_kimg", "ada_interval",
+            "aug", "aug_p", "grid_cols", "grid_rows")
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump({k: getattr(cfg, k) for k in keys}))
+    return path
+
+
+def test_cli_reports_user_errors_without_traceback(gan_shards, tmp_path):
+    proc = cli("train-gan", "--data", tmp_path / "missing", "--outdir", tmp_path, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "manifest.json" in proc.stderr
+    proc = cli("train-gan", "--data", tmp_path, "--outdir", tmp_path, "--resume", "latest", check=False)
+    assert proc.returncode == 2 and "no run directory" in proc.stderr
+    with pytest.raises(HpcganError, match="--batch 6 must be a multiple"):
+        train(tiny_train_config(gan_shards, tmp_path, batch=6, batch_gpu=4))
+    with pytest.raises(HpcganError, match="classes"):
+        train(tiny_train_config(gan_shards, tmp_path, classes=["COVID"]))
+
+
+def test_help_lists_every_flag():
+    proc = cli("train-gan", "--help")
+    for flag in ("--data", "--outdir", "--config", "--kimg", "--batch", "--cond", "--classes", "--resume", "--arch",
+                 "--seed", "--snap", "--metric-every", "--impl", "--tick-kimg"):
+        assert flag in proc.stdout, flag
+    proc = cli("generate", "--help")
+    for flag in ("--network", "--n", "--class", "--trunc", "--seeds", "--out", "--png"):
+        assert flag in proc.stdout, flag
+
+
+def test_presets_load():
+    from hpcgan.config import load
+
+    repo = Path(__file__).resolve().parents[2]
+    for name in ("cpu-smoke", "cpu-64", "paper-256", "cdcgan"):
+        cfg = load(TrainConfig, repo / "configs" / "gan" / f"{name}.yaml", {"data": "x"})
+        cfg.validate()
+    paper = load(TrainConfig, repo / "configs" / "gan" / "paper-256.yaml", {"data": "x"})
+    assert paper.channel_base == 16384 and paper.batch == 32 and paper.ada_target == 0.6
