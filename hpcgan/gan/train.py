@@ -322,6 +322,10 @@ class Trainer:
 
     def write_snapshot(self) -> Path | None:
         path = None
+        for name, net in (("G", self.G), ("D", self.D)):
+            for pname, p in net.named_parameters():
+                if not torch.isfinite(p).all():  # never store a broken state as the "last good" snapshot
+                    raise NonFiniteLossError(f"parameter {name}.{pname}", "snapshot", float("nan"))
         if self.rank0:
             path = save_snapshot(self.run_dir / snapshot_name(self.cur_nimg), self.state())
         if self.ddp:
@@ -464,10 +468,10 @@ class Trainer:
         if self.c_dim == 0:
             return None
         labels = self.dataset.labels
+        gen = torch.Generator().manual_seed(_seed(self.cfg.seed, 0xF1D))  # the same labels at every measurement
 
-        def sample(n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-            idx = torch.randint(len(labels), (n,), generator=generator)
-            return self._onehot(labels[idx])
+        def sample(n: int) -> torch.Tensor:  # the training set's class frequencies
+            return self._onehot(labels[torch.randint(len(labels), (n,), generator=gen)])
 
         return sample
 
@@ -528,17 +532,7 @@ class Trainer:
         try:
             while self.cur_nimg < total_nimg:
                 reals, labels = next(it)
-                try:
-                    step_stats = self.train_step(reals, labels)
-                except NonFiniteLossError as exc:
-                    snaps = list_snapshots(self.run_dir)
-                    last = f"the last good snapshot is {snaps[-1]} (resume with --resume {snaps[-1]})" if snaps \
-                        else "no snapshot was written before it"
-                    if self.rank0:
-                        self._append_stats({"event": "nonfinite", "term": exc.term, "phase": exc.phase,
-                                            "step": self.step, "nimg": self.cur_nimg, "kimg": self.cur_nimg / 1000})
-                    raise HpcganError(f"training stopped at kimg {self.cur_nimg / 1000:.3f} (step {self.step}): "
-                                      f"{exc} Nothing was saved after this step; {last}.") from exc
+                step_stats = self.train_step(reals, labels)
                 for k, v in step_stats.items():
                     tick_stats.setdefault(k, []).extend(v)
                 bar.update(min(cfg.batch, total_nimg - bar.n))
@@ -590,6 +584,15 @@ class Trainer:
                 tick_stats = {}
                 tick_t0 = time.perf_counter()
                 tick_nimg0 = self.cur_nimg
+        except NonFiniteLossError as exc:
+            snaps = list_snapshots(self.run_dir)
+            last = f"the last good snapshot is {snaps[-1]} (resume with --resume {snaps[-1]})" if snaps \
+                else "no snapshot was written before it"
+            if self.rank0:
+                self._append_stats({"event": "nonfinite", "term": exc.term, "phase": exc.phase,
+                                    "step": self.step, "nimg": self.cur_nimg, "kimg": self.cur_nimg / 1000})
+            raise HpcganError(f"training stopped at kimg {self.cur_nimg / 1000:.3f} (step {self.step}): "
+                              f"{exc} Nothing was saved after this step; {last}.") from exc
         finally:
             for s, h in old.items():
                 signal.signal(s, h)

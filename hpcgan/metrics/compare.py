@@ -106,6 +106,11 @@ def compare_shards(real_dir, fake_dir, metrics=("fid", "kid"), split_real: str =
     names the feature network; ``pairing`` says how images were paired.
     """
     metrics = parse_metrics(metrics)
+    for flag, v in (("batch", batch), ("kid subsets", kid_subsets), ("kid subset size", kid_subset_size)):
+        if int(v) < 1:
+            raise HpcganError(f"{flag} must be at least 1, got {v}")
+    if num is not None and int(num) < 2:
+        raise HpcganError(f"--num must be at least 2 (statistics need two images per set), got {num}")
     if isinstance(split_fake, str):
         split_fake = [s.strip() for s in split_fake.split(",") if s.strip()]
     fake_manifest_dir = Path(fake_dir)
@@ -133,6 +138,11 @@ def compare_shards(real_dir, fake_dir, metrics=("fid", "kid"), split_real: str =
     }
     do_baseline = baseline and has_train
     n_base = None
+    if do_baseline:
+        from hpcgan.data.dataset import ShardDataset
+
+        n_train = len(ShardDataset(real_dir, split_train))
+        n_base = min(n_train, len(fake), num if num is not None else n_train)
 
     if want_features:
         with warnings.catch_warnings(record=True) as caught:
@@ -148,10 +158,6 @@ def compare_shards(real_dir, fake_dir, metrics=("fid", "kid"), split_real: str =
         ff = net.features(fake, batch=batch)
         sets = [("generated", ff)]
         if do_baseline:
-            from hpcgan.data.dataset import ShardDataset
-
-            n_train = len(ShardDataset(real_dir, split_train))
-            n_base = min(n_train, len(fake))
             tr = _fid.real_features(real_dir, split_train, net, num_real=n_base, cache_dir=cache_dir, batch=batch,
                                     progress=progress)
             sets.append(("baseline", tr["feats"].astype(np.float64)))
@@ -174,10 +180,10 @@ def compare_shards(real_dir, fake_dir, metrics=("fid", "kid"), split_real: str =
         if want_pixels:
             res["generated"].update(_image_metrics(fake, real, want_pixels))
             res["pairing"] = (f"each generated image with its nearest real {split_real} image by RMSE"
-                              + (f"; baseline: each of {min(len(fake), len(train))} real {split_train} images "
+                              + (f"; baseline: each of {n_base} real {split_train} images "
                                  f"with its nearest real {split_real} image" if do_baseline else ""))
             if do_baseline:
-                q = train[torch.as_tensor(_fid.subset_indices(len(train), min(len(fake), len(train))))]
+                q = train[torch.as_tensor(_fid.subset_indices(len(train), n_base))]
                 res["baseline"].update(_image_metrics(q, real, want_pixels))
         if want_memo:
             memo = _sim.pairwise_nearest(fake, train, "rmse", real_test=real)
