@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 import shutil
 
 import numpy as np
@@ -119,15 +120,49 @@ def test_bad_folders_stop_with_a_message(tmp_path, data_phantom_root):
         discover(tmp_path, ["A", "E"])
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads folders whatever their permissions (see the ELOOP test)")
 def test_unreadable_folder_names_it(tmp_path):
-    (tmp_path / "A").mkdir()
-    os.chmod(tmp_path / "A", 0)
+    """A class folder without read permission is an error that names it.
+
+    Root reads every folder, so as root the check runs in a child process that
+    has dropped to the unprivileged user 'nobody' (uid 65534)."""
+    if os.geteuid() != 0:
+        (tmp_path / "A").mkdir()
+        os.chmod(tmp_path / "A", 0)
+        try:
+            with pytest.raises(HpcganError, match="permission denied"):
+                discover(tmp_path, ["A"], layout="flat")
+        finally:
+            os.chmod(tmp_path / "A", 0o755)
+        return
+    import subprocess
+    import sys
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="hpcgan-perm-"))
     try:
-        with pytest.raises(HpcganError, match="permission denied"):
-            discover(tmp_path, ["A"], layout="flat")
+        os.chmod(root, 0o755)
+        (root / "A").mkdir()
+        os.chmod(root / "A", 0)
+        code = (
+            "import os, sys\n"
+            "from hpcgan.data.sources import discover\n"
+            "from hpcgan.errors import HpcganError\n"
+            "os.setgid(65534); os.setuid(65534)  # after the imports: /root is closed to nobody\n"
+            "try:\n"
+            f"    discover({str(root)!r}, ['A'], layout='flat')\n"
+            "except HpcganError as e:\n"
+            "    print('ERR', e)\n"
+        )
+        repo = str(Path(__file__).resolve().parents[2])
+        env = dict(os.environ, PYTHONPATH=repo)
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120, cwd="/")
+        assert out.stdout.startswith("ERR"), out.stdout + out.stderr
+        assert "permission denied" in out.stdout and str(root / "A") in out.stdout
     finally:
-        os.chmod(tmp_path / "A", 0o755)
+        os.chmod(root / "A", 0o755)
+        import shutil
+
+        shutil.rmtree(root)
 
 
 def test_folder_nobody_can_read_is_reported(tmp_path):
