@@ -41,3 +41,15 @@ def gan_cond_run(gan_shards, tmp_path_factory):
     from .helpers import tiny_train_config
 
     return train(tiny_train_config(gan_shards, tmp_path_factory.mktemp("gan_runs"), cond=True))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked slow run only with HPCGAN_SLOW=1 (or when selected with -m slow)."""
+    import os
+
+    if os.environ.get("HPCGAN_SLOW") == "1" or "slow" in (config.getoption("-m") or ""):
+        return
+    skip = pytest.mark.skip(reason="slow: set HPCGAN_SLOW=1 to run")
+    for item in items:
+        if "slow" in item.keywords and "tests/gan/" in str(item.fspath).replace("\\", "/"):
+            item.add_marker(skip)

@@ -121,3 +121,25 @@ def test_presets_load():
         cfg.validate()
     paper = load(TrainConfig, repo / "configs" / "gan" / "paper-256.yaml", {"data": "x"})
     assert paper.channel_base == 16384 and paper.batch == 32 and paper.ada_target == 0.6
+
+
+@pytest.mark.slow
+def test_fid_falls_during_training(gan_shards, tmp_path):
+    """FID of G_ema on the phantom training split falls from the first to the last measurement.
+
+    Slow (~10 min on 2 shared cores): the FID Inception network at 299 px dominates, and a
+    GAN needs a few kimg before its samples beat the initial blur.
+    """
+    pytest.importorskip("hpcgan.metrics.fid")
+    from hpcgan.config import load
+
+    repo = Path(__file__).resolve().parents[2]
+    cfg = load(TrainConfig, repo / "configs" / "gan" / "cpu-smoke.yaml",
+               dict(data=str(gan_shards), outdir=str(tmp_path), kimg=3.0, tick_kimg=0.5, snap=0, metric_every=6,
+                    fid_num_fake=128, classes=["Opacity"], progress=False, seed=0, fid_cache_dir=str(tmp_path / "c")))
+    train(cfg)
+    (run,) = tmp_path.glob("0*")
+    fids = [json.loads(x)["fid"] for x in (run / "stats.jsonl").read_text().splitlines() if "fid" in json.loads(x)]
+    assert len(fids) >= 2
+    print("FID per measurement:", fids)
+    assert fids[-1] < 0.8 * fids[0], fids
