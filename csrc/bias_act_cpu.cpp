@@ -4,6 +4,8 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <vector>
+
 #include "activations.h"
 #include "bias_act_common.h"
 #include "checks.h"
@@ -48,7 +50,7 @@ HPCGAN_CPU_CLONES void run_channel_bias(T* __restrict__ y, const T* __restrict__
 
 template <int ACT, int ORDER, typename T>
 void run(const BiasActGeom& g, T* y, const T* x, const T* b, const T* dy, T alpha, T gain, T clamp) {
-  constexpr int64_t kGrain = 1 << 15;
+  constexpr int64_t kGrain = 1 << 16;  // elements per task: below this, threads cost more than they save
   if (g.channels == 1) {  // no bias or a single channel: one flat loop
     const T bias = b ? b[0] : T(0);
     at::parallel_for(0, g.numel, kGrain, [&](int64_t i0, int64_t i1) {
@@ -59,6 +61,19 @@ void run(const BiasActGeom& g, T* y, const T* x, const T* b, const T* dy, T alph
     at::parallel_for(0, rows, std::max<int64_t>(1, kGrain / C), [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r)
         run_channel_bias<ACT, ORDER, T>(y + r * C, x + r * C, dy ? dy + r * C : nullptr, b, C, alpha, gain, clamp);
+    });
+  } else if (g.inner < 64 && g.channels * g.inner <= (int64_t(1) << 16)) {
+    // Short rows (small images): one call per sample over a precomputed bias
+    // pattern instead of one call per tiny row.
+    const int64_t span = g.channels * g.inner, rows = g.numel / span;
+    std::vector<T> pattern(span);
+    for (int64_t c = 0; c < g.channels; ++c)
+      for (int64_t i = 0; i < g.inner; ++i) pattern[c * g.inner + i] = b[c];
+    const T* pb = pattern.data();
+    at::parallel_for(0, rows, std::max<int64_t>(1, kGrain / span), [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r)
+        run_channel_bias<ACT, ORDER, T>(y + r * span, x + r * span, dy ? dy + r * span : nullptr, pb, span, alpha,
+                                        gain, clamp);
     });
   } else {  // rows of `inner` elements that share one channel
     const int64_t inner = g.inner, rows = g.numel / inner;

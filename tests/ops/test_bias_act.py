@@ -121,3 +121,17 @@ def test_bad_arguments(kwargs, match):
 def test_integer_input_rejected():
     with pytest.raises(ValueError, match="x must be a floating-point"):
         bias_act(torch.zeros(2, 3, dtype=torch.int64))
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 16, 16), (1, 4, 3, 3), (4, 2, 9, 40), (3, 5000)], ids=str)
+@pytest.mark.parametrize("act", ["lrelu", "tanh"])
+def test_every_row_layout_path(shape, act):
+    """Long rows (one call per row), short rows (a bias pattern per sample), a single row."""
+    x, b = _data(shape, 1, torch.float32, seed=7)
+    torch.testing.assert_close(bias_act(x, b, act=act, clamp=0.9), bias_act_ref(x, b, act=act, clamp=0.9), rtol=1e-5, atol=1e-6)
+    xd, bd = x.double().requires_grad_(), b.double().requires_grad_()
+    (gx, gb) = torch.autograd.grad(bias_act(xd, bd, act=act).square().sum(), (xd, bd))
+    xr, br = x.double().requires_grad_(), b.double().requires_grad_()
+    (rx, rb) = torch.autograd.grad(bias_act_ref(xr, br, act=act).square().sum(), (xr, br))
+    torch.testing.assert_close(gx, rx)
+    torch.testing.assert_close(gb, rb)
