@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from hpcgan.atomic import atomic_write_text
 from hpcgan.errors import HpcganError
 
 
@@ -49,10 +50,6 @@ def load(cls, path: str | os.PathLike | None = None, overrides: dict | None = No
 
 def write_resolved(cfg, folder: str | os.PathLike, name: str = "config.yaml") -> Path:
     """Write ``cfg`` as YAML into ``folder`` atomically; returns the path."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / name
-    tmp = folder / f".{name}.tmp-{os.getpid()}"
-    tmp.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-    os.replace(tmp, path)
+    path = Path(folder) / name
+    atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
     return path

@@ -19,9 +19,10 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 from scipy import ndimage
 
+from hpcgan.atomic import atomic_path
 from hpcgan.errors import HpcganError
 
 PHANTOM_CLASSES = ("Clear", "Opacity")
@@ -138,6 +139,5 @@ def generate_phantoms(
 
 
 def _save_atomic(im: Image.Image, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.png")
-    im.save(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        im.save(tmp)

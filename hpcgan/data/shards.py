@@ -24,6 +24,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from hpcgan.atomic import atomic_path, atomic_write_text  # noqa: F401  (atomic_write_text: re-exported)
 from hpcgan.errors import HpcganError
 
 FORMAT_VERSION = 1
@@ -45,16 +46,6 @@ def sha256_file(path: str | os.PathLike, bufsize: int = 1 << 20) -> str:
 def open_h5(path: str | os.PathLike) -> h5py.File:
     """Open a shard read-only with HDF5 file locking off (Lustre/GPFS clusters)."""
     return h5py.File(path, "r", locking=False)
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def write_shard(
@@ -82,8 +73,7 @@ def write_shard(
     kw = {} if compression == "none" else {"compression": compression}
     if compression == "gzip":
         kw["compression_opts"] = 4
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         with h5py.File(tmp, "w", locking=False, track_order=False) as f:
             f.create_dataset("images", data=images, chunks=(1, 1, res, res) if n else None, **kw)
             f.create_dataset("labels", data=np.asarray(labels, dtype=np.int64))
@@ -93,14 +83,7 @@ def write_shard(
             f.attrs["format_version"] = FORMAT_VERSION
             for k, v in (attrs or {}).items():
                 f.attrs[k] = v if not isinstance(v, (dict, list)) else json.dumps(v)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
         digest = sha256_file(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if tmp.exists():
-            tmp.unlink()
-        raise
     return digest
 
 

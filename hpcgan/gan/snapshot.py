@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hpcgan.atomic import atomic_open
 from hpcgan.errors import HpcganError
 
 FORMAT = "hpcgan-gan-snapshot"
@@ -82,26 +83,8 @@ def set_rng_state(state: dict) -> None:
 def save_snapshot(path: str | os.PathLike, snapshot: dict) -> Path:
     """Write ``snapshot`` atomically: temporary name, flush + fsync, ``os.replace``, fsync the folder."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            torch.save(snapshot, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if tmp.exists():
-            tmp.unlink()
-        raise
-    try:
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:  # pragma: no cover - some file systems refuse fsync on a folder
-        pass
+    with atomic_open(path, "wb") as fh:
+        torch.save(snapshot, fh)
     return path
 
 

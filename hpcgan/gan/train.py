@@ -51,6 +51,7 @@ import numpy as np
 import torch
 import yaml
 
+from hpcgan.atomic import atomic_path, atomic_write_text
 from hpcgan import dist as hdist
 from hpcgan.config import load as load_config
 from hpcgan.config import write_resolved
@@ -82,9 +83,8 @@ def _device(name: str) -> torch.device:
 def _write_png(path: Path, img: np.ndarray) -> None:
     from PIL import Image
 
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    Image.fromarray(img).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        Image.fromarray(img).save(tmp, format="PNG")
 
 
 def to_uint8(img: torch.Tensor) -> np.ndarray:
@@ -495,9 +495,7 @@ class Trainer:
         if not path.is_file():
             return
         keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln).get("nimg", 0) <= self.cur_nimg]
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        tmp.write_text("".join(ln + "\n" for ln in keep))
-        os.replace(tmp, path)
+        atomic_write_text(path, "".join(ln + "\n" for ln in keep))
 
     def run(self) -> dict:
         cfg = self.cfg

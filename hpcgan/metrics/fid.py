@@ -44,6 +44,7 @@ import scipy.linalg
 import torch
 import torch.nn.functional as F
 
+from hpcgan.atomic import atomic_open
 from hpcgan.errors import HpcganError
 
 __all__ = [
@@ -318,18 +319,8 @@ def default_cache_dir() -> Path:
 
 
 def _atomic_savez(path: Path, **arrays) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if tmp.exists():
-            tmp.unlink()
-        raise
+    with atomic_open(path, "wb") as fh:
+        np.savez(fh, **arrays)
 
 
 def _read_images(ds, indices: np.ndarray, batch: int):

@@ -176,7 +176,6 @@ def _up_pads(x, weight, f, up, px, py):
 
 
 def _native_forward(x, weight, styles, noise, bias, up, down, px, py, f, demodulate, p):
-    kh, kw = weight.shape[2], weight.shape[3]
     d = None
     if demodulate:
         d = (styles.square() @ weight.square().sum(dim=[2, 3]).t() + DEMOD_EPS).rsqrt()  # [N, Cout]

@@ -1,6 +1,5 @@
 import os
 from pathlib import Path
-import shutil
 
 import numpy as np
 import pytest
