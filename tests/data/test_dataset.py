@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
@@ -77,3 +78,20 @@ def test_raw_uint8(data_shards):
     assert x.dtype == torch.uint8 and torch.equal(x, torch.from_numpy(ref["images"][0]))
     batch = raw.__getitems__([1, 0])
     assert torch.equal(batch[1][0], x) and int(batch[0][1]) == ref["labels"][1]
+
+
+def test_cache_gives_the_same_items_and_decodes_each_shard_once(data_shards):
+    from hpcgan.data.dataset import ShardDataset
+
+    plain = ShardDataset(data_shards, "train", cache=False)
+    cached = ShardDataset(data_shards, "train", cache=True)
+    auto = ShardDataset(data_shards, "train")
+    assert auto.cache is True  # a small split is cached by default
+    idx = list(range(len(plain)))[::-1]
+    for a, b in zip(plain.__getitems__(idx), cached.__getitems__(idx)):
+        assert torch.equal(a[0], b[0]) and a[1] == b[1]
+    assert torch.equal(plain[3][0], cached[3][0])
+    assert all(isinstance(h, np.ndarray) for h in cached._handles.values())
+    assert not any(isinstance(h, np.ndarray) for h in plain._handles.values())
+    with pytest.raises(HpcganError, match="cache"):
+        ShardDataset(data_shards, "train", cache="yes")
