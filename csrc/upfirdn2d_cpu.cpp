@@ -25,6 +25,8 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cmath>
+#include <memory>
 #include <numeric>
 #include <vector>
 
@@ -304,6 +306,328 @@ __attribute__((target("avx2,fma"))) void nhwc_rows_avx2(const Plan<T>& pl, const
 }
 #endif
 
+// ---------------------------------------------------------------------------
+// NCHW "flat" path: polyphase components of the zero-padded input.
+//
+// Along one axis, output pixel P*k + p reads input pixel S*k + c for its taps
+// (see the top of the file). Writing c = S*d + a (a in [0, S)), that is pixel
+// k + d of the polyphase component a of the input (component a holds pixels a,
+// S + a, 2S + a, ...). So once the input is split into its S_y x S_x
+// components, each padded with zeros (so every tap is valid for every k), the
+// output phase (p_y, p_x) is, for each tap, a unit-stride read at a constant
+// offset in both dimensions. With the component rows stored back to back
+// (pitch len_x) and the planes of a group back to back, a whole group of
+// planes is one flat loop per phase,
+//   o[q] = sum over taps of w * comp[off + q],
+// over q = ky * len_x + kx: no borders, no per-row tap lists, long vectorised
+// loops even for 4x4 planes. The few extra columns (len_x - K_x) and rows
+// computed are garbage and not copied out. Large planes are cut into bands of
+// output rows so the working set stays in cache.
+// ---------------------------------------------------------------------------
+
+struct FlatTap1 {
+  int64_t j;  // filter index
+  int64_t a;  // polyphase component
+  int64_t d;  // shift in the component, minus the smallest shift
+};
+
+struct FlatAxis {
+  int64_t P = 1, S = 1, K = 0;           // output phases, components, k count of phase 0
+  int64_t dmin = 0, ext = 0, len = 0;    // smallest shift, shift range, component length (K + ext)
+  std::vector<std::vector<FlatTap1>> taps;  // [P]
+};
+
+inline FlatAxis make_flat_axis(int64_t in, int64_t out, int64_t up, int64_t down, int64_t pad0, int64_t flen) {
+  FlatAxis a;
+  const int64_t g = std::gcd(up, down);
+  a.P = up / g;
+  a.S = down / g;
+  a.K = (out + a.P - 1) / a.P;
+  a.taps.resize(a.P);
+  int64_t dmin = 0, dmax = 0;
+  bool any = false;
+  for (int64_t p = 0; p < a.P && p < out; ++p) {
+    const int64_t Kp = (out - p + a.P - 1) / a.P;
+    for (int64_t j = 0; j < flen; ++j) {
+      const int64_t r = p * down - pad0 + j;
+      if (floor_mod(r, up) != 0) continue;  // inserted zero
+      const int64_t c = floor_div(r, up);
+      const int64_t k0 = std::max<int64_t>(0, -floor_div(c, a.S));
+      const int64_t k1 = std::min<int64_t>(Kp, floor_div(in - 1 - c, a.S) + 1);
+      if (k1 <= k0) continue;  // only ever reads padding
+      const int64_t d = floor_div(c, a.S);
+      a.taps[p].push_back({j, floor_mod(c, a.S), d});
+      dmin = any ? std::min(dmin, d) : d;
+      dmax = any ? std::max(dmax, d) : d;
+      any = true;
+    }
+  }
+  for (auto& v : a.taps)
+    for (auto& t : v) t.d -= dmin;
+  a.dmin = dmin;
+  a.ext = dmax - dmin;
+  a.len = a.K + a.ext;
+  return a;
+}
+
+template <typename T>
+struct FlatPlan {
+  UpFirDnGeom g;
+  FlatAxis ax, ay;
+  int64_t planes = 0;       // N * C
+  int64_t G = 1;            // planes per item
+  int64_t band = 1, Hb = 1; // output phase rows per item; component rows per plane (band + ay.ext)
+  int64_t plane_stride = 0, comp_stride = 0;  // Hb * len_x; G * plane_stride
+  int64_t ngroups = 0, nbands = 0;
+  int64_t buf_size = 0;     // elements of the component buffer (with zero slack)
+  std::vector<Tap<T>> taps;     // per output phase (py * Px + px), offsets into the buffer
+  std::vector<int64_t> begin;   // [Py * Px + 1]
+};
+
+// Bytes of component buffer plus phase outputs per item: well inside L2.
+inline constexpr int64_t kFlatBudgetBytes = int64_t(192) << 10;
+
+template <typename T>
+FlatPlan<T> make_flat_plan(const UpFirDnGeom& g, const std::vector<T>& w) {
+  FlatPlan<T> pl;
+  pl.g = g;
+  pl.ax = make_flat_axis(g.W, g.outW, g.upx, g.downx, g.padx0, g.fw);
+  pl.ay = make_flat_axis(g.H, g.outH, g.upy, g.downy, g.pady0, g.fh);
+  const FlatAxis &ax = pl.ax, &ay = pl.ay;
+  pl.planes = g.N * g.C;
+  const int64_t per_elem = (ax.S * ay.S + ax.P * ay.P) * int64_t(sizeof(T));
+  const int64_t budget = kFlatBudgetBytes;
+  const int64_t plane_cost = (ay.K + ay.ext) * ax.len * per_elem;
+  const int64_t nthreads = std::max<int64_t>(1, at::get_num_threads());
+  if (plane_cost <= budget) {
+    pl.band = ay.K;
+    pl.G = std::max<int64_t>(1, budget / plane_cost);
+    // keep a few items per thread when there are enough planes
+    pl.G = std::min(pl.G, std::max<int64_t>(1, pl.planes / (4 * nthreads)));
+  } else {
+    pl.G = 1;
+    pl.band = std::max<int64_t>(1, budget / (ax.len * per_elem) - ay.ext);
+    pl.band = std::min(pl.band, ay.K);
+  }
+  pl.Hb = pl.band + ay.ext;
+  pl.plane_stride = pl.Hb * ax.len;
+  pl.comp_stride = pl.G * pl.plane_stride;
+  pl.ngroups = (pl.planes + pl.G - 1) / pl.G;
+  pl.nbands = (ay.K + pl.band - 1) / pl.band;
+  pl.buf_size = ax.S * ay.S * pl.comp_stride + (ay.ext + 1) * ax.len + ax.ext + 64;
+  pl.begin.assign(ax.P * ay.P + 1, 0);
+  for (int64_t py = 0; py < ay.P; ++py)
+    for (int64_t px = 0; px < ax.P; ++px) {
+      pl.begin[py * ax.P + px] = static_cast<int64_t>(pl.taps.size());
+      for (const FlatTap1& ty : ay.taps[py])
+        for (const FlatTap1& tx : ax.taps[px]) {
+          const T wt = w[ty.j * g.fw + tx.j];
+          if (wt == T(0)) continue;
+          const int64_t off = (ty.a * ax.S + tx.a) * pl.comp_stride + ty.d * ax.len + tx.d;
+          pl.taps.push_back({wt, off, 0, 0});
+        }
+    }
+  pl.begin[ax.P * ay.P] = static_cast<int64_t>(pl.taps.size());
+  return pl;
+}
+
+// e[i] = s[2i], o[i] = s[2i + 1] for i in [0, cnt): the two polyphase
+// components of a stride-2 row, with explicit vector shuffles.
+template <typename T>
+HPCGAN_INLINE void deinterleave2(const T* __restrict__ s, T* __restrict__ e, T* __restrict__ o, int64_t cnt) {
+  int64_t i = 0;
+#if defined(__GNUC__)
+  typedef T V __attribute__((vector_size(32)));
+  typedef T VU __attribute__((vector_size(32), aligned(sizeof(T))));
+  typedef T H __attribute__((vector_size(16)));
+  typedef T HU __attribute__((vector_size(16), aligned(sizeof(T))));
+  constexpr int64_t L = 32 / sizeof(T);
+  for (; i + L <= cnt; i += L) {
+    const V a = *reinterpret_cast<const VU*>(s + 2 * i);
+    const V b = *reinterpret_cast<const VU*>(s + 2 * i + L);
+    if constexpr (L == 8) {
+      *reinterpret_cast<VU*>(e + i) = __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14);
+      *reinterpret_cast<VU*>(o + i) = __builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15);
+    } else {
+      *reinterpret_cast<VU*>(e + i) = __builtin_shufflevector(a, b, 0, 2, 4, 6);
+      *reinterpret_cast<VU*>(o + i) = __builtin_shufflevector(a, b, 1, 3, 5, 7);
+    }
+  }
+  for (; i + L / 2 <= cnt; i += L / 2) {
+    const H a = *reinterpret_cast<const HU*>(s + 2 * i);
+    const H b = *reinterpret_cast<const HU*>(s + 2 * i + L / 2);
+    if constexpr (L == 8) {
+      *reinterpret_cast<HU*>(e + i) = __builtin_shufflevector(a, b, 0, 2, 4, 6);
+      *reinterpret_cast<HU*>(o + i) = __builtin_shufflevector(a, b, 1, 3, 5, 7);
+    } else {
+      *reinterpret_cast<HU*>(e + i) = __builtin_shufflevector(a, b, 0, 2);
+      *reinterpret_cast<HU*>(o + i) = __builtin_shufflevector(a, b, 1, 3);
+    }
+  }
+#endif
+  for (; i < cnt; ++i) {
+    e[i] = s[2 * i];
+    o[i] = s[2 * i + 1];
+  }
+}
+
+// The input row src (W pixels) scattered into the component rows dst + cx *
+// cstride (cx in [0, S)): pixel ix goes to component ix % S, position
+// ix / S - dmin, when that is in [0, len). Other positions are left alone (they
+// hold zeros: padding).
+template <typename T>
+HPCGAN_INLINE void flat_fill_row(T* __restrict__ dst, int64_t cstride, const T* __restrict__ src, int64_t S,
+                                 int64_t dmin, int64_t len, int64_t W) {
+  if (S == 1) {
+    const int64_t i0 = std::max<int64_t>(0, dmin), i1 = std::min<int64_t>(W, len + dmin);
+    if (i1 > i0) std::copy(src + i0, src + i1, dst + (i0 - dmin));
+  } else if (S == 2) {
+    // pair i = pixels 2i, 2i + 1 -> position i - dmin of components 0 and 1
+    const int64_t i0 = std::max<int64_t>(0, dmin), i1 = std::min<int64_t>(W / 2, len + dmin);
+    if (i1 > i0) deinterleave2(src + 2 * i0, dst + (i0 - dmin), dst + cstride + (i0 - dmin), i1 - i0);
+    if (W & 1) {
+      const int64_t i = W / 2;
+      if (i - dmin >= 0 && i - dmin < len) dst[i - dmin] = src[W - 1];
+    }
+  } else {
+    for (int64_t ix = 0; ix < W; ++ix) {
+      const int64_t n = ix / S - dmin;
+      if (n >= 0 && n < len) dst[(ix % S) * cstride + n] = src[ix];
+    }
+  }
+}
+
+// o[q] = sum_t taps[t].w * x[taps[t].off + q] for q in [0, n), with explicit
+// vectors (GCC/Clang vector extensions: one AVX2 register, or two SSE ones in
+// the baseline build) so the partial sums of 4 registers stay in registers
+// across all taps whatever the compiler's loop heuristics decide.
+template <typename T>
+HPCGAN_INLINE void flat_accumulate(T* __restrict__ o, const T* __restrict__ x, const Tap<T>* taps, int64_t nt,
+                                   int64_t n) {
+#if defined(__GNUC__)
+  typedef T V __attribute__((vector_size(32)));
+  typedef T VU __attribute__((vector_size(32), aligned(sizeof(T))));
+  constexpr int64_t L = 32 / sizeof(T);
+  int64_t q = 0;
+  for (; q + 4 * L <= n; q += 4 * L) {
+    V a0 = {}, a1 = {}, a2 = {}, a3 = {};
+    for (int64_t t = 0; t < nt; ++t) {
+      const T w = taps[t].w;
+      const T* p = x + taps[t].off + q;
+      a0 += w * *reinterpret_cast<const VU*>(p);
+      a1 += w * *reinterpret_cast<const VU*>(p + L);
+      a2 += w * *reinterpret_cast<const VU*>(p + 2 * L);
+      a3 += w * *reinterpret_cast<const VU*>(p + 3 * L);
+    }
+    *reinterpret_cast<VU*>(o + q) = a0;
+    *reinterpret_cast<VU*>(o + q + L) = a1;
+    *reinterpret_cast<VU*>(o + q + 2 * L) = a2;
+    *reinterpret_cast<VU*>(o + q + 3 * L) = a3;
+  }
+  for (; q + L <= n; q += L) {
+    V a0 = {};
+    for (int64_t t = 0; t < nt; ++t) a0 += taps[t].w * *reinterpret_cast<const VU*>(x + taps[t].off + q);
+    *reinterpret_cast<VU*>(o + q) = a0;
+  }
+  for (; q < n; ++q) {
+    T s = T(0);
+    for (int64_t t = 0; t < nt; ++t) s += taps[t].w * x[taps[t].off + q];
+    o[q] = s;
+  }
+#else
+  accumulate_interior<T, 1>(o, x, taps, nt, n, 1);
+#endif
+}
+
+template <typename T>
+HPCGAN_INLINE void flat_items(const FlatPlan<T>& pl, const T* x, T* y, int64_t i0, int64_t i1) {
+  const UpFirDnGeom& g = pl.g;
+  const FlatAxis &ax = pl.ax, &ay = pl.ay;
+  const int64_t lx = ax.len, Px = ax.P, Py = ay.P, Sx = ax.S, Sy = ay.S;
+  std::vector<T> bufv(pl.buf_size, T(0));
+  std::unique_ptr<T[]> tmpv(new T[Px * Py * pl.comp_stride]);
+  T* const buf = bufv.data();
+  T* const tmp = tmpv.get();
+  for (int64_t it = i0; it < i1; ++it) {
+    const int64_t gi = it / pl.nbands, bi = it - gi * pl.nbands;
+    const int64_t p0 = gi * pl.G, gcnt = std::min(pl.G, pl.planes - p0);
+    const int64_t ky0 = bi * pl.band, nb = std::min(pl.band, ay.K - ky0);
+    // 1. the components of the (zero-padded) input. Positions that hold
+    // padding are never written, so they keep the zeros of the allocation;
+    // only in banded mode can a padding row have held data of another band.
+    const int64_t rows = nb + ay.ext;
+    if (pl.nbands > 1) {
+      for (int64_t gg = 0; gg < gcnt; ++gg)
+        for (int64_t cy = 0; cy < Sy; ++cy)
+          for (int64_t m = 0; m < rows; ++m) {
+            const int64_t iy = Sy * (ky0 + m + ay.dmin) + cy;
+            if (iy >= 0 && iy < g.H) continue;
+            for (int64_t cx = 0; cx < Sx; ++cx) {
+              T* dst = buf + (cy * Sx + cx) * pl.comp_stride + gg * pl.plane_stride + m * lx;
+              std::fill(dst, dst + lx, T(0));
+            }
+          }
+    }
+    // input rows iy with m = iy / Sy - ky0 - dmin_y in [0, rows)
+    const int64_t iy0 = std::max<int64_t>(0, Sy * (ky0 + ay.dmin));
+    const int64_t iy1 = std::min<int64_t>(g.H, Sy * (ky0 + rows + ay.dmin));
+    for (int64_t gg = 0; gg < gcnt; ++gg) {
+      const T* xp = x + (p0 + gg) * g.H * g.W;
+      T* bp = buf + gg * pl.plane_stride;
+      for (int64_t iy = iy0; iy < iy1; ++iy) {
+        const int64_t cy = iy % Sy, m = iy / Sy - ky0 - ay.dmin;
+        flat_fill_row(bp + cy * Sx * pl.comp_stride + m * lx, pl.comp_stride, xp + iy * g.W, Sx, ax.dmin, lx,
+                      g.W);
+      }
+    }
+    // 2. every output phase as one flat loop over the group
+    const int64_t n = ((gcnt - 1) * pl.Hb + nb) * lx;
+    for (int64_t ph = 0; ph < Px * Py; ++ph) {
+      const int64_t b = pl.begin[ph], nt = pl.begin[ph + 1] - b;
+      flat_accumulate<T>(tmp + ph * pl.comp_stride, buf, pl.taps.data() + b, nt, n);
+    }
+    // 3. the phases interleaved into the output
+    for (int64_t gg = 0; gg < gcnt; ++gg) {
+      T* yp = y + (p0 + gg) * g.outH * g.outW;
+      for (int64_t ky = 0; ky < nb; ++ky)
+        for (int64_t py = 0; py < Py; ++py) {
+          const int64_t oy = Py * (ky0 + ky) + py;
+          if (oy >= g.outH) continue;
+          T* __restrict__ yr = yp + oy * g.outW;
+          const T* a0 = tmp + (py * Px) * pl.comp_stride + gg * pl.plane_stride + ky * lx;
+          if (Px == 1) {
+            for (int64_t k = 0; k < g.outW; ++k) yr[k] = a0[k];
+          } else if (Px == 2) {
+            const T* __restrict__ a1 = a0 + pl.comp_stride;
+            const int64_t n1 = g.outW / 2;
+            for (int64_t k = 0; k < n1; ++k) {
+              yr[2 * k] = a0[k];
+              yr[2 * k + 1] = a1[k];
+            }
+            if (g.outW & 1) yr[g.outW - 1] = a0[n1];
+          } else {
+            for (int64_t px = 0; px < Px; ++px) {
+              const T* a = a0 + px * pl.comp_stride;
+              for (int64_t k = 0, ox = px; ox < g.outW; ++k, ox += Px) yr[ox] = a[k];
+            }
+          }
+        }
+    }
+  }
+}
+
+template <typename T>
+void flat_items_base(const FlatPlan<T>& pl, const T* x, T* y, int64_t i0, int64_t i1) {
+  flat_items<T>(pl, x, y, i0, i1);
+}
+#if HPCGAN_HAVE_AVX2_CLONE
+template <typename T>
+__attribute__((target("avx2,fma"))) void flat_items_avx2(const FlatPlan<T>& pl, const T* x, T* y, int64_t i0,
+                                                          int64_t i1) {
+  flat_items<T>(pl, x, y, i0, i1);
+}
+#endif
+
 inline bool cpu_has_avx2() {
 #if HPCGAN_HAVE_AVX2_CLONE
   static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
@@ -337,6 +661,16 @@ void run_nhwc(const Plan<T>& pl, const T* x, T* y) {
   at::parallel_for(0, rows, grain, [&](int64_t r0, int64_t r1) { fn(pl, x, y, r0, r1); });
 }
 
+template <typename T>
+void run_flat(const FlatPlan<T>& pl, const T* x, T* y) {
+  const int64_t items = pl.ngroups * pl.nbands;
+  auto* fn = &flat_items_base<T>;
+#if HPCGAN_HAVE_AVX2_CLONE
+  if (cpu_has_avx2()) fn = &flat_items_avx2<T>;
+#endif
+  at::parallel_for(0, items, 1, [&](int64_t i0, int64_t i1) { fn(pl, x, y, i0, i1); });
+}
+
 at::Tensor upfirdn2d_cpu(const at::Tensor& x_in, const at::Tensor& f, int64_t upx, int64_t upy, int64_t downx,
                          int64_t downy, int64_t padx0, int64_t padx1, int64_t pady0, int64_t pady1, bool flip,
                          double gain) {
@@ -355,8 +689,12 @@ at::Tensor upfirdn2d_cpu(const at::Tensor& x_in, const at::Tensor& f, int64_t up
     const Plan<T> pl = make_plan<T>(g, f, flip, gain);
     const T* xp = x.data_ptr<T>();
     T* yp = y.data_ptr<T>();
+    bool finite = true;
+    for (T v : pl.w) finite = finite && std::isfinite(v);
     if (g.channels_last) {
       run_nhwc<T>(pl, xp, yp);
+    } else if (finite) {  // NCHW: the flat path (the row path keeps non-finite weights off padding)
+      run_flat<T>(make_flat_plan<T>(g, pl.w), xp, yp);
     } else if (pl.S == 1) {
       run_nchw<T, 1>(pl, xp, yp);
     } else if (pl.S == 2) {

@@ -319,3 +319,50 @@ def test_tall_image_large_filter(channels_last):
     if channels_last:
         x = x.to(memory_format=torch.channels_last)
     _check(x, torch.randn(16, 16, dtype=torch.float64), up=[1, 2], padding=[8, 7, 8, 8])
+
+
+# ---------------------------------------------------------------------------
+# NCHW flat path: groups of small planes, bands of large planes, odd sizes
+# ---------------------------------------------------------------------------
+
+FLAT_CASES = [
+    (2, 1, [2, 1, 2, 1], 4),
+    (1, 2, [1, 1, 1, 1], 4),
+    (1, 2, [2, 2, 2, 2], 4),
+    (1, 3, [1, 2, 0, 1], 5),
+    (3, 2, [0, 0, 1, 1], 5),
+    (2, 3, [-3, 2, 4, -1], (3, 5)),
+    (1, 2, [-2, -1, -1, -3], 4),
+]
+
+
+@pytest.mark.parametrize("up, down, padding, fspec", FLAT_CASES)
+@pytest.mark.parametrize("shape", [(3, 50, 4, 4), (2, 7, 9, 5), (1, 3, 17, 16), (1, 2, 1, 1)])
+def test_flat_many_small_planes(up, down, padding, fspec, shape):
+    # many planes per work item, including a partial last group
+    x = torch.randn(*shape)
+    f = _filter(fspec)
+    fh, fw = (f.shape[0], f.shape[0]) if f.ndim == 1 else tuple(f.shape)
+    if x.shape[2] * up + sum(padding[2:]) < fh or x.shape[3] * up + sum(padding[:2]) < fw:
+        # the filter does not fit the padded input: an error that names the cause, never an empty tensor
+        with pytest.raises(ValueError, match="filter"):
+            upfirdn2d(x, f, up=up, down=down, padding=padding, gain=1.7)
+        return
+    _check(x, f, up=up, down=down, padding=padding, gain=1.7)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("up, down, padding, fspec", FLAT_CASES[:4])
+def test_flat_large_planes_banded(up, down, padding, fspec, dtype):
+    # planes larger than the per-item cache budget are cut into bands of rows
+    x = torch.randn(1, 2, 203, 231, dtype=dtype)
+    _check(x, _filter(fspec), up=up, down=down, padding=padding, flip_filter=True, gain=0.9)
+
+
+def test_flat_threads_and_stylegan_shapes():
+    f = setup_filter([1, 3, 3, 1])
+    for R, C in ((4, 64), (8, 32), (33, 3)):
+        x = torch.randn(3, C, R, R)
+        torch.testing.assert_close(upsample2d(x, f, impl="native"), upsample2d(x, f, impl="ref"), rtol=1e-5, atol=1e-5)
+        if R >= 8:
+            torch.testing.assert_close(downsample2d(x, f, impl="native"), downsample2d(x, f, impl="ref"), rtol=1e-5, atol=1e-5)
