@@ -25,8 +25,29 @@ namespace {
 constexpr int64_t kBlock = 256;  // pixels per task
 
 struct Tasks {
-  int64_t per_sample, count;
-  Tasks(const Act4& g) : per_sample((g.HW + kBlock - 1) / kBlock), count(g.N * ((g.HW + kBlock - 1) / kBlock)) {}
+  int64_t HW, per_sample, count;
+  Tasks(const Act4& g)
+      : HW(g.HW), per_sample((g.HW + kBlock - 1) / kBlock), count(g.N * ((g.HW + kBlock - 1) / kBlock)) {}
+  // Task t covers sample n, pixels [hw0, hw1).
+  void range(int64_t t, int64_t& n, int64_t& hw0, int64_t& hw1) const {
+    n = t / per_sample;
+    hw0 = (t % per_sample) * kBlock;
+    hw1 = std::min(HW, hw0 + kBlock);
+  }
+};
+
+// The epilogue's optional operands per sample, with absent ones replaced by
+// neutral values (d = 1, noise = 0, b = 0) so the row loops need no branches.
+template <typename T>
+struct EpiOperands {
+  const T *d, *noise, *b;
+  int64_t C, noise_bs;
+  std::vector<T> ones, zeros;
+  EpiOperands(const Act4& g, int64_t noise_bs_, const T* d_, const T* noise_, const T* b_)
+      : d(d_), noise(noise_), b(b_), C(g.C), noise_bs(noise_bs_), ones(g.C, T(1)), zeros(std::max(g.C, g.HW), T(0)) {}
+  const T* dn(int64_t n) const { return d ? d + n * C : ones.data(); }
+  const T* bn() const { return b ? b : zeros.data(); }
+  const T* nz(int64_t n) const { return noise ? noise + n * noise_bs : zeros.data(); }
 };
 
 // ------------------------------------------------------------ row kernels ---
@@ -121,8 +142,8 @@ void modulate_kernel(const Act4& g, bool out_cl, const T* x, const T* s, T* xs) 
   Tasks tk(g);
   at::parallel_for(0, tk.count, 1, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
-      const int64_t n = t / tk.per_sample, hw0 = (t % tk.per_sample) * kBlock;
-      const int64_t hw1 = std::min(g.HW, hw0 + kBlock);
+      int64_t n, hw0, hw1;
+      tk.range(t, n, hw0, hw1);
       const T* sn = s + n * g.C;
       const T* in = x + n * g.HW * g.C;
       T* out = xs + n * g.HW * g.C;
@@ -167,8 +188,8 @@ void modulate_backward_kernel(const Act4& g, const Act4& gg, const T* gxs, const
   Tasks tk(g);
   at::parallel_for(0, tk.count, 1, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
-      const int64_t n = t / tk.per_sample, hw0 = (t % tk.per_sample) * kBlock;
-      const int64_t hw1 = std::min(g.HW, hw0 + kBlock);
+      int64_t n, hw0, hw1;
+      tk.range(t, n, hw0, hw1);
       const T* sn = s + n * g.C;
       T* acc = partial + t * g.C;
       for (int64_t c = 0; c < g.C; ++c) acc[c] = T(0);
@@ -221,14 +242,14 @@ template <int ACT, typename T>
 void epilogue_kernel(const Act4& g, int64_t noise_bs, const T* z, const T* d, const T* noise, const T* b, T* y,
                      T alpha, T gain, T clamp) {
   Tasks tk(g);
-  std::vector<T> ones(g.C, T(1)), zeros(std::max(g.C, g.HW), T(0));
+  const EpiOperands<T> ops(g, noise_bs, d, noise, b);
   at::parallel_for(0, tk.count, 1, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
-      const int64_t n = t / tk.per_sample, hw0 = (t % tk.per_sample) * kBlock;
-      const int64_t hw1 = std::min(g.HW, hw0 + kBlock);
-      const T* dn = d ? d + n * g.C : ones.data();
-      const T* bn = b ? b : zeros.data();
-      const T* nz = noise ? noise + n * noise_bs : zeros.data();
+      int64_t n, hw0, hw1;
+      tk.range(t, n, hw0, hw1);
+      const T* dn = ops.dn(n);
+      const T* bn = ops.bn();
+      const T* nz = ops.nz(n);
       if (g.cl) {
         for (int64_t hw = hw0; hw < hw1; ++hw) {
           const int64_t o = (n * g.HW + hw) * g.C;
@@ -268,14 +289,14 @@ void epilogue_backward_kernel(const Act4& g, const Act4& gd_geom, int64_t noise_
                               const T* d, const T* noise, const T* b, T* gz, T* pd, T* pb, T* gnoise, T alpha,
                               T gain, T clamp) {
   Tasks tk(g);
-  std::vector<T> ones(g.C, T(1)), zeros(std::max(g.C, g.HW), T(0));
+  const EpiOperands<T> ops(g, noise_bs, d, noise, b);
   at::parallel_for(0, tk.count, 1, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
-      const int64_t n = t / tk.per_sample, hw0 = (t % tk.per_sample) * kBlock;
-      const int64_t hw1 = std::min(g.HW, hw0 + kBlock);
-      const T* dn = d ? d + n * g.C : ones.data();
-      const T* bn = b ? b : zeros.data();
-      const T* nz = noise ? noise + n * noise_bs : zeros.data();
+      int64_t n, hw0, hw1;
+      tk.range(t, n, hw0, hw1);
+      const T* dn = ops.dn(n);
+      const T* bn = ops.bn();
+      const T* nz = ops.nz(n);
       T* accd = pd + t * g.C;
       T* accb = pb + t * g.C;
       T* gn = gnoise + n * g.HW;
