@@ -328,6 +328,147 @@ def _add_metrics_commands(sub) -> None:
     p.set_defaults(func=_cmd_metrics)
 
 
+_CLASSIFY_KEYS = ("data", "outdir", "model", "aug", "gan_data", "gan_n", "gan_classes", "classes", "positive_class",
+                  "epochs", "batch", "lr", "image_size", "pretrained", "limit_per_class", "seed", "workers", "device",
+                  "progress")
+
+
+def _cmd_classify(args: argparse.Namespace) -> int:
+    from hpcgan.classify.train import classify_main
+
+    overrides = {k: getattr(args, k) for k in _CLASSIFY_KEYS}
+    for k in ("gan_data", "gan_classes", "classes"):
+        overrides[k] = _csv(overrides[k])
+    return classify_main(overrides, args.config)
+
+
+def _add_classify_commands(sub) -> None:
+    """Verbs of the classifier stage (hpcgan.classify): classify."""
+    c = sub.add_parser(
+        "classify", help="train and test a chest X-ray classifier (InceptionV3, EfficientNet-B0, small CNN)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train a classifier on the train split of --data (optionally with classical augmentation and/or "
+        "synthetic images from `hpcgan generate`), keep the epoch with the best validation accuracy and evaluate it "
+        "on the test split. --outdir gets config.yaml, metrics.jsonl (one line per epoch), best.pt, last.pt, "
+        "test_metrics.json, curves.png and roc.png.\n\n"
+        "A re-run with the same settings returns the finished result; a killed run resumes from last.pt. "
+        "Data parallel when started by torchrun, srun or mpirun. Unset flags keep --config's value, else the "
+        "defaults of hpcgan.classify.config.ClassifyConfig.",
+    )
+    c.add_argument("--config", default=None, help="YAML file with any ClassifyConfig fields (flags override it)")
+    c.add_argument("--data", default=None, help="real shards: an `hpcgan preprocess` output folder")
+    c.add_argument("--outdir", default=None, help="this run's directory (made if missing)")
+    c.add_argument("--model", default=None, choices=("inception_v3", "efficientnet_b0", "small_cnn"),
+                   help="classifier (default inception_v3)")
+    c.add_argument("--aug", default=None, choices=("none", "classic", "gan", "classic+gan"),
+                   help="training-set augmentation: none (default), classic (rotation +-5 deg, shifts 0.05, shear "
+                   "0.05, zoom 0.1, brightness 0.6-1.4), gan (add --gan-n synthetic images) or both")
+    c.add_argument("--gan-data", dest="gan_data", default=None,
+                   help="comma-separated `hpcgan generate` output folders (aug gan, classic+gan)")
+    c.add_argument("--gan-n", dest="gan_n", type=int, default=None,
+                   help="synthetic images added to the training set in total, drawn with --seed (default 2000)")
+    c.add_argument("--gan-classes", dest="gan_classes", default=None,
+                   help="comma-separated classes of synthetic images to use (default: all in --gan-data); each must "
+                   "be one of the real classes")
+    c.add_argument("--classes", default=None, help="comma-separated real classes, 2 or 4, in label order "
+                   "(default: all in the manifest)")
+    c.add_argument("--positive-class", dest="positive_class", default=None,
+                   help="class whose TPR/TNR/FPR/FNR and ROC are reported (default: the first class)")
+    c.add_argument("--epochs", type=int, default=None, help="training epochs (default 6); a larger value continues "
+                   "a finished run")
+    c.add_argument("--batch", type=int, default=None, help="global batch size, all ranks together (default 32)")
+    c.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 1e-4)")
+    c.add_argument("--image-size", dest="image_size", type=int, default=None,
+                   help="model input side in pixels (default 299 inception_v3 (>= 75), 224 efficientnet_b0, "
+                   "64 small_cnn)")
+    c.add_argument("--pretrained", default=None, choices=("auto", "yes", "no"),
+                   help="ImageNet weights from $TORCH_HOME/hub/checkpoints: auto (default) = if the file is there, "
+                   "yes = required (error with the command to fetch them), no = random initialisation")
+    c.add_argument("--limit-per-class", dest="limit_per_class", type=int, default=None,
+                   help="use at most this many real training images per class (scaled-down runs)")
+    c.add_argument("--seed", type=int, default=None, help="seed of initialisation, data order, augmentation and "
+                   "the synthetic draw (default 0)")
+    c.add_argument("--workers", type=int, default=None, help="DataLoader worker processes per rank (default 0)")
+    c.add_argument("--device", default=None, choices=("auto", "cpu", "cuda"), help="default auto: CUDA if present")
+    c.add_argument("--no-progress", dest="progress", action="store_const", const=False, default=None,
+                   help="no progress bar (it is only ever shown on rank 0)")
+    c.set_defaults(func=_cmd_classify)
+
+
+def _cmd_submit(args: argparse.Namespace) -> int:
+    from hpcgan.launch.submit import submit_main
+
+    keys = ("partition", "account", "nodes", "tasks_per_node", "gpus_per_node", "cpus_per_task", "mem_gb", "time_min",
+            "signal_delay_s", "max_num_timeout", "array_parallelism")
+    return submit_main(args.stage, args.stage_args, args.cluster, args.site, {k: getattr(args, k) for k in keys},
+                       args.folder, args.wait)
+
+
+def _cmd_submit_status(args: argparse.Namespace) -> int:
+    from hpcgan.launch.submit import status_main
+
+    return status_main(args.run, resubmit=args.resubmit_failed)
+
+
+def _add_launch_commands(sub) -> None:
+    """Verbs of the launcher (hpcgan.launch): submit STAGE ..., submit status RUN."""
+    from hpcgan.launch.submit import STAGES
+
+    s = sub.add_parser(
+        "submit", help="run a stage as a SLURM job with submitit (the experiment grid as a job array)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Submit `hpcgan STAGE ARGS` as a job (submitit), with the partition, account, GPUs, tasks, "
+        "CPUs, memory and time limit of a site profile (configs/sites/NAME.yaml); flags override single fields. "
+        "`submit experiment -- CONFIG` sends the grid's missing tasks as one job array (at most --parallelism at "
+        "once) and a report job that runs after them. train-gan jobs are checkpointable: SIGUSR2 before the time "
+        "limit (or a preemption) writes a snapshot, requeues the job and resumes it.\n\n"
+        "  hpcgan submit train-gan --site leonardo --time-min 240 -- --config configs/gan/paper-256.yaml --data D\n"
+        "  hpcgan submit experiment --site leonardo --parallelism 8 -- configs/experiment/paper.yaml\n"
+        "  hpcgan submit status submitit/experiment-20260101-120000 [--resubmit-failed]",
+    )
+    ssub = s.add_subparsers(dest="stage", metavar="STAGE")
+    ssub.required = True
+    st = ssub.add_parser("status", help="the state of every job of a run; --resubmit-failed submits failed ones again",
+                         description="Print each job's state (COMPLETED, RUNNING, PENDING, FAILED, ...) of a run "
+                         "folder made by `hpcgan submit`; exits 1 when a job failed.")
+    st.add_argument("run", help="the run folder (--folder of `hpcgan submit`; it holds run.json)")
+    st.add_argument("--resubmit-failed", dest="resubmit_failed", action="store_true",
+                    help="submit the failed jobs again, alone (grid: only the failed tasks, then a new report job)")
+    st.set_defaults(func=_cmd_submit_status)
+    for stage in STAGES:
+        p = ssub.add_parser(stage, help=f"submit `hpcgan {stage} ARGS` as a job" +
+                            (" array, one task per grid cell, then the report" if stage == "experiment" else ""),
+                            description=f"Submit `hpcgan {stage} ARGS` as a job. Give the stage's own arguments "
+                            f"after `--`, e.g. `hpcgan submit {stage} --site local -- --help`.")
+        p.add_argument("--cluster", default=None, choices=("slurm", "local", "debug"),
+                       help="slurm: sbatch; local: subprocesses on this machine; debug: in this process "
+                       "(default: the site's)")
+        p.add_argument("--site", default="local", help="site profile: a name in configs/sites (lumi, leonardo, "
+                       "athena, local) or a YAML file (default local)")
+        p.add_argument("--folder", default=None, help="run folder for the job files, logs and run.json "
+                       "(default submitit/<stage>-<time>)")
+        p.add_argument("--wait", action="store_true", help="wait for the jobs to end and print their states "
+                       "(exit 1 when one failed)")
+        p.add_argument("--partition", default=None, help="SLURM partition (overrides the site's)")
+        p.add_argument("--account", default=None, help="SLURM account / project to charge (overrides the site's)")
+        p.add_argument("--nodes", type=int, default=None, help="nodes per job")
+        p.add_argument("--tasks-per-node", dest="tasks_per_node", type=int, default=None,
+                       help="tasks (ranks) per node: one per GPU for DDP training")
+        p.add_argument("--gpus-per-node", dest="gpus_per_node", type=int, default=None, help="GPUs per node")
+        p.add_argument("--cpus-per-task", dest="cpus_per_task", type=int, default=None, help="CPU cores per task")
+        p.add_argument("--mem-gb", dest="mem_gb", type=float, default=None, help="memory per node in GB")
+        p.add_argument("--time-min", dest="time_min", type=int, default=None, help="time limit per job in minutes")
+        p.add_argument("--signal-delay-s", dest="signal_delay_s", type=int, default=None,
+                       help="SIGUSR2 this many seconds before the time limit (snapshot, then requeue)")
+        p.add_argument("--max-timeouts", dest="max_num_timeout", type=int, default=None,
+                       help="how often a timed-out checkpointable job is requeued")
+        p.add_argument("--parallelism", dest="array_parallelism", type=int, default=None,
+                       help="most array tasks running at once (experiment grid)")
+        p.add_argument("stage_args", nargs=argparse.REMAINDER, metavar="-- ARGS",
+                       help=f"the arguments of `hpcgan {stage}`, after --")
+        p.set_defaults(func=_cmd_submit)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hpcgan",
@@ -339,6 +480,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_commands(sub)
     _add_gan_commands(sub)
     _add_metrics_commands(sub)
+    _add_classify_commands(sub)
+    _add_launch_commands(sub)
     return parser
 
 

@@ -1,0 +1,105 @@
+"""The settings of one classifier run (``hpcgan classify``): :class:`ClassifyConfig`.
+
+Loaded like every stage's config (:func:`hpcgan.config.load`: YAML + overrides);
+:func:`validate` checks the values a user can get wrong and names the setting;
+:func:`resolved_image_size` gives the model's input side when ``image_size`` is unset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hpcgan.errors import HpcganError
+
+MODELS = ("inception_v3", "efficientnet_b0", "small_cnn")
+AUGS = ("none", "classic", "gan", "classic+gan")
+PRETRAINED = ("auto", "yes", "no")
+DEVICES = ("auto", "cpu", "cuda")
+# Input side (pixels) per model when image_size is not given.
+DEFAULT_IMAGE_SIZE = {"inception_v3": 299, "efficientnet_b0": 224, "small_cnn": 64}
+# The smallest input InceptionV3's stride-2 stem and reductions accept.
+INCEPTION_MIN_SIZE = 75
+MIN_IMAGE_SIZE = {"inception_v3": INCEPTION_MIN_SIZE, "efficientnet_b0": 32, "small_cnn": 8}
+
+# Fields that change nothing in the result (how it runs, not what it computes):
+# ignored when deciding whether an output directory holds "the same run".
+EXECUTION_FIELDS = ("outdir", "workers", "device", "progress")
+
+
+@dataclass
+class ClassifyConfig:
+    data: str = ""                # real shards (hpcgan preprocess output folder)
+    outdir: str = ""              # this run's directory (made if missing)
+    model: str = "inception_v3"   # inception_v3 | efficientnet_b0 | small_cnn
+    aug: str = "none"             # none | classic | gan | classic+gan
+    gan_data: list | None = None  # `hpcgan generate` output folders (aug gan / classic+gan)
+    gan_n: int = 2000             # synthetic images added to the training set (total)
+    gan_classes: list | None = None  # class names of synthetic images to use (default all in gan_data)
+    classes: list | None = None   # real classes to use (default all in the manifest); 2 or 4
+    positive_class: str | None = None  # for TPR/TNR/FPR/FNR/ROC in the 2-class case (default: first class)
+    epochs: int = 6
+    batch: int = 32
+    lr: float = 1e-4
+    image_size: int | None = None  # default 299 inception_v3, 224 efficientnet_b0, 64 small_cnn
+    pretrained: str = "auto"      # auto | yes | no
+    limit_per_class: int | None = None  # cap real training images per class (scaled-down grids)
+    seed: int = 0
+    workers: int = 0
+    device: str = "auto"
+    progress: bool = True
+
+
+def _as_list(value, name: str) -> list | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, (list, tuple)):
+        raise HpcganError(f"{name} must be a list (or a comma-separated string), got {value!r}")
+    return [str(v) for v in value]
+
+
+def resolved_image_size(cfg: ClassifyConfig) -> int:
+    return int(cfg.image_size) if cfg.image_size is not None else DEFAULT_IMAGE_SIZE[cfg.model]
+
+
+def validate(cfg: ClassifyConfig) -> ClassifyConfig:
+    """Check every setting a user can get wrong; HpcganError names the setting. Normalises list fields."""
+    if not cfg.data:
+        raise HpcganError("data is not set: give --data, an `hpcgan preprocess` output folder")
+    if not cfg.outdir:
+        raise HpcganError("outdir is not set: give --outdir, the folder of this run")
+    if cfg.model not in MODELS:
+        raise HpcganError(f"model {cfg.model!r} is unknown; use one of {', '.join(MODELS)}")
+    if cfg.aug not in AUGS:
+        raise HpcganError(f"aug {cfg.aug!r} is unknown; use one of {', '.join(AUGS)}")
+    if cfg.pretrained not in PRETRAINED:
+        raise HpcganError(f"pretrained {cfg.pretrained!r} is unknown; use one of {', '.join(PRETRAINED)}")
+    if cfg.device not in DEVICES:
+        raise HpcganError(f"device {cfg.device!r} is unknown; use one of {', '.join(DEVICES)}")
+    cfg.gan_data = _as_list(cfg.gan_data, "gan_data")
+    cfg.gan_classes = _as_list(cfg.gan_classes, "gan_classes")
+    cfg.classes = _as_list(cfg.classes, "classes")
+    if "gan" in cfg.aug:
+        if not cfg.gan_data:
+            raise HpcganError(f"aug {cfg.aug!r} needs gan_data: give --gan-data with `hpcgan generate` output folders")
+        if int(cfg.gan_n) < 1:
+            raise HpcganError(f"gan_n must be >= 1 with aug {cfg.aug!r}, got {cfg.gan_n}")
+    if cfg.classes is not None and len(cfg.classes) not in (2, 4):
+        raise HpcganError(f"classes must name 2 or 4 classes, got {cfg.classes}")
+    if cfg.classes is not None and len(set(cfg.classes)) != len(cfg.classes):
+        raise HpcganError(f"classes lists a class twice: {cfg.classes}")
+    for name in ("epochs", "batch"):
+        if int(getattr(cfg, name)) < 1:
+            raise HpcganError(f"{name} must be >= 1, got {getattr(cfg, name)}")
+    if not float(cfg.lr) > 0:
+        raise HpcganError(f"lr must be > 0, got {cfg.lr}")
+    if cfg.limit_per_class is not None and int(cfg.limit_per_class) < 1:
+        raise HpcganError(f"limit_per_class must be >= 1, got {cfg.limit_per_class}")
+    if int(cfg.workers) < 0:
+        raise HpcganError(f"workers must be >= 0, got {cfg.workers}")
+    size = resolved_image_size(cfg)
+    if size < MIN_IMAGE_SIZE[cfg.model]:
+        raise HpcganError(f"image_size {size} is too small for {cfg.model}: use image_size >= "
+                          f"{MIN_IMAGE_SIZE[cfg.model]}")
+    return cfg

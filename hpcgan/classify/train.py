@@ -1,0 +1,347 @@
+"""Train and evaluate one classifier (``hpcgan classify``): :func:`run_classify`.
+
+One run, in ``cfg.outdir``:
+
+- ``config.yaml``: the resolved :class:`~hpcgan.classify.config.ClassifyConfig`;
+- ``metrics.jsonl``: one line per epoch ``{epoch, train_loss, train_acc, val_loss, val_acc, sec}``
+  (loss = mean cross-entropy per image; acc = fraction correct);
+- ``last.pt``: model, optimiser and counters after the newest epoch (resume point);
+- ``best.pt``: the model of the epoch with the best validation accuracy (the first one on ties);
+- ``test_metrics.json``: that model on the test split (:func:`hpcgan.metrics.classification.classification_metrics`)
+  plus ``best_epoch, best_val_accuracy, train_mix, model, aug, seed, pretrained_weights, image_size``;
+- ``curves.png`` (loss and accuracy per epoch) and ``roc.png`` (ROC curves on the test split).
+
+Training loss: cross-entropy of the logits; for InceptionV3 with its auxiliary
+head, ``CE(main) + 0.4 * CE(aux)``; evaluation uses the main logits only.
+Optimiser: Adam(lr). ``batch`` is the global batch: each of W ranks takes
+``batch / W`` images per step from its :class:`~hpcgan.data.dataset.ShardSampler`
+part; gradients are averaged by DDP (gloo on CPU, nccl on GPU).
+
+Reproducibility: the model is initialised after ``torch.manual_seed(seed)``;
+before epoch e every random source (torch, numpy, Python, the sampler's
+permutation, DataLoader workers) is reseeded from ``(seed, e)``. A run killed
+between epochs and resumed from ``last.pt`` therefore equals an uninterrupted
+run, and the same config gives the same ``test_metrics.json`` on a CPU.
+
+Files are written by rank 0 only, atomically (:mod:`hpcgan.atomic`).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+from torch.utils.data import DataLoader
+
+from hpcgan import dist
+from hpcgan.atomic import atomic_open, atomic_path, atomic_write_text
+from hpcgan.classify.config import EXECUTION_FIELDS, ClassifyConfig, resolved_image_size, validate
+from hpcgan.classify.data import build_datasets
+from hpcgan.classify.models import AUX_LOSS_WEIGHT, build_model, split_logits, weights_path
+from hpcgan.config import load as load_config
+from hpcgan.config import to_dict, write_resolved
+from hpcgan.data.dataset import ShardSampler
+from hpcgan.errors import HpcganError
+from hpcgan.metrics.classification import classification_metrics, roc_curve
+
+__all__ = ["run_classify", "classify_main", "TEST_METRICS"]
+
+TEST_METRICS = "test_metrics.json"
+
+
+def _log(msg: str) -> None:
+    if dist.is_rank0():
+        print(f"{dist.log_prefix()}classify: {msg}", file=sys.stderr, flush=True)
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return (int(seed) * 1_000_003 + int(epoch) * 7919) % (2**31 - 1)
+
+
+def _seed_all(s: int) -> None:
+    torch.manual_seed(s)
+    np.random.seed(s)
+    random.seed(s)
+
+
+def _device(name: str) -> torch.device:
+    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise HpcganError("device cuda was asked for but torch sees no GPU; use --device cpu or auto")
+        return torch.device("cuda", dist.local_rank() % torch.cuda.device_count())
+    return torch.device("cpu")
+
+
+def _identity(d: dict, drop: tuple[str, ...]) -> dict:
+    return {k: v for k, v in d.items() if k not in drop}
+
+
+def _check_outdir(cfg: ClassifyConfig, out: Path) -> dict | None:
+    """The finished result when ``out`` holds this very run; HpcganError when it holds a different one."""
+    path = out / "config.yaml"
+    if not path.is_file():
+        return None
+    try:
+        old = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise HpcganError(f"cannot read {path} ({exc}); delete {out} or use another outdir") from exc
+    new = to_dict(cfg)
+    if _identity(old, EXECUTION_FIELDS + ("epochs",)) != _identity(new, EXECUTION_FIELDS + ("epochs",)):
+        diff = sorted(k for k in set(old) | set(new) if k not in EXECUTION_FIELDS + ("epochs",)
+                      and old.get(k) != new.get(k))
+        raise HpcganError(f"outdir {out} holds a run with other settings ({', '.join(diff)}); use another outdir "
+                          "or delete it")
+    tm = out / TEST_METRICS
+    if tm.is_file() and old.get("epochs") == new.get("epochs"):
+        try:
+            return json.loads(tm.read_text())
+        except (OSError, json.JSONDecodeError):
+            return None  # rewritten below
+    return None
+
+
+def _loss(out, y: torch.Tensor, crit: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    main, aux = split_logits(out)
+    loss = crit(main, y)
+    if aux is not None:
+        loss = loss + AUX_LOSS_WEIGHT * crit(aux, y)
+    return loss, main
+
+
+@torch.no_grad()
+def _evaluate(model: nn.Module, loader: DataLoader, dev: torch.device) -> tuple[float, float, np.ndarray, np.ndarray]:
+    """(mean loss, accuracy, probs (N, K), labels (N,)) of ``model``'s main logits over ``loader``."""
+    model.eval()
+    crit = nn.CrossEntropyLoss(reduction="sum")
+    total, probs, labels = 0.0, [], []
+    for x, y in loader:
+        x, y = x.to(dev), y.to(dev)
+        logits = split_logits(model(x))[0]
+        total += float(crit(logits, y))
+        probs.append(torch.softmax(logits.double(), dim=1).cpu().numpy())
+        labels.append(y.cpu().numpy())
+    p, lab = np.concatenate(probs), np.concatenate(labels)
+    return total / len(lab), float((p.argmax(1) == lab).mean()), p, lab
+
+
+def _plot_curves(records: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [r["epoch"] for r in records]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.5))
+    a.plot(ep, [r["train_loss"] for r in records], "o-", label="train")
+    a.plot(ep, [r["val_loss"] for r in records], "s-", label="validation")
+    a.set_xlabel("epoch"), a.set_ylabel("cross-entropy"), a.set_title("loss"), a.legend()
+    b.plot(ep, [r["train_acc"] for r in records], "o-", label="train")
+    b.plot(ep, [r["val_acc"] for r in records], "s-", label="validation")
+    b.set_xlabel("epoch"), b.set_ylabel("accuracy"), b.set_title("accuracy"), b.set_ylim(-0.02, 1.02), b.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def _plot_roc(probs: np.ndarray, labels: np.ndarray, names: list[str], result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    shown = [result["positive_class"]] if len(names) == 2 else names
+    for name in shown:
+        c = names.index(name)
+        fpr, tpr, _ = roc_curve(probs[:, c], labels == c)
+        auc = result["per_class"][name]["roc_auc"]
+        ax.plot(fpr, tpr, label=f"{name} vs rest, AUC {auc:.3f}" if auc is not None else f"{name} (AUC undefined)")
+    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+    ax.set_xlabel("false positive rate"), ax.set_ylabel("true positive rate")
+    ax.set_title(f"ROC, test split (n={len(labels)})"), ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def _save(obj: dict, path: Path) -> None:
+    """torch.save through a temporary name: a killed job never leaves a half checkpoint."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def _read_records(path: Path, upto: int) -> list[dict]:
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        if line.strip():
+            rec = json.loads(line)
+            if rec["epoch"] <= upto:
+                out.append(rec)
+    return out
+
+
+def _write_records(path: Path, records: list[dict]) -> None:
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in records))
+
+
+def run_classify(cfg: ClassifyConfig, on_epoch: Callable[[dict], None] | None = None) -> dict:
+    """Train, keep the best-validation epoch, evaluate it on the test split; returns the test metrics.
+
+    Idempotent: when ``outdir/test_metrics.json`` exists for the same config it is returned without
+    training. A run killed after an epoch resumes from ``outdir/last.pt``; a larger ``epochs``
+    continues a finished run. ``on_epoch(record)`` is called after each epoch's files are written.
+    """
+    cfg = validate(cfg)
+    out = Path(cfg.outdir)
+    done = _check_outdir(cfg, out)
+    if done is not None:
+        _log(f"{out / TEST_METRICS} exists for this config: nothing to do")
+        return done
+    size = resolved_image_size(cfg)
+    sets = build_datasets(cfg)
+    names = sets["class_names"]
+    if cfg.positive_class is not None and cfg.positive_class not in names:
+        raise HpcganError(f"positive_class {cfg.positive_class!r} is not one of the classes {names}")
+
+    distributed = dist.init_process_group()
+    world, rank = dist.world_size(), dist.rank()
+    if cfg.batch % world:
+        raise HpcganError(f"batch {cfg.batch} is not divisible by the {world} ranks; choose a multiple of {world}")
+    dev = _device(cfg.device)
+    if dist.is_rank0():
+        out.mkdir(parents=True, exist_ok=True)
+        write_resolved(cfg, out)
+
+    _seed_all(cfg.seed)
+    core, info = build_model(cfg.model, len(names), size, cfg.pretrained)
+    core.to(dev)
+    if info["pretrained_weights"]:
+        _log(f"{cfg.model}: ImageNet weights from {info['pretrained_weights']}")
+    elif cfg.model != "small_cnn":
+        why = "pretrained=no" if cfg.pretrained == "no" else f"no file at {weights_path(cfg.model)}"
+        _log(f"{cfg.model}: random initialisation ({why})")
+    opt = torch.optim.Adam(core.parameters(), lr=cfg.lr)
+
+    start, best_epoch, best_acc, best_state = 0, 0, -1.0, None
+    last_pt, best_pt, jsonl = out / "last.pt", out / "best.pt", out / "metrics.jsonl"
+    if last_pt.is_file():
+        try:
+            ck = torch.load(last_pt, map_location="cpu", weights_only=True)
+            core.load_state_dict(ck["model"])
+            opt.load_state_dict(ck["optimizer"])
+        except Exception as exc:  # noqa: BLE001 - a damaged checkpoint is the user's to remove
+            raise HpcganError(f"cannot resume from {last_pt} ({exc}); delete it to start the run over") from exc
+        start, best_epoch, best_acc = int(ck["epoch"]), int(ck["best_epoch"]), float(ck["best_val_accuracy"])
+        if start > cfg.epochs:
+            raise HpcganError(f"{last_pt} is at epoch {start}, beyond epochs {cfg.epochs}; raise epochs or use "
+                              "another outdir")
+        best_state = torch.load(best_pt, map_location="cpu", weights_only=True)["model"]
+        _log(f"resuming from {last_pt} after epoch {start} (best epoch {best_epoch}, val acc {best_acc:.4f})")
+    records = _read_records(jsonl, start)
+
+    model: nn.Module = core
+    if distributed:
+        model = nn.parallel.DistributedDataParallel(core, device_ids=[dev.index] if dev.type == "cuda" else None)
+    per_rank = cfg.batch // world
+    sampler = ShardSampler(len(sets["train"]), world, rank, seed=cfg.seed)
+    gen = torch.Generator()
+    loader = DataLoader(sets["train"], batch_size=per_rank, sampler=sampler, num_workers=cfg.workers,
+                        generator=gen, pin_memory=dev.type == "cuda")
+    val_loader = DataLoader(sets["val"], batch_size=per_rank, shuffle=False, num_workers=cfg.workers)
+    crit = nn.CrossEntropyLoss()
+    from tqdm import tqdm
+
+    for epoch in range(start + 1, cfg.epochs + 1):
+        t0 = time.perf_counter()
+        s = _epoch_seed(cfg.seed, epoch)
+        _seed_all(s)
+        gen.manual_seed(s)
+        sampler.set_epoch(epoch)
+        model.train()
+        sums = torch.zeros(3, dtype=torch.float64)  # loss * n, correct, n
+        bar = tqdm(loader, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False, dynamic_ncols=True,
+                   disable=not (cfg.progress and dist.is_rank0()))
+        for step, (x, y) in enumerate(bar):
+            if x.shape[0] < 2:  # batch norm cannot train on one image; every rank skips alike (even sampler)
+                continue
+            x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+            loss, logits = _loss(model(x), y, crit)
+            check = loss.detach().reshape(1).double()
+            if distributed:
+                torch.distributed.all_reduce(check)
+            if not torch.isfinite(check).all():
+                raise HpcganError(f"training loss is {float(check.sum()):g} at epoch {epoch}, step {step} (rank {rank}): "
+                                  f"training diverged; lower lr (now {cfg.lr}) or check the data")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            n = y.shape[0]
+            sums += torch.tensor([float(loss.detach()) * n, float((logits.argmax(1) == y).sum()), n], dtype=torch.float64)
+        bar.close()
+        if distributed:
+            torch.distributed.all_reduce(sums)
+            for b in core.buffers():  # batch-norm statistics: rank 0's, so every rank evaluates the same model
+                torch.distributed.broadcast(b, 0)
+        val_loss, val_acc, _, _ = _evaluate(core, val_loader, dev)
+        if val_acc > best_acc:
+            best_epoch, best_acc = epoch, val_acc
+            best_state = copy.deepcopy({k: v.detach().cpu() for k, v in core.state_dict().items()})
+            if dist.is_rank0():
+                _save({"model": best_state, "epoch": epoch, "val_accuracy": val_acc, "class_names": names,
+                            "model_name": cfg.model, "image_size": size, "config": to_dict(cfg)},
+                           best_pt)
+        rec = {"epoch": epoch, "train_loss": float(sums[0] / max(sums[2], 1)),
+               "train_acc": float(sums[1] / max(sums[2], 1)), "val_loss": val_loss, "val_acc": val_acc,
+               "sec": round(time.perf_counter() - t0, 3)}
+        records.append(rec)
+        if dist.is_rank0():
+            _save({"model": core.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
+                        "best_epoch": best_epoch, "best_val_accuracy": best_acc, "config": to_dict(cfg)},
+                       last_pt)
+            _write_records(jsonl, records)
+            _log(f"epoch {epoch}/{cfg.epochs}: train loss {rec['train_loss']:.4f} acc {rec['train_acc']:.4f}, "
+                 f"val loss {val_loss:.4f} acc {val_acc:.4f} ({rec['sec']:.1f} s)")
+        if on_epoch is not None:
+            on_epoch(rec)
+
+    core.load_state_dict(best_state)
+    test_loader = DataLoader(sets["test"], batch_size=per_rank, shuffle=False, num_workers=cfg.workers)
+    _, _, probs, labels = _evaluate(core, test_loader, dev)
+    result = classification_metrics(labels, probs, names, cfg.positive_class)
+    result.update(best_epoch=best_epoch, best_val_accuracy=best_acc, train_mix=sets["train_mix"], model=cfg.model,
+                  aug=cfg.aug, seed=cfg.seed, pretrained_weights=info["pretrained_weights"], image_size=size,
+                  aux_logits=info["aux_logits"], world_size=world)
+    if dist.is_rank0():
+        _plot_curves(records, out / "curves.png")
+        _plot_roc(probs, labels, names, result, out / "roc.png")
+        with atomic_open(out / TEST_METRICS) as fh:
+            json.dump(result, fh, indent=1)
+        _log(f"test: accuracy {result['accuracy']:.4f}, TPR {result['tpr']:.4f}, TNR {result['tnr']:.4f} "
+             f"(best epoch {best_epoch}); wrote {out / TEST_METRICS}")
+    if distributed:
+        torch.distributed.barrier()
+    return result
+
+
+def classify_main(overrides: dict, config_file: str | None = None) -> int:
+    """``hpcgan classify``: load the config (YAML + flags), run, print the headline numbers."""
+    cfg = load_config(ClassifyConfig, config_file, overrides)
+    res = run_classify(cfg)
+    if dist.is_rank0():
+        print(f"{cfg.outdir}: accuracy {res['accuracy']:.4f}, TPR {res['tpr']:.4f}, TNR {res['tnr']:.4f}, "
+              f"FPR {res['fpr']:.4f}, AUC {res['roc_auc'] if res['roc_auc'] is None else round(res['roc_auc'], 4)} "
+              f"(n_test {res['n_test']}, best epoch {res['best_epoch']})")
+    return 0

@@ -1,0 +1,35 @@
+"""Fixtures of the classifier tests (prefix ``classify_``)."""
+
+from __future__ import annotations
+
+import pytest
+
+from .helpers import blob_folder
+
+
+@pytest.fixture(scope="session")
+def classify_shards(tmp_path_factory):
+    """32 px phantom shards (Clear, Opacity) from the real preprocessing, with train, val and test splits."""
+    from hpcgan.data.phantom import generate_phantoms
+    from hpcgan.data.preprocess import PreprocessConfig, run_preprocess
+
+    root = tmp_path_factory.mktemp("classify_phantoms")
+    generate_phantoms(root, 24, seed=11)
+    out = tmp_path_factory.mktemp("classify_shards")
+    run_preprocess(PreprocessConfig(str(root), str(out), classes=["Clear", "Opacity"], resolution=32,
+                                    test_per_class=4, val_fraction=0.2, workers=1, progress=False))
+    return out
+
+
+@pytest.fixture(scope="session")
+def classify_synthetic(tmp_path_factory):
+    """Synthetic-flagged shards (train split only) of classes Opacity and Clear, 10 images each (label order swapped)."""
+    return blob_folder(tmp_path_factory.mktemp("classify_synth"), ["Opacity", "Clear"], {"train": 10}, seed=7,
+                       synthetic=True)
+
+
+@pytest.fixture(scope="session")
+def classify_four(tmp_path_factory):
+    """A 4-class shard folder (A, B, C, D) of learnable blob images."""
+    return blob_folder(tmp_path_factory.mktemp("classify_four"), ["A", "B", "C", "D"],
+                       {"train": 8, "val": 3, "test": 3}, seed=1)

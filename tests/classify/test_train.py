@@ -1,0 +1,92 @@
+"""run_classify end to end on tiny shards: outputs, determinism, resume, idempotency, errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image
+
+from hpcgan.classify import run_classify
+from hpcgan.errors import HpcganError
+
+from .helpers import tiny_config
+
+CONTRACT_KEYS = {"accuracy", "tpr", "tnr", "fpr", "fnr", "precision", "f1", "roc_auc", "confusion", "class_names",
+                 "positive_class", "best_epoch", "best_val_accuracy", "n_test", "roc", "scores", "labels", "per_class",
+                 "macro", "train_mix", "model", "aug", "seed", "pretrained_weights"}
+
+
+def test_outputs_and_contract(classify_shards, tmp_path):
+    res = run_classify(tiny_config(classify_shards, tmp_path / "run", epochs=3, aug="classic"))
+    out = tmp_path / "run"
+    for name in ("config.yaml", "metrics.jsonl", "best.pt", "last.pt", "test_metrics.json"):
+        assert (out / name).is_file(), name
+    for name in ("curves.png", "roc.png"):
+        with Image.open(out / name) as im:
+            assert im.format == "PNG" and im.size[0] > 100
+    assert CONTRACT_KEYS <= set(res)
+    on_disk = json.loads((out / "test_metrics.json").read_text())
+    assert on_disk == json.loads(json.dumps(res))
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [1, 2, 3]
+    assert set(lines[0]) == {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "sec"}
+    best = max(lines, key=lambda r: (r["val_acc"], -r["epoch"]))
+    assert res["best_epoch"] == best["epoch"] and res["best_val_accuracy"] == best["val_acc"]
+    assert res["n_test"] == len(res["scores"]) == len(res["labels"]) == sum(map(sum, res["confusion"]))
+    assert res["positive_class"] == res["class_names"][0] == "Clear"
+    assert res["train_mix"]["synthetic"] == {} and sum(res["train_mix"]["real"].values()) > 0
+
+
+def test_same_seed_same_metrics_and_idempotent(classify_shards, tmp_path):
+    a = run_classify(tiny_config(classify_shards, tmp_path / "a", aug="classic"))
+    b = run_classify(tiny_config(classify_shards, tmp_path / "b", aug="classic"))
+    assert a == b
+    c = run_classify(tiny_config(classify_shards, tmp_path / "c", aug="classic", seed=4))
+    assert c["scores"] != a["scores"]
+    calls = []
+    again = run_classify(tiny_config(classify_shards, tmp_path / "a", aug="classic"), on_epoch=calls.append)
+    assert again == json.loads(json.dumps(a)) and calls == []
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_resume_after_kill_equals_uninterrupted(classify_shards, tmp_path):
+    full = run_classify(tiny_config(classify_shards, tmp_path / "full", epochs=3, aug="classic"))
+
+    def die_after_first(rec):
+        if rec["epoch"] == 1:
+            raise _Killed  # the process "dies" right after epoch 1's files are written
+
+    cfg = tiny_config(classify_shards, tmp_path / "cut", epochs=3, aug="classic")
+    with pytest.raises(_Killed):
+        run_classify(cfg, on_epoch=die_after_first)
+    assert not (tmp_path / "cut" / "test_metrics.json").exists()
+    seen = []
+    resumed = run_classify(tiny_config(classify_shards, tmp_path / "cut", epochs=3, aug="classic"), on_epoch=seen.append)
+    assert [r["epoch"] for r in seen] == [2, 3]
+    assert resumed == full
+    lines = (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["epoch"] for x in lines] == [1, 2, 3]
+
+
+def test_other_settings_in_outdir_is_an_error(classify_shards, tmp_path):
+    run_classify(tiny_config(classify_shards, tmp_path / "r", epochs=1))
+    with pytest.raises(HpcganError, match="lr"):
+        run_classify(tiny_config(classify_shards, tmp_path / "r", epochs=1, lr=0.5))
+
+
+def test_nan_loss_names_epoch_and_step(classify_shards, tmp_path):
+    with pytest.raises(HpcganError, match=r"epoch 1, step \d+"):
+        run_classify(tiny_config(classify_shards, tmp_path / "nan", lr=float("inf")))
+
+
+def test_four_classes(classify_four, tmp_path):
+    res = run_classify(tiny_config(classify_four, tmp_path / "four", epochs=2, lr=3e-3))
+    assert res["class_names"] == ["A", "B", "C", "D"]
+    assert len(res["confusion"]) == 4 and set(res["per_class"]) == {"A", "B", "C", "D"}
+    import numpy as np
+
+    assert res["tpr"] == pytest.approx(np.mean([res["per_class"][c]["recall"] for c in "ABCD"]))
