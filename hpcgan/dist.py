@@ -1,22 +1,48 @@
-"""Rank discovery for every stage: rank, local rank and world size from the launcher.
+"""Rank discovery for every stage: rank, local rank, world size, rendezvous, collectives.
 
-Low level and dependency free: it reads the environment that torchrun, SLURM's
-``srun``, Open MPI's ``mpirun`` or an MPICH/Intel-MPI/PMIx launcher sets. The
-first launcher whose variables are present wins, in this order: torchrun
-(``RANK``/``WORLD_SIZE``), Open MPI (``OMPI_COMM_WORLD_*``), PMIx/PMI
-(``PMIX_RANK``, ``PMI_RANK``/``PMI_SIZE``), SLURM job steps (``SLURM_PROCID``
-with ``SLURM_STEP_NUM_TASKS``). Without any of them the process is rank 0 of 1.
+Low level and dependency free (torch and mpi4py are imported only when needed): it
+reads the environment that torchrun, SLURM's ``srun``, Open MPI's ``mpirun`` or an
+MPICH/Intel-MPI/MVAPICH/PMIx launcher sets. The first launcher whose variables are
+present wins, in this order:
 
-SLURM's batch script itself (outside ``srun``) sets ``SLURM_PROCID=0`` and
-``SLURM_NTASKS``; it is deliberately treated as a single process, because only
-``srun`` starts the other tasks.
+| launcher | rank | world size | local rank |
+| --- | --- | --- | --- |
+| torchrun | ``RANK`` | ``WORLD_SIZE`` | ``LOCAL_RANK`` |
+| Open MPI | ``OMPI_COMM_WORLD_RANK`` | ``OMPI_COMM_WORLD_SIZE`` | ``OMPI_COMM_WORLD_LOCAL_RANK`` |
+| MVAPICH | ``MV2_COMM_WORLD_RANK`` | ``MV2_COMM_WORLD_SIZE`` | ``MV2_COMM_WORLD_LOCAL_RANK`` |
+| PMIx / PMI (srun --mpi=pmix, MPICH hydra, Intel MPI) | ``PMIX_RANK`` / ``PMI_RANK`` | ``PMI_SIZE`` or the SLURM step | ``MPI_LOCALRANKID`` or ``SLURM_LOCALID`` |
+| SLURM job step (srun) | ``SLURM_PROCID`` | ``SLURM_STEP_NUM_TASKS`` | ``SLURM_LOCALID`` |
+
+Without any of them the process is rank 0 of 1. SLURM's batch script itself
+(outside ``srun``) sets ``SLURM_PROCID=0`` and ``SLURM_NTASKS``; it is deliberately
+treated as a single process, because only ``srun`` starts the other tasks.
+
+Rendezvous (:func:`init_process_group`): ``MASTER_ADDR``/``MASTER_PORT`` when set;
+under MPI rank 0's address and a free port broadcast over mpi4py; under a plain
+SLURM step the first host of ``SLURM_STEP_NODELIST`` (``scontrol show hostnames``,
+or :func:`expand_hostlist` when scontrol is missing) and :func:`port_from_job_id`.
+
+Collectives that work in every setting (:func:`barrier`, :func:`broadcast_object`,
+:func:`all_gather_object`): torch.distributed when it is initialised, else mpi4py's
+COMM_WORLD when several MPI ranks run, else the trivial single-process result.
+:func:`info` returns a :class:`DistInfo` whose ``summary()`` line stages log.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
+import re
+import shutil
+import socket
+import sys
+from dataclasses import asdict, dataclass
 
-_MPI_MARKERS = ("OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_SIZE", "PMI_RANK")
+_MPI_MARKERS = ("OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_SIZE", "PMI_RANK")
+
+# ports derived from a job id fall in [PORT_BASE, PORT_BASE + PORT_SPAN): below Linux's
+# ephemeral range (32768-60999), so a derived port never collides with an outgoing socket
+PORT_BASE, PORT_SPAN = 12000, 20000
 
 
 def _int_env(*names: str) -> int | None:
@@ -47,7 +73,8 @@ def world_size() -> int:
     if kind == "torchrun":
         return _int_env("WORLD_SIZE") or 1
     if kind == "mpi":
-        return _int_env("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "SLURM_STEP_NUM_TASKS") or 1
+        return _int_env("OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE",
+                        "SLURM_STEP_NUM_TASKS") or 1
     if kind == "slurm":
         return _int_env("SLURM_STEP_NUM_TASKS") or 1
     return 1
@@ -58,7 +85,7 @@ def rank() -> int:
     if kind == "torchrun":
         return _int_env("RANK") or 0
     if kind == "mpi":
-        return _int_env("OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID") or 0
+        return _int_env("OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID") or 0
     if kind == "slurm":
         return _int_env("SLURM_PROCID") or 0
     return 0
@@ -69,10 +96,31 @@ def local_rank() -> int:
     if kind == "torchrun":
         return _int_env("LOCAL_RANK") or 0
     if kind == "mpi":
-        return _int_env("OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID") or 0
+        return _int_env("OMPI_COMM_WORLD_LOCAL_RANK", "MV2_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID",
+                        "PMI_LOCAL_RANK", "SLURM_LOCALID") or 0
     if kind == "slurm":
         return _int_env("SLURM_LOCALID") or 0
     return 0
+
+
+def _slurm_tasks_on_this_node() -> int | None:
+    """Tasks of this SLURM step on this node: ``SLURM_STEP_TASKS_PER_NODE`` (e.g. ``4(x2),3``) at ``SLURM_NODEID``."""
+    spec = os.environ.get("SLURM_STEP_TASKS_PER_NODE") or os.environ.get("SLURM_TASKS_PER_NODE")
+    if spec:
+        counts: list[int] = []
+        for part in spec.split(","):
+            m = re.fullmatch(r"\s*(\d+)(?:\(x(\d+)\))?\s*", part)
+            if not m:
+                counts = []
+                break
+            counts += [int(m.group(1))] * int(m.group(2) or 1)
+        node = _int_env("SLURM_NODEID") or 0
+        if counts and node < len(counts):
+            return counts[node]
+    tasks, nodes = _int_env("SLURM_STEP_NUM_TASKS"), _int_env("SLURM_STEP_NUM_NODES")
+    if tasks and nodes:
+        return max(1, -(-tasks // nodes))
+    return None
 
 
 def local_world_size() -> int:
@@ -81,11 +129,10 @@ def local_world_size() -> int:
     if kind == "torchrun":
         return _int_env("LOCAL_WORLD_SIZE") or 1
     if kind == "mpi":
-        return _int_env("OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS") or 1
+        return _int_env("OMPI_COMM_WORLD_LOCAL_SIZE", "MV2_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS") \
+            or _slurm_tasks_on_this_node() or 1
     if kind == "slurm":
-        tasks = _int_env("SLURM_STEP_NUM_TASKS") or 1
-        nodes = _int_env("SLURM_STEP_NUM_NODES") or 1
-        return max(1, -(-tasks // nodes))
+        return _slurm_tasks_on_this_node() or 1
     return 1
 
 
@@ -125,45 +172,187 @@ def mpi_comm():
     return comm
 
 
-def _slurm_master_addr() -> str | None:
-    """The first host of this SLURM job step (``scontrol show hostnames``), or None."""
-    nodelist = os.environ.get("SLURM_STEP_NODELIST") or os.environ.get("SLURM_JOB_NODELIST")
-    if not nodelist:
-        return None
-    import subprocess
+# --------------------------------------------------------------------------- SLURM host lists
 
+
+def _split_top_level(text: str) -> list[str]:
+    """Split at commas outside brackets: ``a[1,2],b`` -> ``["a[1,2]", "b"]``."""
+    parts, depth, cur = [], 0, []
+    for ch in text:
+        if ch == "[":
+            depth += 1
+            if depth > 1:
+                raise ValueError("nested brackets")
+        elif ch == "]":
+            depth -= 1
+            if depth < 0:
+                raise ValueError("']' without '['")
+        if ch == "," and depth == 0:
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    if depth != 0:
+        raise ValueError("'[' without ']'")
+    parts.append("".join(cur))
+    return parts
+
+
+def _expand_range_set(body: str) -> list[str]:
+    """``01-03,07`` -> ``["01", "02", "03", "07"]`` (zero padding kept: the width of the lower bound)."""
+    out = []
+    for item in body.split(","):
+        item = item.strip()
+        m = re.fullmatch(r"(\d+)(?:-(\d+))?", item)
+        if not m:
+            raise ValueError(f"bad range {item!r}")
+        lo_s, hi_s = m.group(1), m.group(2)
+        if hi_s is None:
+            out.append(lo_s)
+            continue
+        lo, hi = int(lo_s), int(hi_s)
+        if hi < lo:
+            raise ValueError(f"descending range {item!r}")
+        out += [str(i).zfill(len(lo_s)) for i in range(lo, hi + 1)]
+    return out
+
+
+def expand_hostlist(hostlist: str) -> list[str]:
+    """A SLURM host list expanded to host names, in SLURM's order (what ``scontrol show hostnames`` prints).
+
+    ``node[01-03,07],gpu-a[1-2]`` -> ``node01 node02 node03 node07 gpu-a1 gpu-a2``. Several
+    bracket groups in one name expand as a product, the last group fastest
+    (``r[1-2]n[1-2]`` -> ``r1n1 r1n2 r2n1 r2n2``); a range keeps the zero padding of its
+    lower bound (``[098-101]`` -> ``098 099 100 101``). Raises HpcganError on a malformed list.
+    """
+    from hpcgan.errors import HpcganError
+
+    hosts: list[str] = []
     try:
-        out = subprocess.run(["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True,
-                             timeout=30, check=True).stdout.split()
-    except (OSError, subprocess.SubprocessError):
-        return nodelist.split(",")[0] if "[" not in nodelist else None
-    return out[0] if out else None
+        for part in _split_top_level(hostlist.strip()):
+            part = part.strip()
+            if not part:
+                continue
+            pieces = re.split(r"\[([^\]]*)\]", part)  # text, range, text, range, ..., text
+            names = [""]
+            for i, piece in enumerate(pieces):
+                options = _expand_range_set(piece) if i % 2 else [piece]
+                names = [n + o for n in names for o in options]
+            hosts += names
+    except ValueError as exc:
+        raise HpcganError(f"cannot parse the SLURM host list {hostlist!r}: {exc}; "
+                          "expected e.g. node[01-03,07],gpu-a1") from exc
+    return hosts
+
+
+def slurm_hosts(nodelist: str | None = None) -> list[str]:
+    """The hosts of this job step (``SLURM_STEP_NODELIST``, else ``SLURM_JOB_NODELIST``), in order.
+
+    Uses ``scontrol show hostnames`` when scontrol is on PATH (it knows every
+    site's naming), else (or when it fails) :func:`expand_hostlist`.
+    """
+    nodelist = nodelist or os.environ.get("SLURM_STEP_NODELIST") or os.environ.get("SLURM_JOB_NODELIST")
+    if not nodelist:
+        return []
+    exe = shutil.which("scontrol")
+    if exe:
+        import subprocess
+
+        try:
+            out = subprocess.run([exe, "show", "hostnames", nodelist], capture_output=True, text=True, timeout=30,
+                                 check=True).stdout.split()
+            if out:
+                return out
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return expand_hostlist(nodelist)
+
+
+def port_from_job_id(job_id: int | str | None, step_id: int | str | None = None) -> int:
+    """A rendezvous port every task of a SLURM job step computes alike, without talking.
+
+    ``PORT_BASE + (16 * job_id + step_id) % PORT_SPAN`` = 12000 + (16 j + s) mod 20000:
+    in [12000, 32000), below the ephemeral range; two steps of one job (s < 16) or two
+    jobs less than 1250 ids apart never share a port. A missing or non-numeric id
+    (``SLURM_JOB_ID`` of an array task is numeric) counts as 0.
+    """
+    def num(v) -> int:
+        try:
+            return int(v)
+        except (TypeError, ValueError):
+            return 0
+
+    return PORT_BASE + (16 * num(job_id) + num(step_id) % 16) % PORT_SPAN
 
 
 def _free_port() -> int:
-    import socket
-
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("", 0))
         return int(s.getsockname()[1])
 
 
+def _single_node() -> bool:
+    return local_world_size() >= world_size()
+
+
+def rendezvous(comm=None) -> tuple[str | None, str | None]:
+    """(master address, master port) for torch.distributed, as :func:`init_process_group` finds them.
+
+    ``MASTER_ADDR``/``MASTER_PORT`` win. Under an MPI launcher (``comm``, or :func:`mpi_comm`
+    when MPI's variables are set) rank 0 picks its host (127.0.0.1 when every rank is on
+    its node) and a free port and broadcasts both. Under a SLURM step without MPI (plain
+    ``srun``; MPI is not initialised there): the step's first host and
+    :func:`port_from_job_id`. Either value may be None when nothing says.
+    """
+    addr, port = os.environ.get("MASTER_ADDR"), os.environ.get("MASTER_PORT")
+    if addr and port:
+        return addr, port
+    if comm is None and launcher() == "mpi":
+        comm = mpi_comm()
+    if comm is not None:
+        mine = None
+        if comm.Get_rank() == 0:
+            mine = ("127.0.0.1" if _single_node() else socket.getfqdn(), _free_port())
+        mine = comm.bcast(mine, root=0)
+        return addr or mine[0], port or str(mine[1])
+    if launcher() == "slurm":
+        if not addr:
+            hosts = slurm_hosts()
+            addr = hosts[0] if hosts else None
+        port = port or str(port_from_job_id(os.environ.get("SLURM_JOB_ID"), os.environ.get("SLURM_STEP_ID")))
+    return addr, port
+
+
+# --------------------------------------------------------------------------- torch.distributed
+
+
+def device(backend: str | None = None):
+    """This rank's torch device: ``cuda:<local rank mod visible GPUs>`` (made current) or ``cpu``.
+
+    Under ``srun --gpus-per-task=1`` each task sees one GPU (index 0); with all the
+    node's GPUs visible, local rank r uses GPU r. ``backend="gloo"`` forces the CPU.
+    """
+    import torch
+
+    if backend == "gloo" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    dev = torch.device("cuda", local_rank() % torch.cuda.device_count())
+    torch.cuda.set_device(dev)
+    return dev
+
+
 def init_process_group(backend: str | None = None, timeout_s: float = 1800.0) -> bool:
     """Join torch.distributed when this process is one of several ranks; returns True if it did.
 
-    Backend: ``nccl`` when CUDA is available, else ``gloo`` (override with ``backend``).
-    The rendezvous address is ``MASTER_ADDR``/``MASTER_PORT`` from the environment
-    (torchrun sets them; so may a batch script); otherwise rank 0's host name and a
-    free port are broadcast over mpi4py (mpirun, srun --mpi=pmix), or, under srun
-    without MPI, the job's first node and a port derived from the job id.
-    Idempotent; a single process (world size 1) does nothing and returns False.
-    On CUDA each rank uses the GPU of its local rank.
+    Backend: ``nccl`` when CUDA is available, else ``gloo`` (override with ``backend``);
+    with nccl each rank is pinned to its local GPU first (:func:`device`). The
+    rendezvous address and port come from :func:`rendezvous`. Idempotent; a single
+    process (world size 1) does nothing and returns False.
     """
     n = world_size()
     if n <= 1:
         return False
     import datetime
-    import socket
 
     import torch
     import torch.distributed as dist
@@ -173,22 +362,125 @@ def init_process_group(backend: str | None = None, timeout_s: float = 1800.0) ->
     if backend is None:
         backend = "nccl" if torch.cuda.is_available() else "gloo"
     if backend == "nccl":
-        torch.cuda.set_device(local_rank() % max(1, torch.cuda.device_count()))
-    addr, port = os.environ.get("MASTER_ADDR"), os.environ.get("MASTER_PORT")
+        device("nccl")
+    addr, port = rendezvous()
     if not addr or not port:
-        comm = mpi_comm()
-        if comm is not None:
-            mine = (socket.getfqdn() if local_world_size() < n else "127.0.0.1", _free_port()) if rank() == 0 else None
-            mine = comm.bcast(mine, root=0)
-            addr, port = addr or mine[0], port or str(mine[1])
-        elif launcher() == "slurm":
-            addr = addr or _slurm_master_addr()
-            port = port or str(15000 + int(os.environ.get("SLURM_JOB_ID", "0")) % 20000)
-        if not addr or not port:
-            from hpcgan.errors import HpcganError
+        from hpcgan.errors import HpcganError
 
-            raise HpcganError(f"rank {rank()} of {n}: cannot find the rendezvous address; set MASTER_ADDR and "
-                              "MASTER_PORT, or start with torchrun, or with mpirun/srun and mpi4py installed")
+        raise HpcganError(f"rank {rank()} of {n}: cannot find the rendezvous address; set MASTER_ADDR and "
+                          "MASTER_PORT, or start with torchrun, or with mpirun/srun and mpi4py installed")
     dist.init_process_group(backend, init_method=f"tcp://{addr}:{port}", rank=rank(), world_size=n,
                             timeout=datetime.timedelta(seconds=timeout_s))
+    global _RENDEZVOUS
+    _RENDEZVOUS = (addr, str(port), backend)
+    atexit.register(destroy_process_group)
     return True
+
+
+_RENDEZVOUS: tuple[str, str, str] | None = None
+
+
+def destroy_process_group() -> None:
+    """Leave torch.distributed if this process joined it (idempotent; registered at exit).
+
+    A gloo group still alive while the interpreter shuts down can abort the process
+    ("terminate called without an active exception") after the work is done.
+    """
+    td = _torch_dist()
+    if td is not None:
+        try:
+            td.destroy_process_group()
+        except Exception:  # noqa: BLE001 - at exit, nothing useful to do about it
+            pass
+
+
+def _torch_dist():
+    """torch.distributed when it is initialised, else None."""
+    try:
+        import torch.distributed as dist
+    except ImportError:  # pragma: no cover
+        return None
+    return dist if dist.is_available() and dist.is_initialized() else None
+
+
+def barrier() -> None:
+    """Wait for every rank (torch.distributed, else MPI, else nothing to wait for)."""
+    td = _torch_dist()
+    if td is not None:
+        td.barrier()
+        return
+    comm = mpi_comm()
+    if comm is not None:
+        comm.barrier()
+
+
+def broadcast_object(obj=None, src: int = 0):
+    """Rank ``src``'s picklable ``obj`` on every rank (others pass anything, e.g. None)."""
+    td = _torch_dist()
+    if td is not None:
+        box = [obj]
+        td.broadcast_object_list(box, src=src)
+        return box[0]
+    comm = mpi_comm()
+    if comm is not None:
+        return comm.bcast(obj, root=src)
+    return obj
+
+
+def all_gather_object(obj) -> list:
+    """Every rank's picklable ``obj``, as a list indexed by rank (on every rank)."""
+    td = _torch_dist()
+    if td is not None:
+        out = [None] * td.get_world_size()
+        td.all_gather_object(out, obj)
+        return out
+    comm = mpi_comm()
+    if comm is not None:
+        return comm.allgather(obj)
+    return [obj]
+
+
+# --------------------------------------------------------------------------- summary
+
+
+@dataclass
+class DistInfo:
+    """Where this process stands in its job (what :func:`info` found)."""
+
+    launcher: str
+    rank: int
+    local_rank: int
+    world_size: int
+    local_world_size: int
+    host: str
+    job_id: str | None
+    master_addr: str | None
+    master_port: str | None
+    backend: str | None  # set once init_process_group ran
+    device: str
+
+    def summary(self) -> str:
+        """One log line, e.g. ``rank 1/8 (local 1/4) on gpu-a2 via slurm, job 123, gloo tcp://gpu-a1:14000, cpu``."""
+        where = f"{self.backend} tcp://{self.master_addr}:{self.master_port}" if self.backend else "no process group"
+        job = f", job {self.job_id}" if self.job_id else ""
+        return (f"rank {self.rank}/{self.world_size} (local {self.local_rank}/{self.local_world_size}) on {self.host} "
+                f"via {self.launcher}{job}, {where}, {self.device}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def info() -> DistInfo:
+    """A :class:`DistInfo` of this process (reads the environment; starts nothing)."""
+    backend = addr = port = None
+    if _RENDEZVOUS is not None and _torch_dist() is not None:
+        addr, port, backend = _RENDEZVOUS
+    dev = "cpu"
+    torch = sys.modules.get("torch")  # not imported here: info() stays cheap in processes without torch
+    if torch is not None and backend != "gloo" and torch.cuda.is_available():
+        dev = f"cuda:{local_rank() % torch.cuda.device_count()}"
+    job = os.environ.get("SLURM_JOB_ID")
+    return DistInfo(launcher=launcher(), rank=rank(), local_rank=local_rank(), world_size=world_size(),
+                    local_world_size=local_world_size(), host=socket.gethostname(), job_id=job,
+                    master_addr=addr or os.environ.get("MASTER_ADDR"), master_port=port or os.environ.get("MASTER_PORT"),
+                    backend=backend, device=dev)
