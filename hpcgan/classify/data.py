@@ -31,24 +31,56 @@ from hpcgan.errors import HpcganError
 
 
 class Relabelled(Dataset):
-    """Rows ``indices`` of a ShardDataset, labels mapped through ``label_map`` (old label -> new label)."""
+    """Rows ``indices`` of a ShardDataset, labels mapped through ``label_map`` (old label -> new label).
 
-    def __init__(self, base: ShardDataset, indices, label_map: dict[int, int]):
+    ``transform`` is applied to each image here. With ``seeded=True`` (random
+    training transforms) image i of epoch e is transformed under
+    ``torch.manual_seed(hash(e_seed, salt, i))`` inside a forked RNG, so the
+    augmentation an image gets depends on (seed, epoch, image) only: not on the
+    DataLoader workers, the batch it lands in or the rank that reads it.
+    :meth:`set_epoch` sets ``e_seed`` (call it before iterating; workers copy it).
+    """
+
+    def __init__(self, base: ShardDataset, indices, label_map: dict[int, int], transform=None, seeded: bool = False,
+                 salt: int = 0):
         self.base = base
         self.indices = np.asarray(indices, dtype=np.int64)
         self.label_map = dict(label_map)
         self.labels = torch.as_tensor([label_map[int(base.labels[i])] for i in self.indices], dtype=torch.int64)
+        self.transform = transform
+        self.seeded = seeded
+        self.salt = int(salt)
+        self.epoch_seed = 0
+
+    def set_epoch(self, epoch_seed: int) -> None:
+        self.epoch_seed = int(epoch_seed)
 
     def __len__(self) -> int:
         return len(self.indices)
 
+    def _apply(self, x: torch.Tensor, i: int) -> torch.Tensor:
+        if self.transform is None:
+            return x
+        if not self.seeded:
+            return self.transform(x)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed((self.epoch_seed * 1_000_003 + self.salt * 7_919_993 + int(i)) % (2**63 - 1))
+            return self.transform(x)
+
     def __getitem__(self, i: int):
         x, _ = self.base[int(self.indices[i])]
-        return x, self.labels[i]
+        return self._apply(x, i), self.labels[i]
 
     def __getitems__(self, idx: list[int]):
         items = self.base.__getitems__([int(self.indices[i]) for i in idx])
-        return [(x, self.labels[i]) for (x, _), i in zip(items, idx)]
+        return [(self._apply(x, i), self.labels[i]) for (x, _), i in zip(items, idx)]
+
+
+def set_epoch(dataset: Dataset, epoch_seed: int) -> None:
+    """Set the augmentation seed of a :class:`Relabelled` view or of every view in a ConcatDataset."""
+    for part in getattr(dataset, "datasets", [dataset]):
+        if isinstance(part, Relabelled):
+            part.set_epoch(epoch_seed)
 
 
 def _folder(path: str, setting: str) -> Path:
@@ -72,17 +104,18 @@ def real_class_names(cfg: ClassifyConfig) -> list[str]:
     return list(cfg.classes)
 
 
-def _real(cfg: ClassifyConfig, split: str, names: list[str], transform, limit: int | None) -> Relabelled:
-    ds = ShardDataset(cfg.data, split, classes=names, limit_per_class=limit, value_range="unit", transform=transform)
+def _real(cfg: ClassifyConfig, split: str, names: list[str], transform, limit: int | None,
+          seeded: bool = False) -> Relabelled:
+    ds = ShardDataset(cfg.data, split, classes=names, limit_per_class=limit, value_range="unit")
     label_map = {ds.class_names.index(n): i for i, n in enumerate(names)}
-    return Relabelled(ds, np.arange(len(ds)), label_map)
+    return Relabelled(ds, np.arange(len(ds)), label_map, transform=transform, seeded=seeded)
 
 
 def _synthetic(cfg: ClassifyConfig, names: list[str], transform) -> tuple[list[Relabelled], dict[str, int]]:
     pools = []  # (dataset, row indices, label map) per gan_data folder
     available: set[str] = set()
     for folder in cfg.gan_data or []:
-        ds = ShardDataset(_folder(folder, "gan_data"), "train", value_range="unit", transform=transform)
+        ds = ShardDataset(_folder(folder, "gan_data"), "train", value_range="unit")
         if ds.resolution <= 0:  # pragma: no cover - manifests always have a resolution
             raise HpcganError(f"gan_data {folder}: no resolution in the manifest")
         present = sorted({ds.class_names[int(lab)] for lab in ds.labels.tolist()})
@@ -114,7 +147,7 @@ def _synthetic(cfg: ClassifyConfig, names: list[str], transform) -> tuple[list[R
         label_map = {i: names.index(c) for i, c in enumerate(ds.class_names) if c in names}
         for r in rows:
             counts[ds.class_names[int(ds.labels[r])]] += 1
-        views.append(Relabelled(ds, rows, label_map))
+        views.append(Relabelled(ds, rows, label_map, transform=transform, seeded=True, salt=k + 1))
     return views, counts
 
 
@@ -124,7 +157,7 @@ def build_datasets(cfg: ClassifyConfig) -> dict:
     size = resolved_image_size(cfg)
     train_tf = build_transform(size, classic="classic" in cfg.aug)
     eval_tf = build_transform(size, classic=False)
-    real_train = _real(cfg, "train", names, train_tf, cfg.limit_per_class)
+    real_train = _real(cfg, "train", names, train_tf, cfg.limit_per_class, seeded=True)
     val = _real(cfg, "val", names, eval_tf, None)
     test = _real(cfg, "test", names, eval_tf, None)
     for split, ds in (("train", real_train), ("val", val), ("test", test)):

@@ -19,7 +19,10 @@ part; gradients are averaged by DDP (gloo on CPU, nccl on GPU).
 
 Reproducibility: the model is initialised after ``torch.manual_seed(seed)``;
 before epoch e every random source (torch, numpy, Python, the sampler's
-permutation, DataLoader workers) is reseeded from ``(seed, e)``. A run killed
+permutation) is reseeded from ``(seed, e)``, and each training image's
+augmentation is drawn from its own seed ``(seed, e, image)``
+(:class:`hpcgan.classify.data.Relabelled`), so ``workers`` does not change the
+result. A run killed
 between epochs and resumed from ``last.pt`` therefore equals an uninterrupted
 run, and the same config gives the same ``test_metrics.json`` on a CPU.
 
@@ -45,7 +48,7 @@ from torch.utils.data import DataLoader
 from hpcgan import dist
 from hpcgan.atomic import atomic_open, atomic_path, atomic_write_text
 from hpcgan.classify.config import EXECUTION_FIELDS, ClassifyConfig, resolved_image_size, validate
-from hpcgan.classify.data import build_datasets
+from hpcgan.classify.data import build_datasets, set_epoch
 from hpcgan.classify.models import AUX_LOSS_WEIGHT, build_model, split_logits, weights_path
 from hpcgan.config import load as load_config
 from hpcgan.config import to_dict, write_resolved
@@ -269,6 +272,7 @@ def run_classify(cfg: ClassifyConfig, on_epoch: Callable[[dict], None] | None = 
         s = _epoch_seed(cfg.seed, epoch)
         _seed_all(s)
         gen.manual_seed(s)
+        set_epoch(sets["train"], s)
         sampler.set_epoch(epoch)
         model.train()
         sums = torch.zeros(3, dtype=torch.float64)  # loss * n, correct, n

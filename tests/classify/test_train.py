@@ -90,3 +90,17 @@ def test_four_classes(classify_four, tmp_path):
     import numpy as np
 
     assert res["tpr"] == pytest.approx(np.mean([res["per_class"][c]["recall"] for c in "ABCD"]))
+
+
+def test_dataloader_workers_do_not_change_the_result(classify_shards, tmp_path):
+    a = run_classify(tiny_config(classify_shards, tmp_path / "w0", aug="classic", epochs=1))
+    b = run_classify(tiny_config(classify_shards, tmp_path / "w2", aug="classic", epochs=1, workers=2))
+    assert a == b
+
+
+def test_more_epochs_continue_a_finished_run(classify_shards, tmp_path):
+    two = run_classify(tiny_config(classify_shards, tmp_path / "two", epochs=2, aug="classic"))
+    run_classify(tiny_config(classify_shards, tmp_path / "grow", epochs=1, aug="classic"))
+    seen = []
+    grown = run_classify(tiny_config(classify_shards, tmp_path / "grow", epochs=2, aug="classic"), on_epoch=seen.append)
+    assert [r["epoch"] for r in seen] == [2] and grown == two
