@@ -469,6 +469,125 @@ def _add_launch_commands(sub) -> None:
         p.set_defaults(func=_cmd_submit)
 
 
+def _ints(value: str) -> list[int]:
+    try:
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {value!r}") from None
+
+
+_SCALING_KEYS = ("what", "ranks", "modes", "repeats", "launcher", "threads", "timeout_s", "workdir", "preset",
+                 "resolution", "batch", "steps", "warmup", "channel_base", "channel_max", "z_dim", "device", "impl",
+                 "source", "classes", "images", "preprocess_resolution", "bandwidth_gbps", "latency_us", "overlap")
+
+
+def _cmd_bench_scaling(args: argparse.Namespace) -> int:
+    from hpcgan.launch.scaling import model_main, scaling_main
+
+    if args.model_only:
+        kw = dict(preset=args.preset, resolution=args.resolution or 256, nodes=args.nodes,
+                  gpus_per_node=args.gpus_per_node, step_time_s=args.step_time, batch_gpu=args.batch_gpu,
+                  bandwidth_gbps=args.bandwidth_gbps or 200.0, latency_us=args.latency_us or 5.0,
+                  intra_bandwidth_gbs=args.intra_bandwidth, intra_latency_us=args.intra_latency,
+                  overlap=args.overlap or 0.0)
+        return model_main(kw, args.json)
+    overrides = {k: getattr(args, k) for k in _SCALING_KEYS}
+    overrides["modes"] = None if args.modes is None else ["strong", "weak"] if args.modes == "both" else [args.modes]
+    overrides["classes"] = _csv(args.classes)
+    overrides["launcher_args"] = args.launcher_args.split() if args.launcher_args else None
+    overrides["cond"] = False if args.uncond else None
+    return scaling_main(overrides, args.json, args.plot)
+
+
+def _add_bench_commands(sub) -> None:
+    """Verbs of the benchmarks (hpcgan.launch.scaling): bench scaling."""
+    b = sub.add_parser("bench", help="benchmarks that size a cluster allocation: bench scaling",
+                       description="Benchmarks of the stages across ranks.")
+    bsub = b.add_subparsers(dest="bench_command", metavar="BENCH")
+    bsub.required = True
+    p = bsub.add_parser(
+        "scaling", help="strong/weak scaling of preprocessing (MPI) and the GAN step (DDP) next to a ring model",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Measure strong and weak scaling of preprocessing across MPI ranks (images/s) and of the "
+        "StyleGAN2-ADA training step across DDP ranks (gloo on CPU, nccl on GPU): time per step split into "
+        "compute, wait (barrier before each all-reduce: load imbalance) and communication (the gradient "
+        "all-reduce itself), throughput, and parallel efficiency (strong: T1/(N*TN), weak: T1/TN, medians over "
+        "--repeats). Next to each measurement the model's prediction from the 1-rank compute time, the gradient "
+        "bytes per step and the interconnect: ring all-reduce 2(N-1)/N*bytes/bandwidth + 2(N-1)*latency.\n\n"
+        "Each rank count runs as one `mpirun -np N` (or `srun -n N --mpi=pmix`) of the worker; --launcher current "
+        "measures the job this command already runs in.\n\n"
+        "  hpcgan bench scaling --ranks 1,2 --json scaling.json --plot scaling.png\n"
+        "  salloc -N 4 --ntasks-per-node 4 --gpus-per-node 4 hpcgan bench scaling --what gan-step --launcher srun "
+        "--ranks 1,4,8,16 --device cuda --preset configs/gan/paper-256.yaml --resolution 256 --batch 32\n"
+        "  hpcgan bench scaling --model-only --preset configs/gan/paper-256.yaml   # predicted 1-64 nodes",
+    )
+    p.add_argument("--what", default=None, choices=("preprocess", "gan-step", "both"),
+                   help="workload to scale (default both)")
+    p.add_argument("--ranks", type=_ints, default=None, help="comma-separated rank counts (default 1,2)")
+    p.add_argument("--modes", default=None, choices=("strong", "weak", "both"),
+                   help="strong: fixed total work split over the ranks; weak: fixed work per rank (default both)")
+    p.add_argument("--repeats", type=int, default=None, help="measurements per point; the median is reported with "
+                   "the min-max spread (default 2)")
+    p.add_argument("--steps", type=int, default=None, help="timed GAN steps per measurement (default 16: one "
+                   "D-regularisation period)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed GAN steps before them (default 1)")
+    p.add_argument("--preset", default=None, help="GAN preset YAML for the networks (e.g. configs/gan/cpu-smoke.yaml); "
+                   "default: small CPU networks (channel_base 1024, channel_max 64)")
+    p.add_argument("--resolution", type=int, default=None, help="GAN image side in pixels (default 32; "
+                   "--model-only: 256)")
+    p.add_argument("--batch", type=int, default=None, help="GAN images per step on one rank: strong keeps this "
+                   "global batch, weak gives every rank this many (default 8)")
+    p.add_argument("--channel-base", dest="channel_base", type=int, default=None, help="override the networks' "
+                   "channel_base")
+    p.add_argument("--channel-max", dest="channel_max", type=int, default=None, help="override the networks' "
+                   "channel_max")
+    p.add_argument("--z-dim", dest="z_dim", type=int, default=None, help="override z_dim and w_dim")
+    p.add_argument("--uncond", action="store_true", help="unconditional networks (default: conditional on 2 classes)")
+    p.add_argument("--device", default=None, choices=("cpu", "cuda", "auto"), help="GAN device: cpu uses gloo, "
+                   "cuda nccl (default cpu)")
+    p.add_argument("--impl", default=None, choices=("auto", "native", "ref"), help="op implementation (default auto)")
+    p.add_argument("--source", default=None, help="preprocessing input: 'phantom' (generated, default) or a dataset "
+                   "root with class folders (flat <Class>/*.png such as kaggle224, or Kaggle <Class>/images)")
+    p.add_argument("--classes", default=None, help="comma-separated class folders of --source (default all)")
+    p.add_argument("--images", type=int, default=None, help="preprocessing images at one rank: strong keeps the "
+                   "total, weak gives every rank this many (default 64)")
+    p.add_argument("--preprocess-resolution", dest="preprocess_resolution", type=int, default=None,
+                   help="preprocessing output side in pixels (default 64)")
+    p.add_argument("--launcher", default=None, choices=("mpirun", "srun", "current"),
+                   help="how to start N ranks: mpirun -np N (default), srun -n N --mpi=pmix (inside an allocation), "
+                   "or current (this job's ranks)")
+    p.add_argument("--launcher-args", dest="launcher_args", default=None,
+                   help="extra arguments for mpirun/srun, one string (e.g. '--overcommit' or '--map-by node')")
+    p.add_argument("--threads", type=int, default=None, help="torch/OpenMP threads per rank (default 1)")
+    p.add_argument("--timeout", dest="timeout_s", type=float, default=None, help="seconds per launch (default 1800)")
+    p.add_argument("--workdir", default=None, help="folder for the inputs and runs (default: a temporary one, removed)")
+    p.add_argument("--bandwidth", dest="bandwidth_gbps", type=float, default=None,
+                   help="model: interconnect bandwidth per node in Gbit/s (default 200)")
+    p.add_argument("--latency", dest="latency_us", type=float, default=None,
+                   help="model: per-message latency in microseconds (default 5)")
+    p.add_argument("--overlap", type=float, default=None, help="model: fraction of communication hidden behind "
+                   "compute, in [0, 1) (default 0: hpcgan all-reduces after the backward pass)")
+    p.add_argument("--model-only", dest="model_only", action="store_true",
+                   help="measure nothing: print the model's multi-node table for --preset at --resolution")
+    p.add_argument("--nodes", type=_ints, default=[1, 2, 4, 8, 16, 32, 64],
+                   help="--model-only: node counts (default 1,2,4,8,16,32,64)")
+    p.add_argument("--gpus-per-node", dest="gpus_per_node", type=int, default=4, help="--model-only: GPUs per node "
+                   "(default 4)")
+    p.add_argument("--step-time", dest="step_time", type=float, default=0.100,
+                   help="--model-only: one GPU's step time in seconds at --batch-gpu images (default 0.100: "
+                   "StyleGAN2-ADA 256 px on one A100, 12.5 s/kimg)")
+    p.add_argument("--batch-gpu", dest="batch_gpu", type=int, default=8,
+                   help="--model-only: images per GPU per step for the weak rows (default 8)")
+    p.add_argument("--intra-bandwidth", dest="intra_bandwidth", type=float, default=200.0,
+                   help="--model-only: intra-node (NVLink) all-reduce bandwidth in GB/s (default 200)")
+    p.add_argument("--intra-latency", dest="intra_latency", type=float, default=2.0,
+                   help="--model-only: intra-node latency in microseconds (default 2)")
+    p.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON (atomically)")
+    p.add_argument("--plot", default=None, metavar="PATH", help="also write a PNG plot (throughput, efficiency "
+                   "measured vs model, time split)")
+    p.set_defaults(func=_cmd_bench_scaling)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hpcgan",
@@ -482,6 +601,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_metrics_commands(sub)
     _add_classify_commands(sub)
     _add_launch_commands(sub)
+    _add_bench_commands(sub)
     return parser
 
 
