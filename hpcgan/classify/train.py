@@ -11,6 +11,13 @@ One run, in ``cfg.outdir``:
   plus ``best_epoch, best_val_accuracy, train_mix, model, aug, seed, pretrained_weights, image_size``;
 - ``curves.png`` (loss and accuracy per epoch) and ``roc.png`` (ROC curves on the test split).
 
+Batch norm: before each validation the running statistics are re-estimated from
+up to :data:`BN_RECALIBRATION_IMAGES` training images with the epoch's final
+weights (:func:`recalibrate_batchnorm`). The exponential running averages lag
+behind fast-changing weights: in short runs from random initialisation (an
+EfficientNet-B0 after 4 epochs of 7 steps) they made the model predict one class in
+evaluation mode while it was 85 % right in training mode.
+
 Training loss: cross-entropy of the logits; for InceptionV3 with its auxiliary
 head, ``CE(main) + 0.4 * CE(aux)``; evaluation uses the main logits only.
 Optimiser: Adam(lr). ``batch`` is the global batch: each of W ranks takes
@@ -59,6 +66,8 @@ from hpcgan.metrics.classification import classification_metrics, roc_curve
 __all__ = ["run_classify", "classify_main", "TEST_METRICS"]
 
 TEST_METRICS = "test_metrics.json"
+# Training images whose batch statistics replace batch norm's running averages before each validation.
+BN_RECALIBRATION_IMAGES = 2048
 
 
 def _log(msg: str) -> None:
@@ -134,6 +143,38 @@ def _evaluate(model: nn.Module, loader: DataLoader, dev: torch.device) -> tuple[
         labels.append(y.cpu().numpy())
     p, lab = np.concatenate(probs), np.concatenate(labels)
     return total / len(lab), float((p.argmax(1) == lab).mean()), p, lab
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, loader: DataLoader, dev: torch.device, max_images: int) -> int:
+    """Re-estimate every batch-norm layer's running mean/var from up to ``max_images`` training images.
+
+    The running statistics are reset and replaced by the plain average over the batches
+    (``momentum=None``) of the batch mean and unbiased batch variance, computed in training
+    mode with the current weights and no gradient ("precise BN"). Returns the images used
+    (0 when the model has no batch norm).
+    """
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if not bns:
+        return 0
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    seen = 0
+    try:
+        for x, _ in loader:
+            if x.shape[0] < 2:
+                continue
+            model(x.to(dev))
+            seen += x.shape[0]
+            if seen >= max_images:
+                break
+    finally:
+        for m, mom in zip(bns, momenta):
+            m.momentum = mom
+    return seen
 
 
 def _plot_curves(records: list[dict], path: Path) -> None:
@@ -295,6 +336,7 @@ def run_classify(cfg: ClassifyConfig, on_epoch: Callable[[dict], None] | None = 
             n = y.shape[0]
             sums += torch.tensor([float(loss.detach()) * n, float((logits.argmax(1) == y).sum()), n], dtype=torch.float64)
         bar.close()
+        recalibrate_batchnorm(core, loader, dev, BN_RECALIBRATION_IMAGES // world)
         if distributed:
             torch.distributed.all_reduce(sums)
             for b in core.buffers():  # batch-norm statistics: rank 0's, so every rank evaluates the same model

@@ -104,3 +104,23 @@ def test_more_epochs_continue_a_finished_run(classify_shards, tmp_path):
     seen = []
     grown = run_classify(tiny_config(classify_shards, tmp_path / "grow", epochs=2, aug="classic"), on_epoch=seen.append)
     assert [r["epoch"] for r in seen] == [2] and grown == two
+
+
+def test_recalibrate_batchnorm_is_the_average_of_batch_statistics():
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from hpcgan.classify.train import recalibrate_batchnorm
+
+    torch.manual_seed(0)
+    x = torch.randn(40, 3, 4, 4) * torch.tensor([1.0, 2.0, 0.5]).view(1, 3, 1, 1) + 3
+    loader = DataLoader(TensorDataset(x, torch.zeros(40)), batch_size=8)
+    model = torch.nn.Sequential(torch.nn.BatchNorm2d(3))
+    model[0].running_mean.fill_(-7.0)
+    used = recalibrate_batchnorm(model, loader, torch.device("cpu"), max_images=24)
+    assert used == 24 and model[0].momentum == 0.1 and model.training
+    batches = x[:24].split(8)
+    mean = torch.stack([b.mean(dim=(0, 2, 3)) for b in batches]).mean(0)
+    var = torch.stack([b.transpose(0, 1).reshape(3, -1).var(dim=1, unbiased=True) for b in batches]).mean(0)
+    torch.testing.assert_close(model[0].running_mean, mean)
+    torch.testing.assert_close(model[0].running_var, var)
