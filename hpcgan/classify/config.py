@@ -65,6 +65,8 @@ def resolved_image_size(cfg: ClassifyConfig) -> int:
 
 def validate(cfg: ClassifyConfig) -> ClassifyConfig:
     """Check every setting a user can get wrong; HpcganError names the setting. Normalises list fields."""
+    cfg.data = str(cfg.data) if cfg.data else ""  # Path objects from callers: stored as YAML strings
+    cfg.outdir = str(cfg.outdir) if cfg.outdir else ""
     if not cfg.data:
         raise HpcganError("data is not set: give --data, an `hpcgan preprocess` output folder")
     if not cfg.outdir:

@@ -73,7 +73,10 @@ def test_resume_after_kill_equals_uninterrupted(classify_shards, tmp_path):
 
 
 def test_other_settings_in_outdir_is_an_error(classify_shards, tmp_path):
-    run_classify(tiny_config(classify_shards, tmp_path / "r", epochs=1))
+    cfg = tiny_config(classify_shards, tmp_path / "r", epochs=1)
+    cfg.data, cfg.outdir = classify_shards, tmp_path / "r"  # Path objects, as a caller may pass them
+    run_classify(cfg)
+    assert "data: " + str(classify_shards) in (tmp_path / "r" / "config.yaml").read_text()
     with pytest.raises(HpcganError, match="lr"):
         run_classify(tiny_config(classify_shards, tmp_path / "r", epochs=1, lr=0.5))
 
