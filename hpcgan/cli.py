@@ -588,6 +588,82 @@ def _add_bench_commands(sub) -> None:
     p.set_defaults(func=_cmd_bench_scaling)
 
 
+def _cmd_experiment(args: argparse.Namespace) -> int:
+    from hpcgan.experiment.grid import experiment_main
+
+    return experiment_main(args.config, {"outdir": args.outdir, "progress": args.progress}, parallel=args.parallel,
+                           task_index=args.task_index, list_only=args.list, launcher=args.launcher)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from hpcgan.experiment.report import report_main
+
+    return report_main(args.experiment_dir, alpha=args.alpha, no_image_metrics=args.no_image_metrics)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from hpcgan.experiment.demo import demo_main
+
+    return demo_main(args.out, quick=args.quick, parallel=args.parallel, progress=args.progress)
+
+
+def _add_experiment_commands(sub) -> None:
+    """Verbs of the experiment (hpcgan.experiment): experiment, report, demo."""
+    e = sub.add_parser(
+        "experiment", help="run the classifier x augmentation x class set x runs grid of a config, then aggregate",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Expand CONFIG (e.g. configs/paper.yaml, configs/demo.yaml) into one task per model x aug x "
+        "class set x run (run r uses seed r in every cell: a paired design), run the tasks that have no result yet "
+        "and write <outdir>/<name>/results.json and results.csv. A re-run resumes; a re-run with a changed config "
+        "into the same directory is refused. Exits 1 when a task failed (named with its log).\n\n"
+        "  hpcgan experiment configs/demo.yaml --parallel 2\n"
+        "  hpcgan experiment configs/paper.yaml --list                  # N tasks: sbatch --array=0-(N-1)\n"
+        "  hpcgan experiment configs/paper.yaml --task-index $SLURM_ARRAY_TASK_ID",
+    )
+    e.add_argument("config", help="experiment YAML (fields: hpcgan.experiment.grid.ExperimentConfig)")
+    e.add_argument("--outdir", default=None, help="parent folder of the experiment directory (overrides the config's "
+                   "outdir; the directory is OUTDIR/<name>)")
+    e.add_argument("--launcher", default="local", choices=("local",),
+                   help="where the tasks run: local = this machine (SLURM arrays: --list and --task-index)")
+    e.add_argument("--parallel", type=int, default=1, help="tasks run at once in worker processes, each with "
+                   "cores/N torch threads and its output in logs/<task>.log (default 1: one after another here)")
+    e.add_argument("--task-index", dest="task_index", type=int, default=None, metavar="I",
+                   help="run task I only (0-based, as --list numbers them) and do not aggregate: one array element")
+    e.add_argument("--list", action="store_true", help="print one task per line (index, name) and the count; run "
+                   "nothing")
+    e.add_argument("--no-progress", dest="progress", action="store_const", const=False, default=None,
+                   help="no progress bars")
+    e.set_defaults(func=_cmd_experiment)
+
+    r = sub.add_parser(
+        "report", help="the experiment's report: tables, paired tests, bar chart, ROC curves, image metrics",
+        description="Aggregate EXPERIMENT_DIR and write EXPERIMENT_DIR/report/: report.md (mean ± std over runs of "
+        "accuracy, TPR, TNR, FPR per model x aug x class set; paired t-test and bootstrap CI of each mode against "
+        "none and of gan modes against classic; the image-metric table with FID/KID and memorisation), table.csv, "
+        "runs.csv, comparisons.csv, accuracy.png and roc.png. Computes image_metrics.json first when the "
+        "experiment has gan_data and it is missing.",
+    )
+    r.add_argument("experiment_dir", help="an experiment directory (<outdir>/<name>, holds experiment.yaml)")
+    r.add_argument("--alpha", type=float, default=0.05, help="significance level of the paired tests (default 0.05)")
+    r.add_argument("--no-image-metrics", dest="no_image_metrics", action="store_true",
+                   help="do not compute missing image metrics (use image_metrics.json only when it exists)")
+    r.set_defaults(func=_cmd_report)
+
+    d = sub.add_parser(
+        "demo", help="the whole study on phantoms in one command: data, GAN, generation, grid, report",
+        description="phantoms -> preprocess (32 px) -> a short conditional StyleGAN2-ADA training on the CPU preset "
+        "-> generate (each class) -> the grid of configs/demo.yaml -> image metrics -> report, under OUT. A re-run "
+        "skips finished stages (a killed GAN training continues from its snapshot). Prints where the report is.",
+    )
+    d.add_argument("--out", default=None, help="output folder of every stage (default demo, or demo-quick with "
+                   "--quick)")
+    d.add_argument("--quick", action="store_true", help="a much smaller version of every stage (about a minute; "
+                   "what the tests run)")
+    d.add_argument("--parallel", type=int, default=1, help="grid tasks run at once in worker processes (default 1)")
+    d.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    d.set_defaults(func=_cmd_demo)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hpcgan",
@@ -602,6 +678,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_classify_commands(sub)
     _add_launch_commands(sub)
     _add_bench_commands(sub)
+    _add_experiment_commands(sub)
     return parser
 
 

@@ -1,0 +1,154 @@
+"""The whole study on generated phantoms, in one command (``hpcgan demo``).
+
+Stages, each writing its own folder under ``OUT`` (default ``demo``):
+
+1. ``phantoms/``: chest-X-ray-like phantoms, classes Clear and Opacity (hpcgan.data.phantom);
+2. ``shards/``: ``hpcgan preprocess`` at 32 px;
+3. ``gan/``: a short conditional StyleGAN2-ADA run on the CPU preset ``configs/gan/cpu-smoke.yaml``;
+4. ``synthetic/``: ``hpcgan generate``, the same number of images for each class;
+5. ``experiments/demo/``: the grid of ``configs/demo.yaml`` (small CNN x none, classic, gan,
+   classic+gan x runs), with the image metrics of ``synthetic/`` against ``shards/``;
+6. ``experiments/demo/report/``: ``hpcgan report``.
+
+Resumable: ``OUT/demo-stages.json`` records every finished stage with its settings,
+and a re-run skips those whose settings are unchanged (the GAN stage continues a
+killed training from its newest snapshot; the grid skips finished tasks).
+``quick`` is a much smaller version of every stage (the end-to-end test).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from hpcgan.atomic import atomic_write_text
+from hpcgan.errors import HpcganError
+
+__all__ = ["demo", "demo_main", "SETTINGS"]
+
+REPO = Path(__file__).resolve().parents[2]
+DEMO_CONFIG = REPO / "configs" / "demo.yaml"
+GAN_PRESET = REPO / "configs" / "gan" / "cpu-smoke.yaml"
+
+# Pipeline sizes; the grid itself comes from configs/demo.yaml (+ "grid" overrides).
+SETTINGS = {
+    "full": {"phantoms": 200, "test_per_class": 40, "resolution": 32, "kimg": 4.0, "gan": {},
+             "gen_n": 200, "grid": {}},
+    "quick": {"phantoms": 40, "test_per_class": 10, "resolution": 32, "kimg": 0.128,
+              "gan": {"z_dim": 32, "w_dim": 32, "channel_base": 512, "channel_max": 32, "tick_kimg": 0.064,
+                      "snap": 0, "batch": 8},
+              "gen_n": 40,
+              "grid": {"runs": 2, "epochs": 2, "gan_n": 40, "metrics": "rmse,psnr,sre,sam,ssim,memorisation",
+                       "metrics_num": 40}},
+}
+
+
+def _load_state(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def demo(out: str = "demo", quick: bool = False, parallel: int = 1, progress: bool = True) -> dict:
+    """Run (or resume) the demo pipeline under ``out``; returns {"report": path, "stages": {...}, "seconds": {...}}."""
+    from hpcgan.config import load as load_config
+    from hpcgan.experiment.grid import experiment_dir, load_experiment, run_local
+    from hpcgan.experiment.report import write_report
+
+    if not DEMO_CONFIG.is_file() or not GAN_PRESET.is_file():
+        raise HpcganError(f"the demo needs {DEMO_CONFIG} and {GAN_PRESET} (part of the hpcgan repository); "
+                          "run it from a checkout installed with scripts/install.sh")
+    mode = "quick" if quick else "full"
+    S = SETTINGS[mode]
+    root = Path(out).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    state_path = root / "demo-stages.json"
+    state = _load_state(state_path)
+    seconds: dict = {}
+
+    def stage(name: str, params: dict, fn):
+        rec = state.get(name)
+        if rec and rec.get("params") == params:
+            print(f"demo: {name}: done earlier, skipped")
+            return rec.get("result")
+        print(f"demo: {name} ...", flush=True)
+        t0 = time.perf_counter()
+        result = fn()
+        seconds[name] = round(time.perf_counter() - t0, 1)
+        state[name] = {"params": params, "result": result, "seconds": seconds[name]}
+        for later in [k for k in list(state) if k not in order[: order.index(name) + 1]]:
+            state.pop(later)  # a re-done stage invalidates the ones after it
+        atomic_write_text(state_path, json.dumps(state, indent=1))
+        print(f"demo: {name}: {seconds[name]} s", flush=True)
+        return result
+
+    order = ["phantoms", "preprocess", "train-gan", "generate", "experiment", "report"]
+    ph, sh, gan, syn = root / "phantoms", root / "shards", root / "gan", root / "synthetic"
+
+    def do_phantoms():
+        from hpcgan.data.phantom import generate_phantoms
+
+        generate_phantoms(ph, S["phantoms"], seed=0)
+        return str(ph)
+
+    def do_preprocess():
+        from hpcgan.data.preprocess import PreprocessConfig, run_preprocess
+
+        run_preprocess(PreprocessConfig(source=str(ph), out=str(sh), classes=["Clear", "Opacity"],
+                                        resolution=S["resolution"], test_per_class=S["test_per_class"],
+                                        progress=progress))
+        return str(sh)
+
+    def do_train():
+        from hpcgan.gan.config import TrainConfig
+        from hpcgan.gan.snapshot import list_snapshots
+        from hpcgan.gan.train import train
+
+        over = {"data": str(sh), "outdir": str(gan), "cond": True, "kimg": S["kimg"], "progress": progress,
+                "seed": 0, **S["gan"]}
+        runs = sorted(p for p in gan.iterdir() if p.is_dir()) if gan.is_dir() else []
+        if runs and list_snapshots(runs[-1]):
+            over["resume"] = str(runs[-1])  # a killed training continues from its newest snapshot
+        cfg = load_config(TrainConfig, GAN_PRESET, over)
+        res = train(cfg)
+        if res["status"] != "done":
+            raise HpcganError(f"GAN training stopped ({res['status']}); run the demo again to continue")
+        return res["snapshot"]
+
+    def do_generate(snapshot):
+        from hpcgan.gan.generate import GenerateConfig, generate
+
+        generate(GenerateConfig(network=snapshot, out=str(syn), n=S["gen_n"], png=True))
+        return str(syn)
+
+    def do_experiment():
+        cfg = load_experiment(DEMO_CONFIG, {"data": str(sh), "gan_data": [str(syn)],
+                                            "outdir": str(root / "experiments"), "progress": progress, **S["grid"]})
+        s = run_local(cfg, parallel=parallel)
+        if s["failed"]:
+            raise HpcganError("demo grid: " + "; ".join(f"task {f['name']} failed: {f['error']} (log {f['log']})"
+                                                        for f in s["failed"]) + "; fix it and run the demo again")
+        return str(experiment_dir(cfg))
+
+    t_all = time.perf_counter()
+    stage("phantoms", {"n": S["phantoms"]}, do_phantoms)
+    stage("preprocess", {"resolution": S["resolution"], "test_per_class": S["test_per_class"]}, do_preprocess)
+    snapshot = stage("train-gan", {"kimg": S["kimg"], "gan": S["gan"]}, do_train)
+    stage("generate", {"n": S["gen_n"], "snapshot": snapshot}, lambda: do_generate(snapshot))
+    exp = stage("experiment", {"grid": S["grid"], "config": DEMO_CONFIG.read_text()}, do_experiment)
+    report = stage("report", {"experiment": exp}, lambda: str(write_report(exp)))
+    total = round(time.perf_counter() - t_all, 1)
+    return {"report": report, "experiment_dir": exp, "stages": list(state), "seconds": seconds, "total_seconds": total}
+
+
+def demo_main(out: str | None = None, quick: bool = False, parallel: int = 1, progress: bool = True) -> int:
+    """Entry of ``hpcgan demo``: run it (default folder demo, or demo-quick), print where the report is."""
+    out = out or ("demo-quick" if quick else "demo")
+    res = demo(out, quick=quick, parallel=parallel, progress=progress)
+    print(f"demo done in {res['total_seconds']} s (this call); report: {res['report']}")
+    print(f"  tables and plots: {Path(res['report']).parent}/ (table.csv, runs.csv, accuracy.png, roc.png)")
+    return 0
