@@ -35,12 +35,12 @@ GAN_PRESET = REPO / "configs" / "gan" / "cpu-smoke.yaml"
 SETTINGS = {
     "full": {"phantoms": 200, "test_per_class": 40, "resolution": 32, "kimg": 4.0, "gan": {},
              "gen_n": 200, "grid": {}},
-    "quick": {"phantoms": 40, "test_per_class": 10, "resolution": 32, "kimg": 0.128,
-              "gan": {"z_dim": 32, "w_dim": 32, "channel_base": 512, "channel_max": 32, "tick_kimg": 0.064,
-                      "snap": 0, "batch": 8},
-              "gen_n": 40,
-              "grid": {"runs": 2, "epochs": 2, "gan_n": 40, "metrics": "rmse,psnr,sre,sam,ssim,memorisation",
-                       "metrics_num": 40}},
+    "quick": {"phantoms": 24, "test_per_class": 6, "resolution": 32, "kimg": 0.064,
+              "gan": {"z_dim": 32, "w_dim": 32, "channel_base": 512, "channel_max": 32, "mapping_layers": 2,
+                      "tick_kimg": 0.032, "snap": 0, "batch": 8},
+              "gen_n": 24,
+              "grid": {"runs": 2, "epochs": 1, "gan_n": 24, "metrics": "rmse,psnr,sre,sam,ssim,memorisation",
+                       "metrics_num": 24}},
 }
 
 
