@@ -734,6 +734,14 @@ def aggregate(cfg: ScalingConfig, raw: list[dict]) -> list[dict]:
     return rows
 
 
+def _loadavg() -> float | None:
+    """The 1-minute load average (other jobs on a shared node show up here), or None."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
 def run_scaling(cfg: ScalingConfig) -> dict | None:
     """Measure, aggregate and model; returns the result on rank 0 (the driver), None on other ranks.
 
@@ -753,6 +761,7 @@ def run_scaling(cfg: ScalingConfig) -> dict | None:
     if current:
         work = Path(hdist.broadcast_object(str(work) if work else None))
     t_start = time.time()
+    load_start = _loadavg()
     raw: list[dict] = []
     try:
         gan_data = pre_src = None
@@ -783,7 +792,8 @@ def run_scaling(cfg: ScalingConfig) -> dict | None:
     import torch
 
     meta = {"host": platform.node(), "machine": platform.machine(), "cpus": os.cpu_count(), "torch": torch.__version__,
-            "launcher": cfg.launcher, "threads_per_rank": cfg.threads, "started": time.strftime(
+            "launcher": cfg.launcher, "threads_per_rank": cfg.threads, "load_avg_start": load_start,
+            "load_avg_end": _loadavg(), "started": time.strftime(
                 "%Y-%m-%dT%H:%M:%SZ", time.gmtime(t_start)), "seconds": round(time.time() - t_start, 1),
             "model": "ring all-reduce: 2(N-1)/N * bytes/bw + 2(N-1)*latency per call; "
                      "strong T_N = T1/N + (1-overlap) comm, weak T_N = T1 + (1-overlap) comm"}
@@ -797,7 +807,8 @@ def format_markdown(result: dict) -> str:
     """The measurements (medians, min-max over repeats) next to the model's predictions, as markdown."""
     c, m = result["config"], result["meta"]
     lines = [f"Scaling on {m['host']} ({m['cpus']} CPUs, {m['threads_per_rank']} thread(s) per rank, launcher "
-             f"{m['launcher']}, torch {m['torch']}); {c['repeats']} repeat(s), median [min-max]. Model interconnect: "
+             f"{m['launcher']}, torch {m['torch']}, 1-min load average {m.get('load_avg_start')} at the start and "
+             f"{m.get('load_avg_end')} at the end); {c['repeats']} repeat(s), median [min-max]. Model interconnect: "
              f"{c['bandwidth_gbps']:g} Gbit/s, {c['latency_us']:g} us, overlap {c['overlap']:g}.", ""]
     for what in WHATS:
         rows = [r for r in result["rows"] if r["what"] == what]

@@ -39,7 +39,7 @@ from hpcgan.atomic import atomic_write_text
 from hpcgan.errors import HpcganError
 from hpcgan.launch.sites import SiteProfile, executor_parameters, load_site, to_dict
 
-__all__ = ["STAGES", "StageJob", "TrainGanJob", "ExperimentTask", "ReportJob", "make_executor", "submit",
+__all__ = ["STAGES", "StageJob", "TrainGanJob", "ExperimentTask", "ReportJob", "make_executor", "submit", "pending_tasks",
            "submit_stage", "submit_experiment", "run_status", "resubmit_failed", "format_status", "submit_main",
            "status_main"]
 
@@ -162,7 +162,7 @@ def _experiment_cfg(argv: list[str]):
     ns = build_parser().parse_args(["experiment", *argv])
     if getattr(ns, "task_index", None) is not None or getattr(ns, "list", False):
         raise HpcganError("submit experiment: leave out --task-index and --list (the launcher runs every task)")
-    return ns.config, load_experiment(ns.config, {"outdir": getattr(ns, "outdir", None)})
+    return ns.config, load_experiment(ns.config, {"outdir": ns.outdir, "progress": getattr(ns, "progress", None)})
 
 
 class ExperimentTask:
@@ -259,22 +259,31 @@ def submit_stage(stage: str, argv: list[str], cluster: str, site: SiteProfile, f
 
 def _submit_report(ex, experiment_dir: str, after: list) -> object:
     ids = sorted({str(j.job_id).split("_")[0] for j in after})
-    if ids and hasattr(ex, "_executor") and type(ex._executor).__name__ == "SlurmExecutor":
-        ex.update_parameters(slurm_dependency="afterany:" + ":".join(ids), name="hpcgan-report")
+    ex.update_parameters(name="hpcgan-report")
+    if ids and type(getattr(ex, "_executor", None)).__name__ == "SlurmExecutor":
+        ex.update_parameters(slurm_dependency="afterany:" + ":".join(ids))
     else:  # local/debug: no dependencies; wait for the tasks here
         for j in after:
             j.wait()
     return ex.submit(ReportJob(experiment_dir))
 
 
-def submit_experiment(argv: list[str], cluster: str, site: SiteProfile, folder: Path) -> tuple[dict, list]:
-    """The grid's missing tasks as one job array (at most site.array_parallelism at once), then the report job."""
-    from hpcgan.experiment.grid import experiment_dir, expand, prepare_dir
+def pending_tasks(argv: list[str]) -> tuple[list, list]:
+    """(all tasks, tasks without a result) of the grid of ``hpcgan experiment ARGV``."""
+    from hpcgan.experiment.grid import expand, prepare_dir
 
     _, cfg = _experiment_cfg(argv)
     prepare_dir(cfg)  # a bad config fails here, on the login node, not in every task
     tasks = expand(cfg)
-    todo = [t for t in tasks if not (Path(t.outdir) / "test_metrics.json").is_file()]
+    return tasks, [t for t in tasks if not (Path(t.outdir) / "test_metrics.json").is_file()]
+
+
+def submit_experiment(argv: list[str], cluster: str, site: SiteProfile, folder: Path) -> tuple[dict, list]:
+    """The grid's missing tasks as one job array (at most site.array_parallelism at once), then the report job."""
+    from hpcgan.experiment.grid import experiment_dir
+
+    _, cfg = _experiment_cfg(argv)
+    tasks, todo = pending_tasks(argv)
     ex = make_executor(folder, cluster, site, f"hpcgan-{cfg.name}")
     jobs = ex.map_array(ExperimentTask(argv), [t.index for t in todo]) if todo else []
     records = [_record(j, "task", t.index, t.name) for j, t in zip(jobs, todo)]
