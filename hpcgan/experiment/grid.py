@@ -261,6 +261,8 @@ def prepare_dir(cfg: ExperimentConfig) -> Path:
                 f"{exp} was made with a different config: " + "; ".join(
                     f"{k}: was {a.get(k)!r}, now {b.get(k)!r}" for k in changed)
                 + ". Its results would mix two experiments: use another name (or --outdir), or delete the folder")
+        if old == new:
+            return exp  # array tasks on many nodes: do not rewrite an identical file
     atomic_write_text(path, yaml.safe_dump(new, sort_keys=False))
     return exp
 
@@ -518,9 +520,9 @@ def experiment_main(config: str, overrides: dict | None = None, parallel: int = 
         print(list_text(cfg))
         return 0
     if task_index is not None:
-        t = expand(cfg)[task_index] if 0 <= task_index < len(expand(cfg)) else None
-        res = run_task(cfg, task_index)
-        print(f"task {task_index} {t.name if t else ''}: accuracy {res.get('accuracy')} ({t.outdir if t else ''})")
+        res = run_task(cfg, task_index)  # checks the index
+        t = expand(cfg)[task_index]
+        print(f"task {task_index} {t.name}: accuracy {res.get('accuracy')} ({t.outdir})")
         return 0
     s = run_local(cfg, parallel=parallel)
     r = s["results"]

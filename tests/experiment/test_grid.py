@@ -90,3 +90,17 @@ def test_changed_config_is_refused(tmp_path, exp_shards):
         prepare_dir(validate(ExperimentConfig(**small_grid(exp_shards, tmp_path, epochs=2))))
     with pytest.raises(HpcganError, match="manifest.json"):
         prepare_dir(validate(ExperimentConfig(**small_grid(tmp_path / "nothing", tmp_path))))
+
+
+def test_cli_user_errors_have_no_traceback(tmp_path, capsys):
+    from hpcgan.cli import main
+
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "not an experiment directory" in err and "Traceback" not in err
+    conf = tmp_path / "e.yaml"
+    conf.write_text(yaml.safe_dump(small_grid(tmp_path, tmp_path / "o")))
+    assert main(["experiment", str(conf), "--task-index", "9"]) == 2
+    assert "out of range: the grid has 4 tasks" in capsys.readouterr().err
+    assert main(["experiment", str(conf), "--list"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("4 tasks (sbatch --array=0-3)")
