@@ -191,6 +191,10 @@ def _plot_curves(records: list[dict], path: Path) -> None:
     b.plot(ep, [r["train_acc"] for r in records], "o-", label="train")
     b.plot(ep, [r["val_acc"] for r in records], "s-", label="validation")
     b.set_xlabel("epoch"), b.set_ylabel("accuracy"), b.set_title("accuracy"), b.set_ylim(-0.02, 1.02), b.legend()
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in (a, b):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
@@ -209,7 +213,8 @@ def _plot_roc(probs: np.ndarray, labels: np.ndarray, names: list[str], result: d
         c = names.index(name)
         fpr, tpr, _ = roc_curve(probs[:, c], labels == c)
         auc = result["per_class"][name]["roc_auc"]
-        ax.plot(fpr, tpr, label=f"{name} vs rest, AUC {auc:.3f}" if auc is not None else f"{name} (AUC undefined)")
+        what = f"{name} (positive)" if len(names) == 2 else f"{name} vs rest"
+        ax.plot(fpr, tpr, label=f"{what}, AUC {auc:.3f}" if auc is not None else f"{what}, AUC undefined")
     ax.plot([0, 1], [0, 1], "k:", lw=0.8)
     ax.set_xlabel("false positive rate"), ax.set_ylabel("true positive rate")
     ax.set_title(f"ROC, test split (n={len(labels)})"), ax.legend(loc="lower right", fontsize=8)
