@@ -23,8 +23,8 @@ def classify_shards(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def classify_synthetic(tmp_path_factory):
-    """Synthetic-flagged shards (train split only) of classes Opacity and Clear, 10 images each (label order swapped)."""
-    return blob_folder(tmp_path_factory.mktemp("classify_synth"), ["Opacity", "Clear"], {"train": 10}, seed=7,
+    """Synthetic-flagged shards (train split only): Opacity and Clear (label order swapped), 10 each, 24 px (real: 32)."""
+    return blob_folder(tmp_path_factory.mktemp("classify_synth"), ["Opacity", "Clear"], {"train": 10}, res=24, seed=7,
                        synthetic=True)
 
 
