@@ -383,6 +383,15 @@ def _mpi_world():
     return MPI.COMM_WORLD
 
 
+def _mpi_self():
+    """mpi4py's COMM_SELF (a communicator of this process alone), or None without mpi4py."""
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        return None
+    return MPI.COMM_SELF
+
+
 def _preprocess_task(t: dict, comm) -> dict:
     from hpcgan.data.preprocess import PreprocessConfig, run_preprocess
 
@@ -479,8 +488,9 @@ def run_worker(spec: dict) -> list[dict] | None:
         _preprocess_task(first_pre, comm)  # untimed: imports, first-use costs and the file cache warm up
     for t in spec["tasks"]:
         if t["what"] == "preprocess":
-            if comm is None:
-                raise HpcganError("the preprocessing benchmark needs mpi4py (pip install mpi4py)")
+            if comm is None or comm.Get_size() != hdist.world_size():
+                raise HpcganError("the preprocessing benchmark runs over MPI ranks: start it with mpirun or "
+                                  "srun --mpi=pmix, with mpi4py installed (not torchrun)")
             r = _preprocess_task(t, comm)
             rows = comm.allgather(r)
         else:
@@ -526,8 +536,9 @@ def _prepare_gan_data(cfg: ScalingConfig, work: Path) -> Path:
     src = work / "gan-phantoms"
     if not (src / "Clear").is_dir():
         generate_phantoms(src, 32, seed=11, size=max(64, cfg.resolution))
+    # this process alone (MPI's COMM_SELF), also when it is rank 0 of a job (launcher current)
     run_preprocess(PreprocessConfig(str(src), str(out), classes=["Clear", "Opacity"], resolution=cfg.resolution,
-                                    test_per_class=2, val_fraction=0.0, workers=1, progress=False), comm=None)
+                                    test_per_class=2, val_fraction=0.0, workers=1, progress=False), comm=_mpi_self())
     return out
 
 
