@@ -50,10 +50,25 @@ FAILED_STATES = {"FAILED", "TIMEOUT", "CANCELLED", "NODE_FAIL", "OUT_OF_MEMORY",
 DONE_STATES = {"COMPLETED"} | FAILED_STATES
 
 
+_FORK_HOOK = []
+
+
+def _default_sigterm_in_child() -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def _run_cli(stage: str, argv: list[str]) -> int:
-    """``hpcgan STAGE ARGV`` in this process; its exit status."""
+    """``hpcgan STAGE ARGV`` in this process; its exit status.
+
+    submitit ignores SIGTERM in the job process (it waits for SIGUSR2); a stage's forked
+    workers (multiprocessing pools, DataLoader workers) would inherit that and never
+    stop when their pool terminates them, so forked children get the default back.
+    """
     from hpcgan.cli import main
 
+    if not _FORK_HOOK:
+        os.register_at_fork(after_in_child=_default_sigterm_in_child)
+        _FORK_HOOK.append(True)
     return main([stage, *argv])
 
 

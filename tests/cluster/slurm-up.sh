@@ -51,7 +51,7 @@ mkdir -p "$STATE"/{ctld,spool,log,munge}
 STATE=$(cd "$STATE" && pwd)
 chmod 755 "$STATE"                       # mysql and munge must reach their subfolders
 chown munge:munge "$STATE/munge"
-NCPU=$(nproc)
+NCPU=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)   # nproc alone follows OMP_NUM_THREADS
 MEM_MB=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 * 9 / 10 ))
 
 cat > "$STATE/slurm.conf" <<CONF

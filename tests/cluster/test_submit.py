@@ -1,5 +1,5 @@
-"""hpcgan submit on the real SLURM cluster: a stage, failed-job resubmission, checkpointable GAN training
-requeued and resumed, and the experiment grid as a job array with a parallelism limit."""
+"""hpcgan submit on the real SLURM cluster: a stage, failed-job resubmission, and the experiment grid as a
+job array with a parallelism limit (checkpointable training: test_requeue.py)."""
 
 from __future__ import annotations
 
@@ -66,37 +66,6 @@ def test_failed_job_status_and_resubmit_alone(cluster_slurm, tmp_path):
     assert (out / "manifest.json").is_file()
 
 
-def test_checkpointable_training_requeues_and_resumes(cluster_shards, cluster_slurm, tmp_path):
-    """SIGUSR2 mid-training: snapshot, requeue (SLURM_RESTART_COUNT >= 1), resume with kimg preserved, finish."""
-    outdir = tmp_path / "gan"
-    argv = ["--config", REPO / "tests" / "gan" / "tiny.yaml", "--data", cluster_shards, "--outdir", outdir,
-            "--kimg", "0.096", "--batch", "8", "--tick-kimg", "0.016", "--snap", "1", "--no-progress", "--seed", "1"]
-    run_dir, (job,) = submit("train-gan", [str(a) for a in argv], "slurm", "local",
-                             {"time_min": 5, "signal_delay_s": 30}, folder=tmp_path / "run")
-    t0 = time.monotonic()
-    while not any(outdir.glob("*/snapshot-*.pt")):  # training is running (the job state lags)
-        assert time.monotonic() - t0 < 120, "training did not start"
-        time.sleep(0.2)
-    job._interrupt(timeout=True)  # what SLURM sends signal_delay_s before the time limit
-    res = job.result()
-    (run_path,) = [p for p in outdir.iterdir() if p.is_dir()]  # resumed the same run, no new one
-    first_log = (run_dir / f"{job.job_id}_0_log.out").read_text()
-    m = re.search(r"interrupted by SIGUSR2: snapshot (\S+) at kimg ([0-9.]+)", first_log)
-    assert m, first_log[-2000:]
-    assert res["restart_count"] >= 1 and res["status"] == "done"
-    assert res["resumed_from"] == m.group(1)
-    resumed = load_snapshot(res["resumed_from"])
-    assert resumed["counters"]["cur_nimg"] / 1000 >= float(m.group(2))
-    assert res["kimg"] == pytest.approx(0.096)
-    final = load_snapshot(list_snapshots(run_path)[-1])
-    assert final["counters"]["cur_nimg"] == 96
-    nimg = [json.loads(ln)["nimg"] for ln in (run_path / "stats.jsonl").read_text().splitlines()]
-    assert nimg == sorted(nimg) and len(set(nimg)) == len(nimg)  # one line per tick, none repeated
-    assert wait_jobs([str(job.job_id)])[str(job.job_id)] == "COMPLETED"
-    history = run(["sacct", "-n", "-X", "-D", "-P", "-j", str(job.job_id), "-o", "State"]).stdout.split()
-    assert "REQUEUED" in history or "PREEMPTED" in history or "TIMEOUT" in history, history  # SLURM saw the requeue
-
-
 def _grid_config(tmp_path: Path, shards: Path, name: str, augs=("none", "classic")) -> Path:
     cfg = tmp_path / f"{name}.yaml"
     cfg.write_text(
@@ -116,7 +85,6 @@ def _max_concurrent(intervals: list[tuple[float, float]]) -> int:
 
 
 def test_experiment_grid_as_job_array_with_parallelism_2(cluster_shards, cluster_slurm, tmp_path):
-    pytest.importorskip("hpcgan.experiment.grid")
     cfg = _grid_config(tmp_path, cluster_shards, "grid")
     proc = run([*HPCGAN, "submit", "experiment", "--cluster", "slurm", "--site", "local", "--parallelism", "2",
                 "--folder", tmp_path / "run", "--wait", "--", cfg], cwd=tmp_path, timeout=400)

@@ -1,6 +1,5 @@
 """The sbatch templates on the real cluster: the dependency chain (preprocess -> train-gan -> generate ->
-experiment array -> report) and a GAN training job that is signalled before its time limit, requeues
-itself and resumes."""
+experiment array -> report). (train-gan.sbatch's requeue before the time limit: test_requeue.py.)"""
 
 from __future__ import annotations
 
@@ -30,7 +29,6 @@ def _times(job_id: str) -> tuple[float, float]:
 
 
 def test_pipeline_dependency_chain_and_array(cluster_slurm, tmp_path):
-    pytest.importorskip("hpcgan.experiment.grid")
     from hpcgan.data.phantom import generate_phantoms
 
     work = tmp_path / "work"
@@ -72,25 +70,3 @@ def test_pipeline_dependency_chain_and_array(cluster_slurm, tmp_path):
                           "test_metrics.json").read_text())["train_mix"]
     assert sum(gan_mix["synthetic"].values()) > 0  # the gan task trained on the generated images
     assert any((work / "experiments" / "chain" / "report").iterdir())
-
-
-def test_train_gan_template_requeues_before_the_time_limit(cluster_slurm, cluster_shards, tmp_path):
-    """SIGUSR2 to the batch shell (what --signal=B:USR2@T sends): snapshot, scontrol requeue, resume, finish."""
-    runs = tmp_path / "runs"
-    job = run(["sbatch", "--parsable", *SMALL, "-o", tmp_path / "train-%j.out", REPO / "slurm" / "train-gan.sbatch",
-               cluster_shards, runs, "--kimg", "0.096", "--batch", "8", "--tick-kimg", "0.016", "--snap", "1",
-               "--seed", "1"], cwd=tmp_path, CONFIG=str(REPO / "tests" / "gan" / "tiny.yaml")).stdout.strip()
-    t0 = time.monotonic()
-    while not any(runs.glob("*/snapshot-*.pt")):
-        assert time.monotonic() - t0 < 120, "training did not start"
-        time.sleep(0.2)
-    run(["scancel", "--batch", "--signal=USR2", job])
-    states = wait_jobs([job], timeout=240)
-    log = (tmp_path / f"train-{job}.out").read_text()
-    assert states[job] == "COMPLETED", log
-    m = re.search(r"interrupted by SIGUSR2: snapshot (\S+) at kimg ([0-9.]+)", log)
-    assert m and "requeueing it" in log, log
-    assert "REQUEUED" in run(["sacct", "-n", "-X", "-D", "-P", "-j", job, "-o", "State"]).stdout
-    (run_dir,) = runs.iterdir()  # the same run continued
-    assert load_snapshot(m.group(1))["counters"]["cur_nimg"] / 1000 >= float(m.group(2))
-    assert load_snapshot(list_snapshots(run_dir)[-1])["counters"]["cur_nimg"] == 96
