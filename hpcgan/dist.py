@@ -347,7 +347,8 @@ def init_process_group(backend: str | None = None, timeout_s: float = 1800.0) ->
     Backend: ``nccl`` when CUDA is available, else ``gloo`` (override with ``backend``);
     with nccl each rank is pinned to its local GPU first (:func:`device`). The
     rendezvous address and port come from :func:`rendezvous`. Idempotent; a single
-    process (world size 1) does nothing and returns False.
+    process (world size 1) does nothing and returns False. Each rank then writes its
+    :class:`DistInfo` summary line to stderr (``HPCGAN_DIST_QUIET=1`` turns it off).
     """
     n = world_size()
     if n <= 1:
@@ -374,6 +375,8 @@ def init_process_group(backend: str | None = None, timeout_s: float = 1800.0) ->
     global _RENDEZVOUS
     _RENDEZVOUS = (addr, str(port), backend)
     atexit.register(destroy_process_group)
+    if os.environ.get("HPCGAN_DIST_QUIET") != "1":  # one line per rank in the job's log: where it ran, how it met
+        print(f"{log_prefix()}{info().summary()}", file=sys.stderr, flush=True)
     return True
 
 

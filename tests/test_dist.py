@@ -166,3 +166,6 @@ def test_collectives_under_mpirun_with_and_without_torch_distributed(data_mpirun
         assert info["master_addr"] == "127.0.0.1" and int(info["master_port"]) > 0
         assert row["summary"].startswith(f"rank {r}/2 ") and "gloo tcp://127.0.0.1:" in row["summary"]
     assert rows[0]["info"]["master_port"] == rows[1]["info"]["master_port"], "rank 0's port was broadcast"
+    # each rank logged its summary once when it joined the process group
+    for r in range(2):
+        assert proc.stderr.count(f"[rank {r}/2] rank {r}/2 (local {r}/2)") == 1, proc.stderr

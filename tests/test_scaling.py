@@ -155,3 +155,29 @@ def test_mpirun_two_ranks_real_run(data_mpirun, data_cxr_root, tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     assert (tmp_path / "w" / "scaling-config.yaml").is_file()
     assert math.isfinite(res["meta"]["seconds"])
+
+
+@pytest.mark.mpi
+def test_launcher_current_under_mpirun(data_mpirun, tmp_path):
+    """`hpcgan bench scaling --launcher current` started by mpirun -np 2 measures that job; rank 0 writes."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    for v in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(v, None)
+    out, png = tmp_path / "cur.json", tmp_path / "cur.png"
+    proc = subprocess.run([*data_mpirun, "-np", "2", sys.executable, "-m", "hpcgan.cli", "bench", "scaling",
+                           "--launcher", "current", "--what", "gan-step", "--modes", "weak", "--steps", "1",
+                           "--warmup", "0", "--repeats", "1", "--batch", "2", "--channel-base", "512",
+                           "--channel-max", "32", "--z-dim", "32", "--json", str(out), "--plot", str(png)],
+                          env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("| weak | 2 |") == 1, "only rank 0 reports"
+    res = json.loads(out.read_text())
+    (row,) = res["rows"]
+    assert (row["ranks"], row["images"], row["batch_gpu"]) == (2, 4, 2)
+    assert row["comm_s"] > 0 and row["sync_bytes_per_step"] > 0 and row["efficiency"] == pytest.approx(1.0)
+    assert res["raw"][0]["dist"]["launcher"] == "mpi" and res["meta"]["launcher"] == "current"
+    assert png.stat().st_size > 0
