@@ -7,7 +7,7 @@ profile into submitit's ``update_parameters`` keywords:
 
     slurm_partition, slurm_account, nodes, tasks_per_node, cpus_per_task,
     gpus_per_node, mem_gb, timeout_min, slurm_signal_delay_s,
-    slurm_array_parallelism, slurm_setup, slurm_additional_parameters
+    slurm_array_parallelism, slurm_setup, slurm_srun_args, slurm_additional_parameters
 
 (submitit turns them into ``#SBATCH`` lines; for ``--cluster local|debug`` only the
 portable ones are used). The signal before the time limit is submitit's
@@ -44,6 +44,7 @@ class SiteProfile:
     max_num_timeout: int = 3          # how many times a timed-out checkpointable job is requeued
     array_parallelism: int = 16       # most array tasks running at once (the K of --array=0-N%K)
     setup: list = field(default_factory=list)       # shell lines run before the job (module load, exports)
+    srun_args: list = field(default_factory=list)   # options of the srun that starts the tasks, e.g. [--mpi=pmix]
     additional: dict = field(default_factory=dict)  # other sbatch options, e.g. {qos: boost_qos_dbg}
 
     def validate(self) -> "SiteProfile":
@@ -58,8 +59,8 @@ class SiteProfile:
         if self.signal_delay_s < 0 or self.signal_delay_s >= self.time_min * 60:
             raise HpcganError(f"site {self.name}: signal_delay_s ({self.signal_delay_s}) must be below the time "
                               f"limit ({self.time_min} min)")
-        if not isinstance(self.setup, list) or not isinstance(self.additional, dict):
-            raise HpcganError(f"site {self.name}: setup must be a list of shell lines and additional a mapping")
+        if not (isinstance(self.setup, list) and isinstance(self.srun_args, list) and isinstance(self.additional, dict)):
+            raise HpcganError(f"site {self.name}: setup and srun_args must be lists, additional a mapping")
         return self
 
 
@@ -109,6 +110,8 @@ def executor_parameters(site: SiteProfile, cluster: str) -> dict:
         params["slurm_account"] = site.account
     if site.setup:
         params["slurm_setup"] = list(site.setup)
+    if site.srun_args:
+        params["slurm_srun_args"] = list(site.srun_args)
     if site.additional:
         params["slurm_additional_parameters"] = dict(site.additional)
     return params

@@ -277,9 +277,12 @@ def _submit_report(ex, experiment_dir: str, after: list) -> object:
     ex.update_parameters(name="hpcgan-report")
     if ids and type(getattr(ex, "_executor", None)).__name__ == "SlurmExecutor":
         ex.update_parameters(slurm_dependency="afterany:" + ":".join(ids))
-    else:  # local/debug: no dependencies; wait for the tasks here
+    else:  # local/debug: no dependencies; wait for the tasks here (a debug job runs when asked for its result)
         for j in after:
-            j.wait()
+            try:
+                j.results()
+            except Exception:  # noqa: BLE001 - a failed task; the report covers the finished ones
+                pass
     return ex.submit(ReportJob(experiment_dir))
 
 
@@ -425,7 +428,7 @@ def wait(jobs: list) -> list[tuple[str, str | None]]:
     out = []
     for j in jobs:
         try:
-            j.result()
+            j.results()  # every task's result (a multi-task job has one per task)
             out.append(("COMPLETED", None))
         except Exception as exc:  # noqa: BLE001 - submitit raises the job's error
             msg = [ln for ln in str(exc).strip().splitlines() if ln.strip()]

@@ -1,10 +1,9 @@
 """MPI and torch.distributed under the real SLURM cluster: preprocessing over 2 ranks (srun --mpi=pmix in the
-MPI template, and mpirun inside a batch job) equals 1 rank; a 2-rank gloo DDP step under srun equals 1 process."""
+MPI template and in hpcgan submit, and mpirun inside a batch job) equals 1 rank; a 2-rank gloo DDP step under srun equals 1 process."""
 
 from __future__ import annotations
 
 import shutil
-import subprocess
 
 import numpy as np
 import pytest
@@ -13,7 +12,7 @@ import torch
 from hpcgan.data.shards import read_manifest, read_split
 from hpcgan.gan.snapshot import list_snapshots, load_snapshot
 
-from .conftest import REPO, cluster_env, run, wait_jobs
+from .conftest import REPO, run, wait_jobs
 
 pytestmark = [pytest.mark.slurm, pytest.mark.mpi]
 
@@ -52,10 +51,19 @@ def test_mpi_preprocessing_under_srun_pmix_and_mpirun_equals_one_rank(cluster_sl
               f"{phantoms} {tmp_path / 'mpirun'} --workers 1 --no-progress " + " ".join(PRE_FLAGS))
     mpi = run(["sbatch", "--parsable", *one_node, "-o", tmp_path / "mpirun.out", "--wrap", mpirun],
               cwd=tmp_path).stdout.strip()
+    # hpcgan submit with 2 tasks: submitit's srun gets the site's srun_args (--mpi=pmix)
+    from hpcgan.launch.submit import submit
+
+    _, (sub_job,) = submit("preprocess", [str(phantoms), str(tmp_path / "submit"), "--workers", "1", "--no-progress",
+                                          *PRE_FLAGS], "slurm", "local", {"tasks_per_node": 2},
+                           folder=tmp_path / "run")
     ref = tmp_path / "one"
     run_preprocess(PreprocessConfig(str(phantoms), str(ref), classes=["Clear", "Opacity"], resolution=32,
                                     test_per_class=2, shard_size=4, workers=1, progress=False))
-    states = wait_jobs([pmix, mpi], timeout=240)
+    states = wait_jobs([pmix, mpi, str(sub_job.job_id)], timeout=240)
+    assert len(sub_job.results()) == 2 and states[str(sub_job.job_id)] == "COMPLETED"  # one result per rank
+    assert read_manifest(tmp_path / "submit")["summary"]["ranks"] == 2
+    _assert_same(ref, tmp_path / "submit")
     for job, name in ((pmix, "pmix"), (mpi, "mpirun")):
         log = (tmp_path / f"{name}.out").read_text()
         assert states[job] == "COMPLETED", f"{name}: {log}"
@@ -70,19 +78,20 @@ def _weights(snap: dict, key: str) -> dict:
 
 
 def test_two_rank_gloo_ddp_under_srun_equals_single_process(cluster_slurm, cluster_shards, tmp_path):
-    """srun -n 2 (SLURM's own rank variables, rendezvous from the job) x 4 images == 1 process x 2 rounds of 4."""
-    flags = ["python", "-m", "hpcgan.cli", "train-gan", "--config", REPO / "tests" / "gan" / "tiny.yaml",
-             "--data", cluster_shards, "--kimg", "0.016", "--batch", "8", "--tick-kimg", "0.016", "--snap", "0",
-             "--cond", "--no-progress", "--seed", "1"]
-    env = cluster_env()
-    ddp = subprocess.Popen(["srun", "-n", "2", "--overcommit", "--mpi=none", "--time=5", "--kill-on-bad-exit=1",
-                            *map(str, flags), "--outdir", str(tmp_path / "ddp")],
-                           cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    run([*flags, "--outdir", tmp_path / "single", "--batch-gpu", "4"], timeout=240)
-    out, _ = ddp.communicate(timeout=240)
-    assert ddp.returncode == 0, out
-    assert out.count("done:") == 1, out  # rank 0 reports
-    (ddp_run,) = (tmp_path / "ddp").iterdir()
+    """train-gan-multinode.sbatch on 1 node x 2 tasks (srun; SLURM's own rank variables, rendezvous from the job)
+    x 4 images each == 1 process x 2 rounds of 4 images, for the same global batch 8 and seed."""
+    tiny = REPO / "tests" / "gan" / "tiny.yaml"
+    train = ["--kimg", "0.016", "--batch", "8", "--tick-kimg", "0.016", "--snap", "0", "--cond", "--seed", "1"]
+    job = run(["sbatch", "--parsable", "--nodes=1", "--ntasks-per-node=2", "--cpus-per-task=1", "--gpus-per-node=0",
+               "--overcommit", "--time=5", "-o", tmp_path / "ddp.out", REPO / "slurm" / "train-gan-multinode.sbatch",
+               cluster_shards, tmp_path / "ddp", *train], cwd=tmp_path, CONFIG=str(tiny)).stdout.strip()
+    run(["python", "-m", "hpcgan.cli", "train-gan", "--config", tiny, "--data", cluster_shards, "--outdir",
+         tmp_path / "single", "--batch-gpu", "4", "--no-progress", *train], timeout=240)
+    states = wait_jobs([job], timeout=240)
+    log = (tmp_path / "ddp.out").read_text()
+    assert states[job] == "COMPLETED", log
+    assert log.count("done:") == 1 and "[rank 1/2]" in log, log  # two ranks, rank 0 reports
+    (ddp_run,) = (tmp_path / "ddp").iterdir()  # not two independent single-process runs
     (single_run,) = (tmp_path / "single").iterdir()
     a, b = load_snapshot(list_snapshots(single_run)[-1]), load_snapshot(list_snapshots(ddp_run)[-1])
     assert a["counters"] == b["counters"] and b["counters"]["cur_nimg"] == 16
@@ -91,5 +100,3 @@ def test_two_rank_gloo_ddp_under_srun_equals_single_process(cluster_slurm, clust
         assert wa.keys() == wb.keys()
         for k in wa:
             torch.testing.assert_close(wa[k], wb[k], atol=1e-5, rtol=1e-4, msg=f"{key}.{k}")
-    # both ranks took part (the run is not two independent single-process copies)
-    assert len(list((tmp_path / "ddp").iterdir())) == 1
