@@ -12,13 +12,15 @@ Stages, each writing its own folder under ``OUT`` (default ``demo``):
 
 Resumable: ``OUT/demo-stages.json`` records every finished stage with its settings,
 and a re-run skips those whose settings are unchanged (the GAN stage continues a
-killed training from its newest snapshot; the grid skips finished tasks).
+killed training from its newest snapshot; the grid skips finished tasks). When a
+stage is redone, the stages after it are redone too, from scratch.
 ``quick`` is a much smaller version of every stage (the end-to-end test).
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -75,6 +77,9 @@ def demo(out: str = "demo", quick: bool = False, parallel: int = 1, progress: bo
         if rec and rec.get("params") == params:
             print(f"demo: {name}: done earlier, skipped")
             return rec.get("result")
+        if ran[0] and name in stale:  # an earlier stage was redone: this stage's old output is stale
+            shutil.rmtree(stale[name], ignore_errors=True)
+        ran[0] = True
         print(f"demo: {name} ...", flush=True)
         t0 = time.perf_counter()
         result = fn()
@@ -88,6 +93,9 @@ def demo(out: str = "demo", quick: bool = False, parallel: int = 1, progress: bo
 
     order = ["phantoms", "preprocess", "train-gan", "generate", "experiment", "report"]
     ph, sh, gan, syn = root / "phantoms", root / "shards", root / "gan", root / "synthetic"
+    # outputs a stage would resume from rather than overwrite: removed when an earlier stage ran in this call
+    stale = {"train-gan": gan, "experiment": root / "experiments"}
+    ran = [False]
 
     def do_phantoms():
         from hpcgan.data.phantom import generate_phantoms
