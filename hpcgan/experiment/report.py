@@ -160,7 +160,7 @@ def plot_accuracy(results: dict, path: Path) -> None:
         ax.set_ylabel("test accuracy (mean ± std over runs)")
         ax.set_title(f"classes: {cset}")
         ax.grid(axis="y", alpha=0.3)
-    axes[0][-1].legend(title="augmentation", loc="lower right", fontsize=8)
+    axes[0][-1].legend(title="augmentation", loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     fig.suptitle(f"{results['experiment']}: {results['runs']} runs per cell")
     _savefig(fig, path)
     plt.close(fig)
