@@ -54,6 +54,15 @@ def cluster_slurm():
         if proc.returncode != 0:
             pytest.fail(f"slurm-up.sh failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
         state, started = Path(proc.stdout.strip().splitlines()[-1]), True
+    # Test sessions using the cluster hold a lease (a file named after their pid). A cluster this
+    # fixture started is stopped by the last session that leaves, so a session of another clone
+    # that reused it is not cut off; one started by hand (slurm-up.sh) is left running.
+    leases = state / "leases"
+    leases.mkdir(exist_ok=True)
+    lease = leases / str(os.getpid())
+    lease.touch()
+    if started:
+        (state / "started-by-tests").touch()
     old = os.environ.get("SLURM_CONF")
     os.environ["SLURM_CONF"] = str(state / "slurm.conf")
     try:
@@ -63,7 +72,9 @@ def cluster_slurm():
             os.environ.pop("SLURM_CONF", None)
         else:
             os.environ["SLURM_CONF"] = old
-        if started:
+        lease.unlink(missing_ok=True)
+        others = [p for p in leases.iterdir() if p.name.isdigit() and Path(f"/proc/{p.name}").exists()]
+        if (state / "started-by-tests").exists() and not others:
             subprocess.run(["bash", str(HERE / "slurm-down.sh"), str(state)], capture_output=True, timeout=120)
 
 
