@@ -4,16 +4,14 @@ job array with a parallelism limit (checkpointable training: test_requeue.py).""
 from __future__ import annotations
 
 import json
-import re
 import time
 from pathlib import Path
 
 import pytest
 
-from hpcgan.gan.snapshot import list_snapshots, load_snapshot
 from hpcgan.launch.submit import pending_tasks, run_status, submit
 
-from .conftest import REPO, run, sacct_states, wait_jobs
+from .conftest import run, wait_jobs
 
 pytestmark = pytest.mark.slurm
 
@@ -37,7 +35,7 @@ def test_submit_a_stage_and_get_its_result(cluster_slurm, tmp_path):
     assert len(list((tmp_path / "ph" / "Opacity" / "images").glob("*.png"))) == 3
     rec = json.loads((tmp_path / "run" / "run.json").read_text())
     (job,) = rec["jobs"]
-    assert sacct_states(job["job_id"])[job["job_id"]] == "COMPLETED"  # SLURM's own accounting agrees
+    assert wait_jobs([job["job_id"]])[job["job_id"]] == "COMPLETED"  # SLURM's own accounting agrees
     script = (tmp_path / "run" / f"{job['job_id']}_submission.sh").read_text()
     assert "#SBATCH --partition=debug" in script and "#SBATCH --signal=USR2@" in script
     # the job's result is what StageJob returned, inside a SLURM allocation
