@@ -412,7 +412,7 @@ def _cmd_submit_status(args: argparse.Namespace) -> int:
 
 def _add_launch_commands(sub) -> None:
     """Verbs of the launcher (hpcgan.launch): submit STAGE ..., submit status RUN."""
-    from hpcgan.launch.submit import STAGES
+    from hpcgan.launch import STAGES
 
     s = sub.add_parser(
         "submit", help="run a stage as a SLURM job with submitit (the experiment grid as a job array)",

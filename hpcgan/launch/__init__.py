@@ -5,3 +5,6 @@ imports it. ``hpcgan.launch.submit`` submits any stage, the experiment grid as o
 job array and checkpointable GAN training; ``hpcgan.launch.sites`` holds the
 cluster profiles of ``configs/sites``.
 """
+
+# The CLI verbs that make sense as a batch job (`hpcgan submit STAGE`).
+STAGES = ("phantom", "preprocess", "data", "train-gan", "generate", "metrics", "classify", "experiment", "report")

@@ -35,16 +35,18 @@ import signal
 import sys
 from pathlib import Path
 
+import submitit
+from submitit.core.utils import FailedJobError
+
 from hpcgan.atomic import atomic_write_text
 from hpcgan.errors import HpcganError
+from hpcgan.launch import STAGES
 from hpcgan.launch.sites import SiteProfile, executor_parameters, load_site, to_dict
 
-__all__ = ["STAGES", "StageJob", "TrainGanJob", "ExperimentTask", "ReportJob", "make_executor", "submit", "pending_tasks",
-           "submit_stage", "submit_experiment", "run_status", "resubmit_failed", "format_status", "submit_main",
-           "status_main"]
+__all__ = ["STAGES", "StageJob", "TrainGanJob", "ExperimentTask", "ReportJob", "make_executor", "submit",
+           "pending_tasks", "submit_stage", "submit_experiment", "run_status", "resubmit_failed", "format_status",
+           "submit_main", "status_main"]
 
-# The CLI verbs that make sense as a batch job.
-STAGES = ("phantom", "preprocess", "data", "train-gan", "generate", "metrics", "classify", "experiment", "report")
 RUN_FILE = "run.json"
 FAILED_STATES = {"FAILED", "TIMEOUT", "CANCELLED", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE", "ERROR"}
 DONE_STATES = {"COMPLETED"} | FAILED_STATES
@@ -125,7 +127,7 @@ def _newest_snapshot(outdir: Path) -> Path | None:
     return max(snaps, key=lambda p: p.stat().st_mtime_ns) if snaps else None
 
 
-class TrainGanJob:
+class TrainGanJob(submitit.helpers.Checkpointable):
     """Checkpointable ``hpcgan train-gan ARGV``: snapshot on SIGUSR2, requeue, resume.
 
     ``resume`` is the snapshot the job continues from (set when it was interrupted).
@@ -164,8 +166,6 @@ class TrainGanJob:
 
     def checkpoint(self, *args, **kwargs):
         """Called by submitit on SIGUSR2: the same job, resuming from the newest snapshot it wrote."""
-        import submitit
-
         return submitit.helpers.DelayedSubmission(TrainGanJob(self.argv, self.resume), *args, **kwargs)
 
 
@@ -180,7 +180,7 @@ def _experiment_cfg(argv: list[str]):
     return ns.config, load_experiment(ns.config, {"outdir": ns.outdir, "progress": getattr(ns, "progress", None)})
 
 
-class ExperimentTask:
+class ExperimentTask(submitit.helpers.Checkpointable):
     """Task ``index`` of the grid: ``hpcgan experiment ARGV --task-index index``; returns its summary."""
 
     def __init__(self, argv: list[str]):
@@ -198,8 +198,6 @@ class ExperimentTask:
                 **_job_info()}
 
     def checkpoint(self, index: int):  # requeued on a time limit; classify resumes from last.pt
-        import submitit
-
         return submitit.helpers.DelayedSubmission(ExperimentTask(self.argv), index)
 
 
@@ -222,8 +220,6 @@ class ReportJob:
 
 def make_executor(folder: str | os.PathLike, cluster: str, site: SiteProfile, name: str):
     """A submitit AutoExecutor for ``cluster`` (slurm | local | debug) with the site's parameters."""
-    import submitit
-
     if cluster not in ("slurm", "local", "debug"):
         raise HpcganError(f"--cluster {cluster!r}: use slurm, local (subprocesses here) or debug (in this process)")
     if cluster == "slurm" and shutil.which("sbatch") is None:
@@ -327,10 +323,16 @@ def submit(stage: str, argv: list[str], cluster: str | None = None, site: str = 
         raise HpcganError(f"{run_dir} already holds a submit run; use another --folder, or "
                           f"`hpcgan submit status {run_dir} --resubmit-failed`")
     run_dir = run_dir.resolve()
-    if stage == "experiment":
-        run, jobs = submit_experiment(argv, cluster, prof, run_dir)
-    else:
-        run, jobs = submit_stage(stage, argv, cluster, prof, run_dir)
+    try:
+        if stage == "experiment":
+            run, jobs = submit_experiment(argv, cluster, prof, run_dir)
+        else:
+            run, jobs = submit_stage(stage, argv, cluster, prof, run_dir)
+    except FailedJobError as exc:  # sbatch refused the job
+        msg = " ".join(str(exc).split())
+        raise HpcganError(f"the cluster refused the job ({msg}); check the site profile {prof.name} "
+                          f"(partition {prof.partition}, account {prof.account}, {prof.gpus_per_node} GPUs per node) "
+                          "or override it with --partition/--account/--gpus-per-node") from None
     _write_run(run_dir, run)
     return run_dir, jobs
 
@@ -356,8 +358,6 @@ def _job_state(folder: Path, cluster: str, job_id: str) -> tuple[str, str | None
         last = [ln for ln in str(value).strip().splitlines() if ln.strip()]
         return "FAILED", (last[-1] if last else "failed")
     if cluster == "slurm":
-        import submitit
-
         return submitit.SlurmJob(folder=folder, job_id=job_id).state, None
     return "UNKNOWN", None  # local jobs: only their result file tells
 

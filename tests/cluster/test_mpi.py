@@ -1,5 +1,7 @@
-"""MPI and torch.distributed under the real SLURM cluster: preprocessing over 2 ranks (srun --mpi=pmix in the
-MPI template and in hpcgan submit, and mpirun inside a batch job) equals 1 rank; a 2-rank gloo DDP step under srun equals 1 process."""
+"""MPI and torch.distributed under the real SLURM cluster.
+
+Preprocessing over 2 ranks (srun --mpi=pmix in the MPI template and in hpcgan submit, mpirun inside a
+batch job) equals 1 rank; a 2-rank gloo DDP step under srun equals 1 process."""
 
 from __future__ import annotations
 

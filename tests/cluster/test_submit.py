@@ -45,6 +45,13 @@ def test_submit_a_stage_and_get_its_result(cluster_slurm, tmp_path):
     assert res["stage"] == "phantom" and res["job_id"] == job["job_id"]
 
 
+def test_a_job_the_cluster_refuses_is_a_user_error(cluster_slurm, tmp_path):
+    proc = run([*HPCGAN, "submit", "phantom", "--site", "leonardo", "--folder", tmp_path / "run", "--",
+                tmp_path / "ph"], check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "refused the job" in proc.stderr and "boost_usr_prod" in proc.stderr
+
+
 def test_failed_job_status_and_resubmit_alone(cluster_slurm, tmp_path):
     """A stage fails (its input is missing); after the input appears, --resubmit-failed runs it again."""
     src, out = tmp_path / "ph", tmp_path / "shards"
