@@ -359,7 +359,13 @@ def _job_state(folder: Path, cluster: str, job_id: str) -> tuple[str, str | None
         return "FAILED", (last[-1] if last else "failed")
     if cluster == "slurm":
         return submitit.SlurmJob(folder=folder, job_id=job_id).state, None
-    return "UNKNOWN", None  # local jobs: only their result file tells
+    if cluster == "local" and job_id.isdigit():  # a local job's id is its process id
+        try:
+            os.kill(int(job_id), 0)
+            return "RUNNING", None
+        except OSError:
+            return "UNKNOWN", "the process ended without a result file"
+    return "UNKNOWN", None
 
 
 def run_status(run_dir: str | os.PathLike) -> dict:
