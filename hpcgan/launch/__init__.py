@@ -7,4 +7,5 @@ cluster profiles of ``configs/sites``.
 """
 
 # The CLI verbs that make sense as a batch job (`hpcgan submit STAGE`).
-STAGES = ("phantom", "preprocess", "data", "train-gan", "generate", "metrics", "classify", "experiment", "report")
+STAGES = ("phantom", "preprocess", "data", "train-gan", "generate", "metrics", "classify", "experiment", "report",
+          "bench")
