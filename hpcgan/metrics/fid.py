@@ -256,7 +256,9 @@ def kid(feats1: np.ndarray, feats2: np.ndarray, num_subsets: int = 100, subset_s
     Kernel ``k(x, y) = (x.y / d + 1)^3``. Each subset draws ``m`` rows (without
     replacement) from each set, ``m = min(subset_size, len(feats1), len(feats2))``;
     ``MMD^2 = sum_{i!=j} k(x_i,x_j)/(m(m-1)) + sum_{i!=j} k(y_i,y_j)/(m(m-1)) - 2 sum_{i,j} k(x_i,y_j)/m^2``.
-    Values are often reported x 1000.
+    Values are often reported x 1000. When ``m`` equals both set sizes every subset is the
+    whole of both sets: MMD^2 is computed once and the standard deviation is 0 (there is
+    no subset spread to report; use larger sets or a smaller ``subset_size`` for one).
     """
     f1, f2 = np.asarray(feats1, np.float64), np.asarray(feats2, np.float64)
     if f1.ndim != 2 or f2.ndim != 2 or f1.shape[1] != f2.shape[1]:
@@ -266,8 +268,9 @@ def kid(feats1: np.ndarray, feats2: np.ndarray, num_subsets: int = 100, subset_s
         raise ValueError(f"KID needs at least 2 samples in each set, got {len(f1)} and {len(f2)}")
     d = f1.shape[1]
     rng = np.random.default_rng(seed)
-    vals = np.empty(int(num_subsets))
-    for t in range(int(num_subsets)):
+    whole = m == len(f1) == len(f2)
+    vals = np.empty(1 if whole else int(num_subsets))
+    for t in range(len(vals)):
         x = f1[rng.choice(len(f1), m, replace=False)]
         y = f2[rng.choice(len(f2), m, replace=False)]
         kxx = (x @ x.T / d + 1) ** 3
