@@ -126,7 +126,7 @@ def test_mpirun_two_ranks_real_run(data_mpirun, data_cxr_root, tmp_path):
     rows = {(r["what"], r["mode"], r["ranks"]): r for r in res["rows"]}
     assert set(rows) == {(w, m, n) for w in sc.WHATS for m in sc.MODES for n in (1, 2)}
     for key, r in rows.items():
-        assert 0 < r["efficiency"] <= 1.5, (key, r["efficiency"])
+        assert r["efficiency"] > 0, (key, r["efficiency"])  # no upper bound: tiny timed runs can be superlinear
         assert r["comm_s"] >= 0 and r["wait_s"] >= 0 and r["time_s"] > 0 and r["img_per_s"] > 0
         assert 0 < r["predicted"]["efficiency"] <= 1.0 + 1e-9
         assert r["predicted"]["comm_s"] >= 0
@@ -136,6 +136,9 @@ def test_mpirun_two_ranks_real_run(data_mpirun, data_cxr_root, tmp_path):
         assert one["efficiency"] == pytest.approx(1.0) and rows[what, "weak", 1]["time_s"] == one["time_s"]
         assert strong["images"] == one["images"] and weak["images"] == 2 * one["images"]
         assert strong["predicted"]["comm_s"] > 0
+        # the efficiencies follow their definitions from the reported times: strong T1/(N*TN), weak T1/TN
+        assert strong["efficiency"] == pytest.approx(one["time_s"] / (2 * strong["time_s"]), rel=1e-6)
+        assert weak["efficiency"] == pytest.approx(one["time_s"] / weak["time_s"], rel=1e-6)
     g = rows["gan-step", "strong", 2]
     assert g["batch_gpu"] == 2 and rows["gan-step", "weak", 2]["batch_gpu"] == 4
     # the timed all-reduces carried the gradients: at most what the model counts, at least G's
