@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import pytest
 
+from data.helpers import phantom_shards
+
 from .helpers import blob_folder
 
 
 @pytest.fixture(scope="session")
 def classify_shards(tmp_path_factory):
     """32 px phantom shards (Clear, Opacity) from the real preprocessing, with train, val and test splits."""
-    from hpcgan.data.phantom import generate_phantoms
-    from hpcgan.data.preprocess import PreprocessConfig, run_preprocess
-
-    root = tmp_path_factory.mktemp("classify_phantoms")
-    generate_phantoms(root, 24, seed=11)
-    out = tmp_path_factory.mktemp("classify_shards")
-    run_preprocess(PreprocessConfig(str(root), str(out), classes=["Clear", "Opacity"], resolution=32,
-                                    test_per_class=4, val_fraction=0.2, workers=1, progress=False))
-    return out
+    return phantom_shards(tmp_path_factory, "classify", 24, seed=11, test_per_class=4, val_fraction=0.2)
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,9 @@ from hpcgan.atomic import atomic_write_text
 from hpcgan.data.shards import FORMAT_VERSION, MANIFEST, write_shard
 from hpcgan.data.sources import FLAG_SYNTHETIC
 
+from data.helpers import link_subset  # noqa: F401  (re-exported for the classify tests)
+from gan.helpers import cli as _cli
+
 
 def write_shard_folder(out, class_names: list[str], splits: dict, synthetic: bool = False) -> Path:
     """A shard folder in the preprocess format: ``splits`` maps split -> (images (N, 1, R, R) uint8, labels (N,))."""
@@ -77,25 +80,6 @@ def strip_volatile(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if k not in ("pretrained_weights",)}
 
 
-def cli(*args, mpirun: list[str] | None = None, np_: int = 2, timeout: float = 300, check: bool = True):
-    """Run ``python -m hpcgan.cli ARGS`` in a child (under ``mpirun -np np_`` when given); the CompletedProcess."""
-    import os
-    import subprocess
-    import sys
-
-    repo = Path(__file__).resolve().parents[2]
-    cmd = [sys.executable, "-m", "hpcgan.cli", *map(str, args)]
-    if mpirun:
-        cmd = [*mpirun, "-np", str(np_), *cmd]
-    env = dict(os.environ, PYTHONPATH=str(repo), OMP_NUM_THREADS="1")
-    proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-def link_subset(src_dir: Path, dst_dir: Path, n: int, step: int = 1) -> None:
-    """Symlink ``n`` images of ``src_dir`` (every ``step``-th, sorted) into ``dst_dir`` (real data is never copied)."""
-    dst_dir.mkdir(parents=True, exist_ok=True)
-    for f in sorted(Path(src_dir).glob("*.png"))[::step][:n]:
-        (dst_dir / f.name).symlink_to(f)
+def cli(*args, timeout: float = 300, **kwargs):
+    """``tests/gan/helpers.py::cli`` (``python -m hpcgan.cli ARGS``, optionally under mpirun) with a 300 s default."""
+    return _cli(*args, timeout=timeout, **kwargs)

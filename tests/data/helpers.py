@@ -14,6 +14,21 @@ from hpcgan.data.shards import read_manifest, read_split
 REPO = Path(__file__).resolve().parents[2]
 
 
+def phantom_shards(tmp_path_factory, name: str, n: int, seed: int, test_per_class: int, val_fraction: float,
+                   resolution: int = 32) -> Path:
+    """``n`` phantoms per class (Clear, Opacity) through the real preprocessing into 32 px shards; their folder."""
+    from hpcgan.data.phantom import generate_phantoms
+    from hpcgan.data.preprocess import PreprocessConfig, run_preprocess
+
+    root = tmp_path_factory.mktemp(f"{name}_phantoms")
+    generate_phantoms(root, n, seed=seed)
+    out = tmp_path_factory.mktemp(f"{name}_shards")
+    run_preprocess(PreprocessConfig(str(root), str(out), classes=["Clear", "Opacity"], resolution=resolution,
+                                    test_per_class=test_per_class, val_fraction=val_fraction, workers=1,
+                                    progress=False))
+    return out
+
+
 def link_subset(src_dir: Path, dst_dir: Path, n: int, step: int = 1) -> list[str]:
     """Symlink ``n`` images of ``src_dir`` (every ``step``-th, sorted) into ``dst_dir``; returns the stems."""
     dst_dir.mkdir(parents=True, exist_ok=True)

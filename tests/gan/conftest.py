@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from data.helpers import phantom_shards
+
 from .helpers import make_pair
 
 
@@ -22,15 +24,7 @@ def gan_pair_uncond():
 @pytest.fixture(scope="session")
 def gan_shards(tmp_path_factory):
     """32 px phantom shards: classes Clear and Opacity, ~30 training images each."""
-    from hpcgan.data.phantom import generate_phantoms
-    from hpcgan.data.preprocess import PreprocessConfig, run_preprocess
-
-    root = tmp_path_factory.mktemp("gan_phantoms")
-    generate_phantoms(root, 32, seed=5)
-    out = tmp_path_factory.mktemp("gan_shards")
-    run_preprocess(PreprocessConfig(str(root), str(out), classes=["Clear", "Opacity"], resolution=32,
-                                    test_per_class=2, val_fraction=0.0, workers=1, progress=False))
-    return out
+    return phantom_shards(tmp_path_factory, "gan", 32, seed=5, test_per_class=2, val_fraction=0.0)
 
 
 @pytest.fixture(scope="session")
@@ -42,14 +36,3 @@ def gan_cond_run(gan_shards, tmp_path_factory):
 
     return train(tiny_train_config(gan_shards, tmp_path_factory.mktemp("gan_runs"), cond=True))
 
-
-def pytest_collection_modifyitems(config, items):
-    """Tests marked slow run only with HPCGAN_SLOW=1 (or when selected with -m slow)."""
-    import os
-
-    if os.environ.get("HPCGAN_SLOW") == "1" or "slow" in (config.getoption("-m") or ""):
-        return
-    skip = pytest.mark.skip(reason="slow: set HPCGAN_SLOW=1 to run")
-    for item in items:
-        if "slow" in item.keywords and "tests/gan/" in str(item.fspath).replace("\\", "/"):
-            item.add_marker(skip)

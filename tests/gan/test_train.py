@@ -126,15 +126,9 @@ def test_presets_load():
 @pytest.fixture(scope="module")
 def fid_phantom_shards(tmp_path_factory):
     """32 px phantom shards with enough images for FID statistics: 96 per class (92 training images each)."""
-    from hpcgan.data.phantom import generate_phantoms
-    from hpcgan.data.preprocess import PreprocessConfig, run_preprocess
+    from data.helpers import phantom_shards
 
-    root = tmp_path_factory.mktemp("fid_phantoms")
-    generate_phantoms(root, 96, seed=5)
-    out = tmp_path_factory.mktemp("fid_shards")
-    run_preprocess(PreprocessConfig(str(root), str(out), classes=["Clear", "Opacity"], resolution=32,
-                                    test_per_class=4, val_fraction=0.0, workers=1, progress=False))
-    return out
+    return phantom_shards(tmp_path_factory, "fid", 96, seed=5, test_per_class=4, val_fraction=0.0)
 
 
 FID_KIMG = 12.0  # training length of the FID test (CPU preset, batch 16: 750 steps)

