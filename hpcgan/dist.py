@@ -341,6 +341,25 @@ def device(backend: str | None = None):
     return dev
 
 
+def select_device(name: str = "auto"):
+    """The torch device a stage's ``--device`` setting names, for this rank.
+
+    ``auto``: this rank's GPU (``cuda:<local rank mod visible GPUs>``) when torch sees one,
+    else the CPU; ``cuda``: this rank's GPU, or HpcganError when torch sees none; ``cpu``.
+    Unlike :func:`device` it does not make the GPU current.
+    """
+    import torch
+
+    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        from hpcgan.errors import HpcganError
+
+        raise HpcganError("--device cuda but torch sees no CUDA device (check CUDA_VISIBLE_DEVICES / the job's "
+                          "GPUs); use --device cpu or auto")
+    return torch.device("cuda", local_rank() % torch.cuda.device_count())
+
+
 def init_process_group(backend: str | None = None, timeout_s: float = 1800.0) -> bool:
     """Join torch.distributed when this process is one of several ranks; returns True if it did.
 

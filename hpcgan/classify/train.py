@@ -85,14 +85,6 @@ def _seed_all(s: int) -> None:
     random.seed(s)
 
 
-def _device(name: str) -> torch.device:
-    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise HpcganError("device cuda was asked for but torch sees no GPU; use --device cpu or auto")
-        return torch.device("cuda", dist.local_rank() % torch.cuda.device_count())
-    return torch.device("cpu")
-
-
 def _identity(d: dict, drop: tuple[str, ...]) -> dict:
     return {k: v for k, v in d.items() if k not in drop}
 
@@ -269,7 +261,7 @@ def run_classify(cfg: ClassifyConfig, on_epoch: Callable[[dict], None] | None = 
     world, rank = dist.world_size(), dist.rank()
     if cfg.batch % world:
         raise HpcganError(f"batch {cfg.batch} is not divisible by the {world} ranks; choose a multiple of {world}")
-    dev = _device(cfg.device)
+    dev = dist.select_device(cfg.device)
     if dist.is_rank0():
         out.mkdir(parents=True, exist_ok=True)
         write_resolved(cfg, out)

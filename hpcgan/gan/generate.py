@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from hpcgan.config import load as load_config
+from hpcgan.dist import select_device
 from hpcgan.config import write_resolved
 from hpcgan.errors import HpcganError
 
@@ -140,7 +141,7 @@ def generate(cfg: GenerateConfig) -> dict:
     if cfg.trunc != 1 and snap["arch"] != "stylegan2":
         raise HpcganError(f"--trunc needs a StyleGAN2 network; this one is {snap['arch']}")
     classes = _resolve_classes(snap, cfg.classes)
-    dev = torch.device("cuda" if (cfg.device == "auto" and torch.cuda.is_available()) or cfg.device == "cuda" else "cpu")
+    dev = select_device(cfg.device)
     G = build_generator(snap, which=cfg.which, impl=cfg.impl, device=dev)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)

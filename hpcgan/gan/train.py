@@ -70,16 +70,6 @@ def _seed(*parts: int) -> int:
     return int(np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(1)[0])
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise HpcganError("--device cuda but torch sees no CUDA device (check CUDA_VISIBLE_DEVICES / the job's GPUs)")
-        return torch.device("cuda", hdist.local_rank() % torch.cuda.device_count())
-    return torch.device("cpu")
-
-
 def _write_png(path: Path, img: np.ndarray) -> None:
     from PIL import Image
 
@@ -148,7 +138,7 @@ class Trainer:
         self.ddp = hdist.init_process_group()
         self.world, self.rank = (hdist.world_size(), hdist.rank()) if self.ddp else (1, 0)
         self.rank0 = self.rank == 0
-        self.device = _device(cfg.device)
+        self.device = hdist.select_device(cfg.device)
 
         # -- data
         self.dataset = ShardDataset(cfg.data, cfg.split, classes=cfg.classes, value_range="gan")
