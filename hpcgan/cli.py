@@ -149,7 +149,17 @@ def _gamma(value: str):
 
 _TRAIN_KEYS = ("data", "outdir", "arch", "resume", "split", "classes", "cond", "workers", "kimg", "batch", "batch_gpu",
                "seed", "r1_gamma", "aug", "aug_p", "ada_target", "cdcgan_d_every", "tick_kimg", "snap", "metric_every",
-               "fid_num_fake", "fid_num_real", "feature_net", "fid_cache_dir", "impl", "device", "progress")
+               "fid_num_fake", "fid_num_real", "feature_net", "fid_cache_dir", "impl", "device", "progress",
+               "precision", "fp16_res", "conv_clamp")
+
+
+def _conv_clamp(value: str):
+    if value in ("auto", "none"):
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, 'auto' or 'none', got {value!r}") from None
 
 
 def _cmd_train_gan(args: argparse.Namespace) -> int:
@@ -229,6 +239,16 @@ def _add_gan_commands(sub) -> None:
     t.add_argument("--fid-cache-dir", dest="fid_cache_dir", default=None, help="cache for real-set FID statistics")
     t.add_argument("--impl", default=None, choices=("auto", "native", "ref"),
                    help="op implementation: native kernels (auto, native) or the pure-PyTorch references")
+    t.add_argument("--precision", default=None, choices=("fp32", "mixed"),
+                   help="stylegan2: fp32 (default) or mixed = the --fp16-res highest-resolution blocks of G and D in "
+                   "half precision (float16 on CUDA, bfloat16 on CPU), as StyleGAN2-ADA; parameters, the mapping "
+                   "network and D's 4x4 head stay fp32; NaN/inf gradients are zeroed and counted in stats.jsonl")
+    t.add_argument("--fp16-res", dest="fp16_res", type=int, default=None,
+                   help="with --precision mixed: how many of the highest resolutions are half (default 4, "
+                   "StyleGAN2-ADA's num_fp16_res; never below 8x8)")
+    t.add_argument("--conv-clamp", dest="conv_clamp", type=_conv_clamp, default=None,
+                   help="clamp every convolution output to +-N: a number, 'none', or 'auto' (default: 256 with "
+                   "--precision mixed, none with fp32)")
     t.add_argument("--device", default=None, choices=("auto", "cpu", "cuda"), help="default auto: CUDA if present")
     t.add_argument("--workers", type=int, default=None, help="DataLoader worker processes per rank (default 0)")
     t.add_argument("--no-progress", dest="progress", action="store_const", const=False, default=None,

@@ -10,6 +10,12 @@ each rank processes ``batch_gpu`` images at a time (default ``batch / world``)
 and accumulates ``batch / (world * batch_gpu)`` rounds. Randomness is a function
 of (seed, step, phase, slice of the global batch), so a run's result depends on
 ``batch`` and ``batch_gpu`` but not on how many ranks share the slices.
+
+Precision: ``precision: mixed`` runs the ``fp16_res`` highest-resolution blocks of G
+and D in half precision (float16 on CUDA, bfloat16 on CPUs), as StyleGAN2-ADA's
+``num_fp16_res``; ``conv_clamp: auto`` is then 256 (StyleGAN2-ADA's value), and None
+(no clamping) with ``precision: fp32``. :meth:`TrainConfig.num_fp16_res` and
+:meth:`TrainConfig.resolved_conv_clamp` give what the networks are built with.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from hpcgan.errors import HpcganError
 ARCHS = ("stylegan2", "cdcgan")
 AUG_MODES = ("ada", "fixed", "noaug")
 DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("fp32", "mixed")
+MIXED_CONV_CLAMP = 256.0  # StyleGAN2-ADA's clamp of every convolution output with mixed precision
 
 # Fields that may differ from a snapshot's config when resuming: they change how the
 # run is executed and logged, not what it computes.
@@ -56,7 +64,7 @@ class TrainConfig:
     channel_max: int = 512
     mapping_layers: int = 8
     mbstd_group: int = 4
-    conv_clamp: float | None = None
+    conv_clamp: float | str | None = "auto"  # a number, None/"none" (off) or "auto": 256 with mixed precision, else off
 
     # StyleGAN2 optimisation
     g_lr: float = 0.0025
@@ -97,6 +105,10 @@ class TrainConfig:
     grid_cols: int = 8  # sample grid: columns (per class row when conditional)
     grid_rows: int = 4  # sample grid rows when unconditional
 
+    # precision (StyleGAN2 only)
+    precision: str = "fp32"  # fp32 | mixed (half in the fp16_res highest-resolution blocks: fp16 on CUDA, bf16 on CPU)
+    fp16_res: int = 4  # with mixed: how many of the highest resolutions of G and D are half (StyleGAN2-ADA: 4)
+
     # execution
     impl: str = "auto"  # op implementation: auto | native | ref
     device: str = "auto"  # auto | cpu | cuda
@@ -131,6 +143,29 @@ class TrainConfig:
             raise HpcganError(f"classes must be a non-empty list of class names, got {self.classes!r}")
         if not isinstance(self.betas, (list, tuple)) or len(self.betas) != 2:
             raise HpcganError(f"betas must be two numbers, got {self.betas!r}")
+        self._validate_precision()
+
+    def _validate_precision(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise HpcganError(f"--precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if isinstance(self.fp16_res, bool) or not isinstance(self.fp16_res, int) or self.fp16_res < 0:
+            raise HpcganError(f"--fp16-res must be an integer >= 0 (blocks in half precision), got {self.fp16_res!r}")
+        if self.precision == "mixed" and self.arch != "stylegan2":
+            raise HpcganError(f"--precision mixed is for --arch stylegan2; the {self.arch} baseline trains in fp32: "
+                              "drop --precision or set it to fp32")
+        c = self.conv_clamp
+        if not (c is None or c in ("auto", "none") or (isinstance(c, (int, float)) and not isinstance(c, bool) and c > 0)):
+            raise HpcganError(f"--conv-clamp must be a number > 0, 'auto' or 'none', got {c!r}")
+
+    def num_fp16_res(self) -> int:
+        """Blocks of G and D built in half precision: ``fp16_res`` with mixed precision, else 0."""
+        return int(self.fp16_res) if self.precision == "mixed" else 0
+
+    def resolved_conv_clamp(self) -> float | None:
+        """The clamp the networks use: the number, None, or for "auto" 256 with mixed precision and None with fp32."""
+        if self.conv_clamp == "auto":
+            return MIXED_CONV_CLAMP if self.precision == "mixed" else None
+        return None if self.conv_clamp in (None, "none") else float(self.conv_clamp)
 
     def gamma(self, resolution: int) -> float:
         """The R1 weight: the number, or StyleGAN2-ADA's heuristic for "auto"."""

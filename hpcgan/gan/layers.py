@@ -19,6 +19,7 @@ Public API:
   conv_clamp=None, lr_multiplier=1.0, impl="auto")``
 - :class:`MinibatchStd` ``(group_size=4, num_channels=1)``
 - :func:`normalize_2nd_moment`, :func:`set_impl`, :data:`IMPLS`
+- :func:`half_dtype`, :func:`fp16_resolution`: mixed precision (StyleGAN2-ADA's ``num_fp16_res``)
 """
 
 from __future__ import annotations
@@ -35,7 +36,32 @@ from hpcgan.ops.upfirdn2d import downsample2d, setup_filter, upfirdn2d, upsample
 
 IMPLS = ("auto", "native", "ref")
 
-__all__ = ["IMPLS", "FullyConnected", "Conv2d", "MinibatchStd", "normalize_2nd_moment", "set_impl", "check_impl"]
+__all__ = ["IMPLS", "FullyConnected", "Conv2d", "MinibatchStd", "normalize_2nd_moment", "set_impl", "check_impl",
+           "half_dtype", "fp16_resolution"]
+
+
+def half_dtype(device: torch.device | str) -> torch.dtype:
+    """The half type of mixed precision on ``device``: float16 on CUDA, bfloat16 elsewhere.
+
+    CPUs have fast bfloat16 (AVX512-BF16, AMX) but no fast float16; bfloat16 also has
+    float32's exponent range, so it cannot overflow where float32 does not.
+    """
+    return torch.float16 if torch.device(device).type == "cuda" else torch.bfloat16
+
+
+def fp16_resolution(img_resolution: int, num_fp16_res: int) -> int:
+    """The lowest block resolution that computes in half precision (StyleGAN2-ADA's rule).
+
+    The ``num_fp16_res`` highest resolutions are half, but never below 8x8: with
+    ``log2(img_resolution) = L`` the threshold is ``max(2 ** (L + 1 - num_fp16_res), 8)``;
+    ``num_fp16_res = 0`` returns a value above ``img_resolution`` (nothing is half).
+    """
+    if not isinstance(num_fp16_res, int) or num_fp16_res < 0:
+        raise ValueError(f"num_fp16_res must be an integer >= 0, got {num_fp16_res!r}")
+    if num_fp16_res == 0:
+        return 2 * img_resolution
+    log2 = int(math.log2(img_resolution))
+    return max(2 ** (log2 + 1 - num_fp16_res), 8)
 
 
 def check_impl(impl: str) -> str:

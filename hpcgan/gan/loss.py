@@ -27,6 +27,11 @@ generated images of the D phase are made without a graph through G.
 
 Every loss term is checked before its backward pass: a NaN or inf raises
 :class:`NonFiniteLossError`, which names the term and the phase.
+
+Gradients are a different matter: in mixed precision a half-precision backward pass
+can overflow in a few values while every loss is finite. :func:`sanitize_gradients`
+replaces them as StyleGAN2-ADA does (NaN -> 0, +-inf -> +-1e5) before the optimiser
+step and returns how many it replaced, so the training loop can log the count.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ from torch import nn
 
 from hpcgan.errors import HpcganError
 
-__all__ = ["PHASES", "NonFiniteLossError", "StyleGAN2Loss", "lazy_regularization_adam"]
+__all__ = ["PHASES", "NonFiniteLossError", "StyleGAN2Loss", "lazy_regularization_adam", "sanitize_gradients"]
 
 PHASES = ("Gmain", "Greg", "Gboth", "Dmain", "Dreg", "Dboth")
 
@@ -71,6 +76,27 @@ def lazy_regularization_adam(lr: float, betas: tuple[float, float], reg_interval
         return lr, betas
     r = reg_interval / (reg_interval + 1)
     return lr * r, (betas[0] ** r, betas[1] ** r)
+
+
+GRAD_INF_VALUE = 1e5  # what +-inf gradient values become (StyleGAN2-ADA's choice)
+
+
+@torch.no_grad()
+def sanitize_gradients(params) -> int:
+    """Replace NaN gradient values by 0 and +-inf by +-1e5, in place; returns how many were replaced.
+
+    ``params``: an iterable of parameters (those without a gradient are skipped).
+    One device sync for the count, whatever the number of parameters.
+    """
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return 0
+    bad = torch.stack([torch.isfinite(g).logical_not().sum() for g in grads]).sum()
+    n = int(bad)
+    if n:
+        for g in grads:
+            torch.nan_to_num(g, nan=0.0, posinf=GRAD_INF_VALUE, neginf=-GRAD_INF_VALUE, out=g)
+    return n
 
 
 @contextlib.contextmanager

@@ -19,6 +19,14 @@ every op; :func:`hpcgan.gan.layers.set_impl` switches a built network.
 The synthesis layers call :func:`hpcgan.ops.modulated_conv2d.modulated_conv2d`
 with noise, bias, activation, gain and clamp, so its fused epilogue is used.
 
+Mixed precision (StyleGAN2-ADA's ``num_fp16_res``): with ``num_fp16_res = k > 0`` the
+blocks of G and D at the k highest resolutions (never below 8x8, see
+:func:`hpcgan.gan.layers.fp16_resolution`) compute in half precision: float16 on
+CUDA, bfloat16 on CPUs (:func:`hpcgan.gan.layers.half_dtype`). Parameters stay
+float32 and are cast per call; the mapping network, G's image sum (the skip
+connections of ToRGB), D's 4x4 epilogue and every output stay float32. Use it with
+``conv_clamp`` (256 in StyleGAN2-ADA) so that float16 activations cannot overflow.
+
 Conventions: images are ``[N, img_channels, R, R]`` in about [-1, 1]; labels
 ``c`` are ``[N, c_dim]`` (one-hot for classes; ``c_dim=0`` means unconditional
 and ``c`` may be None or an ``[N, 0]`` tensor).
@@ -31,7 +39,8 @@ import math
 import torch
 from torch import nn
 
-from hpcgan.gan.layers import Conv2d, FullyConnected, MinibatchStd, check_impl, normalize_2nd_moment
+from hpcgan.gan.layers import (Conv2d, FullyConnected, MinibatchStd, check_impl, fp16_resolution, half_dtype,
+                               normalize_2nd_moment)
 from hpcgan.ops.modulated_conv2d import modulated_conv2d
 from hpcgan.ops.upfirdn2d import setup_filter, upsample2d
 
@@ -228,13 +237,21 @@ class SynthesisLayer(nn.Module):
         styles = self.affine(w)
         noise = None
         if self.use_noise and noise_mode == "random":
-            noise = torch.randn(x.shape[0], 1, self.resolution, self.resolution, device=x.device, dtype=x.dtype)
-            noise = noise * self.noise_strength.to(x.dtype)
+            # drawn in float32 so that a half block sees the noise of the float32 network
+            noise = torch.randn(x.shape[0], 1, self.resolution, self.resolution, device=x.device,
+                                dtype=torch.promote_types(x.dtype, torch.float32))
+            noise = (noise * self.noise_strength).to(x.dtype)
         elif self.use_noise and noise_mode == "const":
             noise = (self.noise_const * self.noise_strength).to(x.dtype)[None, None]
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
+        weight = self.weight
+        if x.dtype in (torch.float16, torch.bfloat16):
+            # Demodulation divides out any per-channel scale of weight and styles: bring both
+            # to at most 1 in float32 first, so the half products cannot overflow (as NVlabs).
+            weight = weight * (weight.abs().amax(dim=[1, 2, 3], keepdim=True) * math.sqrt(weight[0].numel())).reciprocal()
+            styles = styles * styles.abs().amax(dim=1, keepdim=True).reciprocal()
         return modulated_conv2d(
-            x, self.weight.to(x.dtype), styles.to(x.dtype), noise=noise, up=self.up, padding=self.padding,
+            x, weight.to(x.dtype), styles.to(x.dtype), noise=noise, up=self.up, padding=self.padding,
             resample_filter=self.resample_filter, demodulate=True, bias=self.bias.to(x.dtype), act="lrelu",
             gain=math.sqrt(2) * gain, clamp=clamp, impl=self.impl,
         )
@@ -279,15 +296,17 @@ class SynthesisBlock(nn.Module):
     with the next block's first convolution.
 
     ``forward(x, img, ws, noise_mode="random") -> (x, img)``; ``ws`` is
-    ``[N, num_conv + num_torgb, w_dim]``.
+    ``[N, num_conv + num_torgb, w_dim]``. With ``use_fp16`` the block's features ``x``
+    are half (:func:`~hpcgan.gan.layers.half_dtype` of the device); ``img`` stays float32.
     """
 
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, img_channels: int,
                  conv_clamp: float | None = None, use_noise: bool = True, resample_filter=(1, 3, 3, 1),
-                 impl: str = "auto"):
+                 use_fp16: bool = False, impl: str = "auto"):
         super().__init__()
         self.in_channels, self.out_channels = in_channels, out_channels
         self.resolution = resolution
+        self.use_fp16 = bool(use_fp16)
         self.impl = check_impl(impl)
         self.register_buffer("resample_filter", setup_filter(list(resample_filter)))
         if in_channels == 0:
@@ -305,12 +324,13 @@ class SynthesisBlock(nn.Module):
     def forward(self, x: torch.Tensor | None, img: torch.Tensor | None, ws: torch.Tensor,
                 noise_mode: str = "random") -> tuple[torch.Tensor, torch.Tensor]:
         w_iter = iter(ws.unbind(dim=1))
+        dtype = half_dtype(ws.device) if self.use_fp16 else ws.dtype
         if self.conv0 is None:
-            x = self.const.to(ws.dtype).unsqueeze(0).expand(ws.shape[0], -1, -1, -1)
+            x = self.const.to(dtype).unsqueeze(0).expand(ws.shape[0], -1, -1, -1)
         else:
-            x = self.conv0(x, next(w_iter), noise_mode=noise_mode)
+            x = self.conv0(x.to(dtype), next(w_iter), noise_mode=noise_mode)
         x = self.conv1(x, next(w_iter), noise_mode=noise_mode)
-        y = self.torgb(x, next(w_iter))
+        y = self.torgb(x, next(w_iter)).to(ws.dtype)
         if img is not None:
             img = upsample2d(img, self.resample_filter, up=2, impl=self.impl)
             y = img + y
@@ -327,6 +347,7 @@ class SynthesisNetwork(nn.Module):
         channel_base, channel_max: ``channels(res) = min(channel_base // res, channel_max)``.
         conv_clamp: clamp convolution outputs (StyleGAN2-ADA uses 256 with mixed precision; None: off).
         use_noise: per-layer noise inputs.
+        num_fp16_res: the blocks of this many highest resolutions compute in half precision (0: none).
         impl: op implementation.
 
     ``num_ws = 2 * log2(img_resolution) - 2``.
@@ -336,12 +357,14 @@ class SynthesisNetwork(nn.Module):
 
     def __init__(self, w_dim: int, img_resolution: int, img_channels: int = 1, channel_base: int = 16384,
                  channel_max: int = 512, conv_clamp: float | None = None, use_noise: bool = True,
-                 impl: str = "auto"):
+                 num_fp16_res: int = 0, impl: str = "auto"):
         super().__init__()
         self.w_dim = w_dim
         self.img_resolution = _check_resolution(img_resolution)
         self.img_channels = img_channels
         self.impl = check_impl(impl)
+        self.num_fp16_res = num_fp16_res
+        half_from = fp16_resolution(img_resolution, num_fp16_res)
         log2 = int(math.log2(img_resolution))
         self.block_resolutions = [2 ** i for i in range(2, log2 + 1)]
         self.channels = {res: channels_at(res, channel_base, channel_max) for res in self.block_resolutions}
@@ -350,7 +373,7 @@ class SynthesisNetwork(nn.Module):
         for res in self.block_resolutions:
             in_ch = self.channels[res // 2] if res > 4 else 0
             block = SynthesisBlock(in_ch, self.channels[res], w_dim, res, img_channels, conv_clamp=conv_clamp,
-                                   use_noise=use_noise, impl=impl)
+                                   use_noise=use_noise, use_fp16=res >= half_from, impl=impl)
             self.blocks.append(block)
             self.num_ws += block.num_conv
         self.num_ws += self.blocks[-1].num_torgb
@@ -382,6 +405,7 @@ class Generator(nn.Module):
         w_avg_beta: decay of the running average of w used for truncation (0.995).
         conv_clamp: clamp convolution outputs (None: off; 256 in StyleGAN2-ADA's mixed precision setup).
         use_noise: per-layer noise inputs.
+        num_fp16_res: synthesis blocks of this many highest resolutions in half precision (0: none).
         impl: op implementation.
 
     ``forward(z, c=None, truncation_psi=1, truncation_cutoff=None, noise_mode="random",
@@ -391,14 +415,14 @@ class Generator(nn.Module):
     def __init__(self, z_dim: int = 512, c_dim: int = 0, w_dim: int = 512, img_resolution: int = 256,
                  img_channels: int = 1, channel_base: int = 16384, channel_max: int = 512, mapping_layers: int = 8,
                  mapping_lr_multiplier: float = 0.01, w_avg_beta: float = 0.995, conv_clamp: float | None = None,
-                 use_noise: bool = True, impl: str = "auto"):
+                 use_noise: bool = True, num_fp16_res: int = 0, impl: str = "auto"):
         super().__init__()
         self.z_dim, self.c_dim, self.w_dim = z_dim, c_dim, w_dim
         self.img_resolution, self.img_channels = img_resolution, img_channels
         self.impl = check_impl(impl)
         self.synthesis = SynthesisNetwork(w_dim, img_resolution, img_channels, channel_base=channel_base,
                                           channel_max=channel_max, conv_clamp=conv_clamp, use_noise=use_noise,
-                                          impl=impl)
+                                          num_fp16_res=num_fp16_res, impl=impl)
         self.num_ws = self.synthesis.num_ws
         self.mapping = MappingNetwork(z_dim, c_dim, w_dim, num_ws=self.num_ws, num_layers=mapping_layers,
                                       lr_multiplier=mapping_lr_multiplier, w_avg_beta=w_avg_beta, impl=impl)
@@ -423,13 +447,16 @@ class DiscriminatorBlock(nn.Module):
     conv + lrelu from ``img_channels``). Then conv 3x3, conv 3x3 with down=2,
     plus a 1x1 down=2 skip without bias; both paths are scaled by sqrt(0.5).
 
-    ``forward(x, img) -> x``: the first block reads ``img``, the others ``x``.
+    ``forward(x, img) -> x``: the first block reads ``img``, the others ``x``. With
+    ``use_fp16`` the block computes (and returns ``x``) in half precision.
     """
 
     def __init__(self, in_channels: int, tmp_channels: int, out_channels: int, resolution: int, img_channels: int,
-                 conv_clamp: float | None = None, resample_filter=(1, 3, 3, 1), impl: str = "auto"):
+                 conv_clamp: float | None = None, resample_filter=(1, 3, 3, 1), use_fp16: bool = False,
+                 impl: str = "auto"):
         super().__init__()
         self.in_channels = in_channels
+        self.use_fp16 = bool(use_fp16)
         self.resolution = resolution
         self.img_channels = img_channels
         self.impl = check_impl(impl)
@@ -440,8 +467,10 @@ class DiscriminatorBlock(nn.Module):
         self.skip = Conv2d(tmp_channels, out_channels, 1, bias=False, down=2, resample_filter=resample_filter, impl=impl)
 
     def forward(self, x: torch.Tensor | None, img: torch.Tensor | None) -> torch.Tensor:
+        dtype = half_dtype(img.device) if self.use_fp16 else img.dtype
         if self.fromrgb is not None:
-            x = self.fromrgb(img)
+            x = self.fromrgb(img.to(dtype))
+        x = x.to(dtype)
         y = self.skip(x, gain=math.sqrt(0.5))
         x = self.conv0(x)
         x = self.conv1(x, gain=math.sqrt(0.5))
@@ -467,6 +496,7 @@ class DiscriminatorEpilogue(nn.Module):
         self.out = FullyConnected(in_channels, 1 if cmap_dim == 0 else cmap_dim, impl=impl)
 
     def forward(self, x: torch.Tensor, cmap: torch.Tensor | None = None) -> torch.Tensor:
+        x = x.to(torch.promote_types(x.dtype, torch.float32))  # the head is never half
         if self.mbstd is not None:
             x = self.mbstd(x)
         x = self.conv(x)
@@ -489,18 +519,21 @@ class Discriminator(nn.Module):
         cmap_dim: size of the label projection (default: channels at 4x4).
         mbstd_group_size, mbstd_num_channels: minibatch standard deviation (4, 1).
         mapping_layers: depth of the label mapping network (StyleGAN2-ADA: 8).
+        num_fp16_res: blocks of this many highest resolutions in half precision (0: none).
         impl: op implementation.
 
-    ``forward(img, c=None) -> logits [N, 1]`` (real: high).
+    ``forward(img, c=None) -> logits [N, 1]`` (real: high), float32.
     """
 
     def __init__(self, c_dim: int = 0, img_resolution: int = 256, img_channels: int = 1, channel_base: int = 16384,
                  channel_max: int = 512, conv_clamp: float | None = None, cmap_dim: int | None = None,
                  mbstd_group_size: int | None = 4, mbstd_num_channels: int = 1, mapping_layers: int = 8,
-                 impl: str = "auto"):
+                 num_fp16_res: int = 0, impl: str = "auto"):
         super().__init__()
         self.c_dim = c_dim
         self.img_resolution = _check_resolution(img_resolution)
+        self.num_fp16_res = num_fp16_res
+        half_from = fp16_resolution(img_resolution, num_fp16_res)
         self.img_channels = img_channels
         self.impl = check_impl(impl)
         log2 = int(math.log2(img_resolution))
@@ -511,7 +544,8 @@ class Discriminator(nn.Module):
         for res in self.block_resolutions:
             in_ch = self.channels[res] if res < img_resolution else 0
             self.blocks.append(DiscriminatorBlock(in_ch, self.channels[res], self.channels[res // 2], res,
-                                                  img_channels, conv_clamp=conv_clamp, impl=impl))
+                                                  img_channels, conv_clamp=conv_clamp, use_fp16=res >= half_from,
+                                                  impl=impl))
         self.mapping = None
         if c_dim > 0:
             self.mapping = MappingNetwork(0, c_dim, self.cmap_dim, num_ws=None, num_layers=mapping_layers,

@@ -5,7 +5,7 @@
 
 What one run directory (``OUTDIR/NNNNN-<arch>-<data>-<res>px-<classes>``) holds:
 ``config.yaml`` (resolved), ``stats.jsonl`` (one line per tick: losses, ADA p, kimg,
-sec/kimg, FID when measured), TensorBoard events (when ``torch.utils.tensorboard``
+sec/kimg, non-finite gradient counts, FID when measured), TensorBoard events (when ``torch.utils.tensorboard``
 imports), ``reals.png``, ``fakes-<nimg>.png`` sample grids (fixed seeds; one row
 per class when conditional) and ``snapshot-<nimg>.pt`` checkpoints
 (:mod:`hpcgan.gan.snapshot`).
@@ -33,6 +33,14 @@ next step boundary every rank agrees to stop, rank 0 writes a snapshot and
 :func:`train` returns ``status="interrupted"``. A NaN/inf loss raises
 :class:`~hpcgan.errors.HpcganError` naming the term and the last good snapshot;
 nothing is written after the bad step.
+
+Precision: with ``precision: mixed`` the networks are built with ``num_fp16_res``
+half blocks and conv clamping (:meth:`~hpcgan.gan.config.TrainConfig.num_fp16_res`).
+Before every optimiser step (after the all-reduce, so every rank does the same)
+NaN/inf gradient values are replaced as StyleGAN2-ADA does
+(:func:`~hpcgan.gan.loss.sanitize_gradients`); each tick's line in ``stats.jsonl``
+counts them: ``grad_nonfinite`` (values replaced) and ``grad_nonfinite_phases``
+(phase updates that had any), in every precision.
 """
 
 from __future__ import annotations
@@ -57,7 +65,7 @@ from hpcgan.config import load as load_config
 from hpcgan.config import write_resolved
 from hpcgan.errors import HpcganError
 from hpcgan.gan.config import RESUMABLE_OVERRIDES, TrainConfig
-from hpcgan.gan.loss import NonFiniteLossError
+from hpcgan.gan.loss import NonFiniteLossError, sanitize_gradients
 from hpcgan.gan.snapshot import (FORMAT, VERSION, build_networks, list_snapshots, load_snapshot, resolve_resume,
                                  rng_state, save_snapshot, set_rng_state, snapshot_name)
 
@@ -161,10 +169,12 @@ class Trainer:
         if cfg.arch == "stylegan2":
             self.G_kwargs = dict(z_dim=cfg.z_dim, c_dim=self.c_dim, w_dim=cfg.w_dim, img_resolution=R, img_channels=1,
                                  channel_base=cfg.channel_base, channel_max=cfg.channel_max,
-                                 mapping_layers=cfg.mapping_layers, conv_clamp=cfg.conv_clamp)
+                                 mapping_layers=cfg.mapping_layers, conv_clamp=cfg.resolved_conv_clamp())
             self.D_kwargs = dict(c_dim=self.c_dim, img_resolution=R, img_channels=1, channel_base=cfg.channel_base,
-                                 channel_max=cfg.channel_max, conv_clamp=cfg.conv_clamp,
+                                 channel_max=cfg.channel_max, conv_clamp=cfg.resolved_conv_clamp(),
                                  mbstd_group_size=min(cfg.mbstd_group, bg), mapping_layers=cfg.mapping_layers)
+            if cfg.num_fp16_res():  # only when on: fp32 networks keep the kwargs of older snapshots
+                self.G_kwargs["num_fp16_res"] = self.D_kwargs["num_fp16_res"] = cfg.num_fp16_res()
         else:
             self.G_kwargs = dict(z_dim=cfg.cdcgan_z_dim, c_dim=self.c_dim, img_resolution=R, img_channels=1,
                                  filters=cfg.cdcgan_filters, embed=cfg.cdcgan_embed)
@@ -229,6 +239,7 @@ class Trainer:
                                     self.rank * self.rounds * bg, (self.rank + 1) * self.rounds * bg)
         self._stop_signal: str | None = None
         self._tracked = self._tracked_buffers()
+        self._nonfinite = {"grad_nonfinite": 0, "grad_nonfinite_phases": 0}  # this tick's sanitised gradients
 
     # -- helpers -----------------------------------------------------------------
 
@@ -386,6 +397,9 @@ class Trainer:
                         error = NonFiniteLossError("a loss term (on another rank)", phase, float("nan"))
             if error is not None:
                 raise error
+            bad = sanitize_gradients(net.parameters())  # identical on every rank: after the all-reduce
+            self._nonfinite["grad_nonfinite"] += bad
+            self._nonfinite["grad_nonfinite_phases"] += int(bad > 0)
             opt.step()
 
         # G_ema
@@ -603,7 +617,8 @@ class Trainer:
         rec = {"tick": tick_idx, "step": self.step, "nimg": self.cur_nimg, "kimg": self.cur_nimg / 1000,
                "sec_per_tick": round(dt, 3), "sec_per_kimg": round(dt / max(nimg / 1000, 1e-9), 3),
                "aug_p": float(self.augment_pipe.p) if self.augment_pipe is not None else 0.0, **means,
-               "time": time.time()}
+               **self._nonfinite, "time": time.time()}
+        self._nonfinite = dict.fromkeys(self._nonfinite, 0)
         if self.device.type == "cuda":
             rec["peak_gpu_mem_gb"] = round(torch.cuda.max_memory_allocated(self.device) / 2 ** 30, 3)
         return rec

@@ -242,7 +242,7 @@ def count_parameters(preset: str | None, resolution: int, c_dim: int, overrides:
 
     cfg = load_config(TrainConfig, preset, {k: v for k, v in (overrides or {}).items() if v is not None})
     common = dict(c_dim=c_dim, img_resolution=resolution, img_channels=1, channel_base=cfg.channel_base,
-                  channel_max=cfg.channel_max, conv_clamp=cfg.conv_clamp, mapping_layers=cfg.mapping_layers)
+                  channel_max=cfg.channel_max, conv_clamp=cfg.resolved_conv_clamp(), mapping_layers=cfg.mapping_layers)
     torch.manual_seed(0)
     G = Generator(z_dim=cfg.z_dim, w_dim=cfg.w_dim, **common)
     D = Discriminator(**common)
