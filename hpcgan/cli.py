@@ -350,7 +350,7 @@ def _add_metrics_commands(sub) -> None:
 
 _CLASSIFY_KEYS = ("data", "outdir", "model", "aug", "gan_data", "gan_n", "gan_classes", "classes", "positive_class",
                   "epochs", "batch", "lr", "image_size", "pretrained", "limit_per_class", "seed", "workers", "device",
-                  "progress")
+                  "progress", "amp", "channels_last")
 
 
 def _cmd_classify(args: argparse.Namespace) -> int:
@@ -410,6 +410,12 @@ def _add_classify_commands(sub) -> None:
                    "the synthetic draw (default 0)")
     c.add_argument("--workers", type=int, default=None, help="DataLoader worker processes per rank (default 0)")
     c.add_argument("--device", default=None, choices=("auto", "cpu", "cuda"), help="default auto: CUDA if present")
+    c.add_argument("--amp", default=None, choices=("off", "bf16", "fp16"),
+                   help="mixed precision: forward passes under torch.autocast in bfloat16 (CPUs with AVX512-BF16/AMX, "
+                   "A100/H100) or float16 (GPUs; with a GradScaler that skips overflowing steps); default off")
+    c.add_argument("--channels-last", dest="channels_last", action="store_const", const=True, default=None,
+                   help="model and images in channels_last memory layout (faster convolutions with --amp and on "
+                   "recent GPUs; the same result up to rounding)")
     c.add_argument("--no-progress", dest="progress", action="store_const", const=False, default=None,
                    help="no progress bar (it is only ever shown on rank 0)")
     c.set_defaults(func=_cmd_classify)

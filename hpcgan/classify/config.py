@@ -15,6 +15,7 @@ MODELS = ("inception_v3", "efficientnet_b0", "small_cnn")
 AUGS = ("none", "classic", "gan", "classic+gan")
 PRETRAINED = ("auto", "yes", "no")
 DEVICES = ("auto", "cpu", "cuda")
+AMPS = ("off", "bf16", "fp16")  # torch.autocast dtype of the forward passes (fp16 with a GradScaler)
 # Input side (pixels) per model when image_size is not given.
 DEFAULT_IMAGE_SIZE = {"inception_v3": 299, "efficientnet_b0": 224, "small_cnn": 64}
 # The smallest input InceptionV3's stride-2 stem and reductions accept.
@@ -23,7 +24,8 @@ MIN_IMAGE_SIZE = {"inception_v3": INCEPTION_MIN_SIZE, "efficientnet_b0": 32, "sm
 
 # Fields that change nothing in the result (how it runs, not what it computes):
 # ignored when deciding whether an output directory holds "the same run".
-EXECUTION_FIELDS = ("outdir", "workers", "device", "progress")
+# channels_last changes the memory layout only (the same math in another summation order).
+EXECUTION_FIELDS = ("outdir", "workers", "device", "progress", "channels_last")
 
 
 @dataclass
@@ -46,6 +48,8 @@ class ClassifyConfig:
     seed: int = 0
     workers: int = 0
     device: str = "auto"
+    amp: str = "off"              # off | bf16 | fp16: autocast (mixed precision); fp16 adds a GradScaler
+    channels_last: bool = False   # model and images in channels_last memory layout (faster convolutions)
     progress: bool = True
 
 
@@ -79,6 +83,11 @@ def validate(cfg: ClassifyConfig) -> ClassifyConfig:
         raise HpcganError(f"pretrained {cfg.pretrained!r} is unknown; use one of {', '.join(PRETRAINED)}")
     if cfg.device not in DEVICES:
         raise HpcganError(f"device {cfg.device!r} is unknown; use one of {', '.join(DEVICES)}")
+    if cfg.amp not in AMPS:
+        raise HpcganError(f"amp {cfg.amp!r} is unknown; use one of {', '.join(AMPS)} (bf16 on CPUs and recent GPUs, "
+                          "fp16 on GPUs)")
+    if not isinstance(cfg.channels_last, bool):
+        raise HpcganError(f"channels_last must be true or false, got {cfg.channels_last!r}")
     cfg.gan_data = _as_list(cfg.gan_data, "gan_data")
     cfg.gan_classes = _as_list(cfg.gan_classes, "gan_classes")
     cfg.classes = _as_list(cfg.classes, "classes")

@@ -33,6 +33,13 @@ result. A run killed
 between epochs and resumed from ``last.pt`` therefore equals an uninterrupted
 run, and the same config gives the same ``test_metrics.json`` on a CPU.
 
+Mixed precision (``amp``): ``bf16`` or ``fp16`` runs every forward pass (training,
+batch-norm recalibration, evaluation) under ``torch.autocast`` with that dtype;
+parameters, optimiser state and the loss stay float32. ``fp16`` scales the loss
+with a ``torch.amp.GradScaler`` (its state is in ``last.pt``), which skips the
+steps whose gradients overflow. ``channels_last`` stores the model and the images
+in that memory layout.
+
 Files are written by rank 0 only, atomically (:mod:`hpcgan.atomic`).
 """
 
@@ -85,6 +92,20 @@ def _seed_all(s: int) -> None:
     random.seed(s)
 
 
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast(amp: str, dev: torch.device):
+    """The ``torch.autocast`` context of ``amp`` ("off", "bf16", "fp16") on ``dev`` (disabled for "off")."""
+    return torch.autocast(dev.type, dtype=AMP_DTYPES.get(amp, torch.bfloat16), enabled=amp in AMP_DTYPES)
+
+
+def _to(x: torch.Tensor, dev: torch.device, channels_last: bool) -> torch.Tensor:
+    """Images to the device, in channels_last layout when asked."""
+    x = x.to(dev, non_blocking=True)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
 def _identity(d: dict, drop: tuple[str, ...]) -> dict:
     return {k: v for k, v in d.items() if k not in drop}
 
@@ -99,6 +120,7 @@ def _check_outdir(cfg: ClassifyConfig, out: Path) -> dict | None:
     except (OSError, yaml.YAMLError) as exc:
         raise HpcganError(f"cannot read {path} ({exc}); delete {out} or use another outdir") from exc
     new = to_dict(cfg)
+    old = {**to_dict(ClassifyConfig()), **old}  # fields added since that run was made have their defaults
     if _identity(old, EXECUTION_FIELDS + ("epochs",)) != _identity(new, EXECUTION_FIELDS + ("epochs",)):
         diff = sorted(k for k in set(old) | set(new) if k not in EXECUTION_FIELDS + ("epochs",)
                       and old.get(k) != new.get(k))
@@ -122,14 +144,16 @@ def _loss(out, y: torch.Tensor, crit: nn.Module) -> tuple[torch.Tensor, torch.Te
 
 
 @torch.no_grad()
-def _evaluate(model: nn.Module, loader: DataLoader, dev: torch.device) -> tuple[float, float, np.ndarray, np.ndarray]:
+def _evaluate(model: nn.Module, loader: DataLoader, dev: torch.device, amp: str = "off",
+              channels_last: bool = False) -> tuple[float, float, np.ndarray, np.ndarray]:
     """(mean loss, accuracy, probs (N, K), labels (N,)) of ``model``'s main logits over ``loader``."""
     model.eval()
     crit = nn.CrossEntropyLoss(reduction="sum")
     total, probs, labels = 0.0, [], []
     for x, y in loader:
-        x, y = x.to(dev), y.to(dev)
-        logits = split_logits(model(x))[0]
+        x, y = _to(x, dev, channels_last), y.to(dev)
+        with autocast(amp, dev):
+            logits = split_logits(model(x))[0].float()
         total += float(crit(logits, y))
         probs.append(torch.softmax(logits.double(), dim=1).cpu().numpy())
         labels.append(y.cpu().numpy())
@@ -138,13 +162,14 @@ def _evaluate(model: nn.Module, loader: DataLoader, dev: torch.device) -> tuple[
 
 
 @torch.no_grad()
-def recalibrate_batchnorm(model: nn.Module, loader: DataLoader, dev: torch.device, max_images: int) -> int:
+def recalibrate_batchnorm(model: nn.Module, loader: DataLoader, dev: torch.device, max_images: int,
+                          amp: str = "off", channels_last: bool = False) -> int:
     """Re-estimate every batch-norm layer's running mean/var from up to ``max_images`` training images.
 
     The running statistics are reset and replaced by the plain average over the batches
     (``momentum=None``) of the batch mean and unbiased batch variance, computed in training
-    mode with the current weights and no gradient ("precise BN"). Returns the images used
-    (0 when the model has no batch norm).
+    mode with the current weights and no gradient ("precise BN"), under the run's ``amp``
+    autocast. Returns the images used (0 when the model has no batch norm).
     """
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
     if not bns:
@@ -159,7 +184,8 @@ def recalibrate_batchnorm(model: nn.Module, loader: DataLoader, dev: torch.devic
         for x, _ in loader:
             if x.shape[0] < 2:
                 continue
-            model(x.to(dev))
+            with autocast(amp, dev):
+                model(_to(x, dev, channels_last))
             seen += x.shape[0]
             if seen >= max_images:
                 break
@@ -268,13 +294,14 @@ def run_classify(cfg: ClassifyConfig, on_epoch: Callable[[dict], None] | None = 
 
     _seed_all(cfg.seed)
     core, info = build_model(cfg.model, len(names), size, cfg.pretrained)
-    core.to(dev)
+    core.to(dev, memory_format=torch.channels_last if cfg.channels_last else torch.preserve_format)
     if info["pretrained_weights"]:
         _log(f"{cfg.model}: ImageNet weights from {info['pretrained_weights']}")
     elif cfg.model != "small_cnn":
         why = "pretrained=no" if cfg.pretrained == "no" else f"no file at {weights_path(cfg.model)}"
         _log(f"{cfg.model}: random initialisation ({why})")
     opt = torch.optim.Adam(core.parameters(), lr=cfg.lr)
+    scaler = torch.amp.GradScaler(dev.type, enabled=cfg.amp == "fp16")  # loss scaling for float16 only
 
     start, best_epoch, best_acc, best_state = 0, 0, -1.0, None
     last_pt, best_pt, jsonl = out / "last.pt", out / "best.pt", out / "metrics.jsonl"
@@ -283,6 +310,8 @@ def run_classify(cfg: ClassifyConfig, on_epoch: Callable[[dict], None] | None = 
             ck = torch.load(last_pt, map_location="cpu", weights_only=True)
             core.load_state_dict(ck["model"])
             opt.load_state_dict(ck["optimizer"])
+            if ck.get("scaler"):
+                scaler.load_state_dict(ck["scaler"])
         except Exception as exc:  # noqa: BLE001 - a damaged checkpoint is the user's to remove
             raise HpcganError(f"cannot resume from {last_pt} ({exc}); delete it to start the run over") from exc
         start, best_epoch, best_acc = int(ck["epoch"]), int(ck["best_epoch"]), float(ck["best_val_accuracy"])
@@ -319,8 +348,9 @@ def run_classify(cfg: ClassifyConfig, on_epoch: Callable[[dict], None] | None = 
         for step, (x, y) in enumerate(bar):
             if x.shape[0] < 2:  # batch norm cannot train on one image; every rank skips alike (even sampler)
                 continue
-            x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-            loss, logits = _loss(model(x), y, crit)
+            x, y = _to(x, dev, cfg.channels_last), y.to(dev, non_blocking=True)
+            with autocast(cfg.amp, dev):
+                loss, logits = _loss(model(x), y, crit)
             check = loss.detach().reshape(1).double()
             if distributed:
                 torch.distributed.all_reduce(check)
@@ -328,17 +358,18 @@ def run_classify(cfg: ClassifyConfig, on_epoch: Callable[[dict], None] | None = 
                 raise HpcganError(f"training loss is {float(check.sum()):g} at epoch {epoch}, step {step} (rank {rank}): "
                                   f"training diverged; lower lr (now {cfg.lr}) or check the data")
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            scaler.scale(loss).backward()  # without fp16 the scaler is off: plain backward and step
+            scaler.step(opt)
+            scaler.update()
             n = y.shape[0]
             sums += torch.tensor([float(loss.detach()) * n, float((logits.argmax(1) == y).sum()), n], dtype=torch.float64)
         bar.close()
-        recalibrate_batchnorm(core, loader, dev, BN_RECALIBRATION_IMAGES // world)
+        recalibrate_batchnorm(core, loader, dev, BN_RECALIBRATION_IMAGES // world, cfg.amp, cfg.channels_last)
         if distributed:
             torch.distributed.all_reduce(sums)
             for b in core.buffers():  # batch-norm statistics: rank 0's, so every rank evaluates the same model
                 torch.distributed.broadcast(b, 0)
-        val_loss, val_acc, _, _ = _evaluate(core, val_loader, dev)
+        val_loss, val_acc, _, _ = _evaluate(core, val_loader, dev, cfg.amp, cfg.channels_last)
         if val_acc > best_acc:
             best_epoch, best_acc = epoch, val_acc
             best_state = copy.deepcopy({k: v.detach().cpu() for k, v in core.state_dict().items()})
@@ -351,7 +382,7 @@ def run_classify(cfg: ClassifyConfig, on_epoch: Callable[[dict], None] | None = 
                "sec": round(time.perf_counter() - t0, 3)}
         records.append(rec)
         if dist.is_rank0():
-            _save({"model": core.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
+            _save({"model": core.state_dict(), "optimizer": opt.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch,
                         "best_epoch": best_epoch, "best_val_accuracy": best_acc, "config": to_dict(cfg)},
                        last_pt)
             _write_records(jsonl, records)
@@ -362,7 +393,7 @@ def run_classify(cfg: ClassifyConfig, on_epoch: Callable[[dict], None] | None = 
 
     core.load_state_dict(best_state)
     test_loader = DataLoader(sets["test"], batch_size=per_rank, shuffle=False, num_workers=cfg.workers)
-    _, _, probs, labels = _evaluate(core, test_loader, dev)
+    _, _, probs, labels = _evaluate(core, test_loader, dev, cfg.amp, cfg.channels_last)
     result = classification_metrics(labels, probs, names, cfg.positive_class)
     result.update(best_epoch=best_epoch, best_val_accuracy=best_acc, train_mix=sets["train_mix"], model=cfg.model,
                   aug=cfg.aug, seed=cfg.seed, pretrained_weights=info["pretrained_weights"], image_size=size,

@@ -43,6 +43,7 @@ from pathlib import Path
 import yaml
 
 from hpcgan.atomic import atomic_write_text
+from hpcgan.classify.config import AMPS
 from hpcgan.config import load as load_config
 from hpcgan.errors import HpcganError
 
@@ -83,6 +84,8 @@ class ExperimentConfig:
     positive_class: str | None = None
     workers: int = 0
     device: str = "auto"
+    amp: str = "off"                  # classifier mixed precision: off | bf16 | fp16 (ClassifyConfig.amp)
+    channels_last: bool = False       # classifier memory layout (ClassifyConfig.channels_last)
     progress: bool = True
     # image metrics of gan_data against data (hpcgan.metrics.compare.compare_shards), stored as image_metrics.json
     image_metrics: bool = True
@@ -155,6 +158,8 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
             raise HpcganError(f"experiment setting {what} must be a positive integer, got {v!r}")
     if not (isinstance(cfg.lr, (int, float)) and cfg.lr > 0):
         raise HpcganError(f"experiment setting lr must be > 0, got {cfg.lr!r}")
+    if cfg.amp not in AMPS:
+        raise HpcganError(f"experiment setting amp must be one of {', '.join(AMPS)}, got {cfg.amp!r}")
     if cfg.pretrained not in ("auto", "yes", "no"):
         raise HpcganError(f"experiment setting pretrained must be auto, yes or no, got {cfg.pretrained!r}")
     if cfg.fid_method not in ("sqrtm", "eigh"):
@@ -214,7 +219,8 @@ def expand(cfg: ExperimentConfig) -> list[Task]:
                               classes=list(cset) if cset else None, positive_class=cfg.positive_class,
                               epochs=cfg.epochs, batch=cfg.batch, lr=cfg.lr, image_size=cfg.image_size,
                               pretrained=cfg.pretrained, limit_per_class=cfg.limit_per_class, seed=r,
-                              workers=cfg.workers, device=cfg.device, progress=cfg.progress)
+                              workers=cfg.workers, device=cfg.device, amp=cfg.amp,
+                              channels_last=cfg.channels_last, progress=cfg.progress)
                     tasks.append(Task(index=len(tasks), name=name, outdir=kw["outdir"], classify=kw, model=model,
                                       aug=aug, class_set=cname, run=r, seed=r))
     names = [t.name for t in tasks]
