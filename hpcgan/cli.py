@@ -21,6 +21,18 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     return 0 if info["native_extension"] == "loaded" else 1
 
 
+def _add_progress_flags(p: argparse.ArgumentParser) -> None:
+    """--progress MODE and its alias --no-progress (= --progress off), the same on every long-running verb."""
+    from hpcgan.progress import MODES
+
+    p.add_argument("--progress", dest="progress", default=None, choices=MODES,
+                   help="how progress is shown (only ever on rank 0): bar = a progress bar; lines = a plain line "
+                   "every $HPCGAN_PROGRESS_INTERVAL seconds (default 30) with what, how far, rate and time left, "
+                   "for log files; off = nothing; auto (default) = bar in a terminal, else lines")
+    p.add_argument("--no-progress", dest="progress", action="store_const", const="off",
+                   help="same as --progress off")
+
+
 def _add_core_commands(sub) -> None:
     p = sub.add_parser(
         "doctor",
@@ -108,8 +120,7 @@ def _add_data_commands(sub) -> None:
                    help="HDF5 compression of the images (default lzf)")
     p.add_argument("--workers", type=int, default=None, help="worker processes per rank "
                    "(default 0 = this node's cores divided by the ranks on the node)")
-    p.add_argument("--no-progress", dest="progress", action="store_const", const=False, default=None,
-                   help="no progress bar (it is only ever shown on rank 0)")
+    _add_progress_flags(p)
     p.set_defaults(func=_cmd_preprocess)
 
     d = sub.add_parser("data", help="inspect preprocessed shards: info, verify",
@@ -174,7 +185,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     from hpcgan.gan.generate import generate_main
 
     keys = ("network", "out", "n", "trunc", "seeds", "png", "batch", "which", "impl", "device", "shard_size",
-            "compression")
+            "compression", "progress")
     overrides = {k: getattr(args, k) for k in keys}
     overrides["classes"] = _csv(args.classes)
     return generate_main(overrides)
@@ -251,8 +262,7 @@ def _add_gan_commands(sub) -> None:
                    "--precision mixed, none with fp32)")
     t.add_argument("--device", default=None, choices=("auto", "cpu", "cuda"), help="default auto: CUDA if present")
     t.add_argument("--workers", type=int, default=None, help="DataLoader worker processes per rank (default 0)")
-    t.add_argument("--no-progress", dest="progress", action="store_const", const=False, default=None,
-                   help="no progress bar (it is only ever shown on rank 0)")
+    _add_progress_flags(t)
     t.set_defaults(func=_cmd_train_gan)
 
     g = sub.add_parser(
@@ -277,6 +287,7 @@ def _add_gan_commands(sub) -> None:
     g.add_argument("--device", default=None, choices=("auto", "cpu", "cuda"), help="default auto: CUDA if present")
     g.add_argument("--shard-size", dest="shard_size", type=int, default=None, help="images per shard (default 1024)")
     g.add_argument("--compression", default=None, choices=("none", "lzf", "gzip"), help="HDF5 compression (lzf)")
+    _add_progress_flags(g)
     g.set_defaults(func=_cmd_generate)
 
 
@@ -287,7 +298,7 @@ def _cmd_metrics(args: argparse.Namespace) -> int:
                          split_fake=args.fake_split, split_train=args.train_split, feature_net=args.feature_net,
                          num=args.num, baseline=not args.no_baseline, cache_dir=args.cache_dir, batch=args.batch,
                          device=args.device, kid_subsets=args.kid_subsets, kid_subset_size=args.kid_subset_size,
-                         fid_method=args.fid_method, seed=args.seed, progress=not args.no_progress)
+                         fid_method=args.fid_method, seed=args.seed, progress=args.progress)
     print(format_markdown(res))
     if args.json:
         write_json(args.json, res)
@@ -344,7 +355,7 @@ def _add_metrics_commands(sub) -> None:
     p.add_argument("--device", default="cpu", help="torch device for the feature extractor (default cpu; e.g. cuda)")
     p.add_argument("--seed", type=int, default=0, help="seed of the KID subsets (default 0)")
     p.add_argument("--json", default=None, metavar="OUT", help="also write all numbers to this JSON file (atomically)")
-    p.add_argument("--no-progress", dest="no_progress", action="store_true", help="no progress bars")
+    _add_progress_flags(p)
     p.set_defaults(func=_cmd_metrics)
 
 
@@ -416,8 +427,7 @@ def _add_classify_commands(sub) -> None:
     c.add_argument("--channels-last", dest="channels_last", action="store_const", const=True, default=None,
                    help="model and images in channels_last memory layout (faster convolutions with --amp and on "
                    "recent GPUs; the same result up to rounding)")
-    c.add_argument("--no-progress", dest="progress", action="store_const", const=False, default=None,
-                   help="no progress bar (it is only ever shown on rank 0)")
+    _add_progress_flags(c)
     c.set_defaults(func=_cmd_classify)
 
 
@@ -657,8 +667,7 @@ def _add_experiment_commands(sub) -> None:
                    help="run task I only (0-based, as --list numbers them) and do not aggregate: one array element")
     e.add_argument("--list", action="store_true", help="print one task per line (index, name) and the count; run "
                    "nothing")
-    e.add_argument("--no-progress", dest="progress", action="store_const", const=False, default=None,
-                   help="no progress bars")
+    _add_progress_flags(e)
     e.set_defaults(func=_cmd_experiment)
 
     r = sub.add_parser(
@@ -686,7 +695,7 @@ def _add_experiment_commands(sub) -> None:
     d.add_argument("--quick", action="store_true", help="a much smaller version of every stage (about a minute; "
                    "what the tests run)")
     d.add_argument("--parallel", type=int, default=1, help="grid tasks run at once in worker processes (default 1)")
-    d.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    _add_progress_flags(d)
     d.set_defaults(func=_cmd_demo)
 
 

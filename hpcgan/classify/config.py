@@ -50,7 +50,7 @@ class ClassifyConfig:
     device: str = "auto"
     amp: str = "off"              # off | bf16 | fp16: autocast (mixed precision); fp16 adds a GradScaler
     channels_last: bool = False   # model and images in channels_last memory layout (faster convolutions)
-    progress: bool = True
+    progress: str | bool = "auto"  # auto | bar | lines | off (hpcgan.progress); true/false = auto/off
 
 
 def _as_list(value, name: str) -> list | None:

@@ -332,7 +332,7 @@ def run_classify(cfg: ClassifyConfig, on_epoch: Callable[[dict], None] | None = 
                         generator=gen, pin_memory=dev.type == "cuda")
     val_loader = DataLoader(sets["val"], batch_size=per_rank, shuffle=False, num_workers=cfg.workers)
     crit = nn.CrossEntropyLoss()
-    from tqdm import tqdm
+    from hpcgan.progress import track
 
     for epoch in range(start + 1, cfg.epochs + 1):
         t0 = time.perf_counter()
@@ -343,8 +343,7 @@ def run_classify(cfg: ClassifyConfig, on_epoch: Callable[[dict], None] | None = 
         sampler.set_epoch(epoch)
         model.train()
         sums = torch.zeros(3, dtype=torch.float64)  # loss * n, correct, n
-        bar = tqdm(loader, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False, dynamic_ncols=True,
-                   disable=not (cfg.progress and dist.is_rank0()))
+        bar = track(loader, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False, mode=cfg.progress)
         for step, (x, y) in enumerate(bar):
             if x.shape[0] < 2:  # batch norm cannot train on one image; every rank skips alike (even sampler)
                 continue

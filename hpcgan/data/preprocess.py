@@ -242,7 +242,7 @@ class PreprocessConfig:
     shard_size: int = 1024
     compression: str = "lzf"
     workers: int = 0
-    progress: bool = True
+    progress: str | bool = "auto"  # auto | bar | lines | off (hpcgan.progress); true/false = auto/off
 
     def validate(self) -> None:
         if self.resolution < 8:
@@ -548,12 +548,12 @@ def _reset_output(out: Path) -> None:
 
 def _scan(todo, kw, cfg, c: _Comm, work: Path, arrays: dict, block_len: int) -> dict:
     """Process ``todo`` with the worker pool; journal each result; keep arrays in ``arrays``."""
-    from tqdm import tqdm
+    from hpcgan.progress import Progress
 
     workers = cfg.workers or default_workers()
     results: dict[str, dict] = {}
-    bar = tqdm(total=block_len, initial=block_len - len(todo), desc="preprocess", unit="img",
-               disable=not (cfg.progress and c.rank == 0), dynamic_ncols=True, mininterval=0.5)
+    bar = Progress(total=block_len, initial=block_len - len(todo), desc="preprocess", unit="img", mode=cfg.progress,
+                   rank0=c.rank == 0)
     with open(work / f"scan-r{c.rank:05d}.jsonl", "a") as jfh:
         def record(m):
             img = m.pop("image", None)

@@ -86,7 +86,7 @@ class ExperimentConfig:
     device: str = "auto"
     amp: str = "off"                  # classifier mixed precision: off | bf16 | fp16 (ClassifyConfig.amp)
     channels_last: bool = False       # classifier memory layout (ClassifyConfig.channels_last)
-    progress: bool = True
+    progress: str | bool = "auto"  # auto | bar | lines | off (hpcgan.progress); true/false = auto/off
     # image metrics of gan_data against data (hpcgan.metrics.compare.compare_shards), stored as image_metrics.json
     image_metrics: bool = True
     metrics: str = "fid,kid,rmse,psnr,sre,sam,ssim,memorisation"
@@ -360,9 +360,9 @@ def run_local(cfg: ExperimentConfig, parallel: int = 1) -> dict:
     skipped = len(tasks) - len(todo)
     failed: list[dict] = []
     ran: list[str] = []
-    from tqdm import tqdm
+    from hpcgan.progress import Progress
 
-    bar = tqdm(total=len(todo), desc=f"{cfg.name}: tasks", unit="task", disable=not cfg.progress or not todo)
+    bar = Progress(total=len(todo), desc=f"{cfg.name}: tasks", unit="task", mode=cfg.progress if todo else "off")
     if skipped:
         print(f"{exp}: {skipped} of {len(tasks)} tasks already have results; running {len(todo)}")
 
@@ -392,7 +392,7 @@ def run_local(cfg: ExperimentConfig, parallel: int = 1) -> dict:
         import multiprocessing as mp
 
         threads = max(1, _cores() // parallel)
-        cfg_dict = dataclasses.asdict(dataclasses.replace(cfg, progress=False))
+        cfg_dict = dataclasses.asdict(dataclasses.replace(cfg, progress="off"))
         with cf.ProcessPoolExecutor(max_workers=parallel, mp_context=mp.get_context("spawn")) as pool:
             futs = {pool.submit(_worker, cfg_dict, t.index, threads, str(_log_path(cfg, t))): t for t in todo}
             for fut in cf.as_completed(futs):

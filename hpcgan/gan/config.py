@@ -102,8 +102,8 @@ class TrainConfig:
     fid_num_real: int | None = None  # None: the whole split
     feature_net: str | None = None  # FID feature network (None: the metrics module's default)
     fid_cache_dir: str | None = None
-    grid_cols: int = 8  # sample grid: columns (per class row when conditional)
-    grid_rows: int = 4  # sample grid rows when unconditional
+    grid_cols: int = 8  # sample grid (fakes-*.png, reals.png): columns
+    grid_rows: int = 8  # sample grid rows; conditional: split evenly among the classes, one class per row
 
     # precision (StyleGAN2 only)
     precision: str = "fp32"  # fp32 | mixed (half in the fp16_res highest-resolution blocks: fp16 on CUDA, bf16 on CPU)
@@ -112,7 +112,7 @@ class TrainConfig:
     # execution
     impl: str = "auto"  # op implementation: auto | native | ref
     device: str = "auto"  # auto | cpu | cuda
-    progress: bool = True
+    progress: str | bool = "auto"  # auto | bar | lines | off (hpcgan.progress); true/false = auto/off
 
     def validate(self) -> None:
         if not self.data:

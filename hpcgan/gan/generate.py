@@ -32,6 +32,7 @@ import torch
 
 from hpcgan.config import load as load_config
 from hpcgan.dist import select_device
+from hpcgan.data.imagegrid import class_rows, image_grid
 from hpcgan.config import write_resolved
 from hpcgan.errors import HpcganError
 
@@ -53,6 +54,7 @@ class GenerateConfig:
     device: str = "auto"
     shard_size: int = 1024
     compression: str = "lzf"
+    progress: str | bool = "auto"  # auto | bar | lines | off (hpcgan.progress); true/false = auto/off
 
 
 def parse_seeds(seeds) -> list[int]:
@@ -119,7 +121,7 @@ def generate(cfg: GenerateConfig) -> dict:
     from hpcgan.data.shards import FORMAT_VERSION, MANIFEST, atomic_write_text, sha256_file, write_shard
     from hpcgan.data.sources import FLAG_NAMES, FLAG_SYNTHETIC
     from hpcgan.gan.snapshot import build_generator, load_snapshot, resolve_resume
-    from hpcgan.gan.train import _write_png, image_grid, to_uint8
+    from hpcgan.gan.train import _write_png, to_uint8
 
     t0 = time.perf_counter()
     if not cfg.network or not cfg.out:
@@ -148,7 +150,10 @@ def generate(cfg: GenerateConfig) -> dict:
     names = snap["data"]["class_names"]
     R = snap["data"]["resolution"]
 
+    from hpcgan.progress import Progress
+
     images, labels, sources = [], [], []
+    bar = Progress(total=len(classes) * len(seeds), desc="generate", unit="img", mode=cfg.progress)
     for name, label, ci in classes:
         for i in range(0, len(seeds), cfg.batch):
             part = seeds[i:i + cfg.batch]
@@ -162,6 +167,8 @@ def generate(cfg: GenerateConfig) -> dict:
             images.append(to_uint8(img))
             labels += [label] * len(part)
             sources += [f"synthetic-{name}-seed{s:06d}" for s in part]
+            bar.update(len(part))
+    bar.close()
     images = np.concatenate(images)
     n = len(images)
     for old in (out / "train").glob("shard-*.h5") if (out / "train").is_dir() else []:
@@ -184,12 +191,7 @@ def generate(cfg: GenerateConfig) -> dict:
             (out / "png" / name).mkdir(parents=True, exist_ok=True)
         for img, src, lab in zip(images, sources, labels):
             _write_png(out / "png" / names[lab] / f"{src.rsplit('-', 1)[1]}.png", img[0])
-        cols = min(len(seeds), 8)
-        rows_img = []
-        for j, _ in enumerate(classes):
-            block = images[j * len(seeds): j * len(seeds) + cols]
-            rows_img.append(image_grid(block, 1, cols))
-        _write_png(out / "grid.png", np.concatenate(rows_img, axis=0))
+        _write_png(out / "grid.png", _class_grid(images, len(classes), len(seeds)))
     try:
         from hpcgan import __version__ as version
     except ImportError:  # pragma: no cover
@@ -229,6 +231,19 @@ def generate(cfg: GenerateConfig) -> dict:
     write_resolved(cfg, out)
     atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1))
     return manifest
+
+
+def _class_grid(images: np.ndarray, n_classes: int, per_class: int, side: int = 8) -> np.ndarray:
+    """grid.png: up to 8 x 8 cells, one class per row (a block of rows per class), first seeds first."""
+    cols = min(per_class, side)
+    per_row = class_rows(n_classes, side)
+    rows_per_class = per_row.count(0)
+    cells = []
+    for j in range(n_classes):  # the images of class j are images[j * per_class: (j + 1) * per_class]
+        block = images[j * per_class: (j + 1) * per_class][: rows_per_class * cols]
+        pad = np.zeros((rows_per_class * cols - len(block), *images.shape[1:]), np.uint8)
+        cells.append(np.concatenate([block, pad]))
+    return image_grid(np.concatenate(cells), rows_per_class * n_classes, cols)
 
 
 def generate_main(overrides: dict, config_file: str | None = None) -> int:

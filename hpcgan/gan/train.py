@@ -63,6 +63,7 @@ from hpcgan.atomic import atomic_path, atomic_write_text
 from hpcgan import dist as hdist
 from hpcgan.config import load as load_config
 from hpcgan.config import write_resolved
+from hpcgan.data.imagegrid import class_rows, image_grid
 from hpcgan.errors import HpcganError
 from hpcgan.gan.config import RESUMABLE_OVERRIDES, TrainConfig
 from hpcgan.gan.loss import NonFiniteLossError, sanitize_gradients
@@ -88,13 +89,6 @@ def _write_png(path: Path, img: np.ndarray) -> None:
 def to_uint8(img: torch.Tensor) -> np.ndarray:
     """[-1, 1] float images -> uint8 (rounded as StyleGAN2-ADA: x * 127.5 + 128, clamped)."""
     return (img.detach().float() * 127.5 + 128).clamp(0, 255).to(torch.uint8).cpu().numpy()
-
-
-def image_grid(images: np.ndarray, rows: int, cols: int) -> np.ndarray:
-    """uint8 ``[rows*cols, 1, R, R]`` -> one ``[rows*R, cols*R]`` image."""
-    n, c, h, w = images.shape
-    assert n == rows * cols
-    return images[:, 0].reshape(rows, cols, h, w).transpose(0, 2, 1, 3).reshape(rows * h, cols * w)
 
 
 class _StepBatches:
@@ -420,14 +414,20 @@ class Trainer:
 
     # -- grids, metrics -------------------------------------------------------------------
 
+    def _grid_classes(self) -> list[int] | None:
+        """Conditional runs: the training-class index of each grid row (blocks of rows per class)."""
+        return class_rows(len(self.train_classes), self.cfg.grid_rows) if self.c_dim else None
+
     def _grid_inputs(self) -> tuple[torch.Tensor, torch.Tensor | None, int, int]:
         cfg = self.cfg
-        rows = len(self.train_classes) if self.c_dim else cfg.grid_rows
+        per_row = self._grid_classes()
+        rows = len(per_row) if per_row else cfg.grid_rows
         n = rows * cfg.grid_cols
         z = torch.randn(n, self.z_dim, generator=torch.Generator().manual_seed(_seed(cfg.seed, 0x6121D)))
         c = None
-        if self.c_dim:
-            c = torch.nn.functional.one_hot(torch.arange(rows).repeat_interleave(cfg.grid_cols), self.c_dim).float()
+        if per_row:
+            rows_c = torch.tensor(per_row).repeat_interleave(cfg.grid_cols)  # c index = train-class index
+            c = torch.nn.functional.one_hot(rows_c, self.c_dim).float()  # [rows * cols, c_dim]
         return z, c, rows, cfg.grid_cols
 
     @torch.no_grad()
@@ -442,15 +442,17 @@ class Trainer:
         return path
 
     def write_reals(self) -> None:
-        rows = len(self.train_classes) if self.c_dim else self.cfg.grid_rows
+        per_row = self._grid_classes()
+        rows = len(per_row) if per_row else self.cfg.grid_rows
         cols = self.cfg.grid_cols
         labels = self.dataset.labels
         idx: list[int] = []
-        if self.c_dim:
-            for name in self.train_classes:
-                lab = self.class_names.index(name)
+        if per_row:
+            for k in sorted(set(per_row)):  # each class's block of rows, filled with its images in order
+                lab = self.class_names.index(self.train_classes[k])
                 found = torch.nonzero(labels == lab).flatten().tolist()
-                idx += (found * cols)[:cols]
+                need = per_row.count(k) * cols
+                idx += (found * need)[:need]
         else:
             idx = [i % len(self.dataset) for i in range(rows * cols)]
         items = self.dataset.__getitems__(idx)
@@ -518,10 +520,10 @@ class Trainer:
                 writer = SummaryWriter(str(self.run_dir))
             except Exception:  # noqa: BLE001 - TensorBoard is optional
                 writer = None
-        from tqdm import tqdm
+        from hpcgan.progress import Progress
 
-        bar = tqdm(total=total_nimg, initial=min(self.cur_nimg, total_nimg), unit="img", dynamic_ncols=True,
-                   disable=not (self.rank0 and cfg.progress), desc=f"{cfg.arch} {self.resolution}px")
+        bar = Progress(total=total_nimg, initial=min(self.cur_nimg, total_nimg), unit="img", mode=cfg.progress,
+                       rank0=self.rank0, desc=f"{cfg.arch} {self.resolution}px")
         log = bar.write if self.rank0 else (lambda s: None)
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGUSR2)}
         loader = torch.utils.data.DataLoader(self.dataset, batch_sampler=self.batches, num_workers=cfg.workers,

@@ -358,10 +358,10 @@ def real_features(real_dir: str | os.PathLike, split: str, net: FeatureNet, num_
     ds = ShardDataset(real_dir, split, value_range="gan")
     idx = subset_indices(len(ds), num_real)
     batches = _read_images(ds, idx, batch)
-    if progress:
-        from tqdm import tqdm
+    from hpcgan.progress import track
 
-        batches = tqdm(batches, total=math.ceil(len(idx) / batch), desc=f"features {split}", unit="batch")
+    batches = track(batches, total=math.ceil(len(idx) / batch), desc=f"features {split}", unit="batch",
+                    mode=progress)
     feats = np.concatenate([net(x).numpy() for x in batches])
     mu, sigma = feature_stats(feats)
     try:

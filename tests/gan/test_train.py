@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -36,7 +37,10 @@ def test_run_writes_stats_grids_snapshots(gan_cond_run):
     from PIL import Image
 
     grid = Image.open(run / f"fakes-{48:010d}.png")
-    assert grid.size == (4 * 32, 2 * 32)  # 4 columns, one row per class
+    cell = 32 * 3  # 32 px upscaled nearest-neighbour to at least 96 px, 2 px between cells
+    assert grid.size == (4 * cell + 3 * 2, 2 * cell + 2)  # 4 columns, grid_rows 2: one row per class
+    px = np.asarray(grid)
+    assert (px[:cell, :cell].reshape(32, 3, 32, 3) == px[:cell:3, :cell:3][:, None, :, None]).all()  # 3x3 blocks
     snap = load_snapshot(snaps[-1])  # weights_only=True
     assert snap["counters"]["cur_nimg"] == 48 and snap["counters"]["step"] == 6
     assert snap["data"]["train_classes"] == ["Clear", "Opacity"] and snap["G_kwargs"]["c_dim"] == 2
