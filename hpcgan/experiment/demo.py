@@ -8,7 +8,8 @@ Stages, each writing its own folder under ``OUT`` (default ``demo``):
 4. ``synthetic/``: ``hpcgan generate``, the same number of images for each class;
 5. ``experiments/demo/``: the grid of ``configs/demo.yaml`` (small CNN x none, classic, gan,
    classic+gan x runs), with the image metrics of ``synthetic/`` against ``shards/``;
-6. ``experiments/demo/report/``: ``hpcgan report``.
+6. ``experiments/demo/report/``: ``hpcgan report`` (report.md, the CSVs, and report.html, whose path the
+   demo prints last).
 
 Resumable: ``OUT/demo-stages.json`` records every finished stage with its settings,
 and a re-run skips those whose settings are unchanged (the GAN stage continues a
@@ -55,11 +56,17 @@ def _load_state(path: Path) -> dict:
         return {}
 
 
-def demo(out: str = "demo", quick: bool = False, parallel: int = 1, progress: bool = True) -> dict:
-    """Run (or resume) the demo pipeline under ``out``; returns {"report": path, "stages": {...}, "seconds": {...}}."""
+def demo(out: str = "demo", quick: bool = False, parallel: int = 1, progress: str | bool | None = "auto") -> dict:
+    """Run (or resume) the demo pipeline under ``out``; returns {"report": path, "html": path, "stages": {...}, ...}.
+
+    ``progress``: auto | bar | lines | off (hpcgan.progress), passed to every stage.
+    """
     from hpcgan.config import load as load_config
     from hpcgan.experiment.grid import experiment_dir, load_experiment, run_local
     from hpcgan.experiment.report import write_report
+    from hpcgan.progress import normalize
+
+    progress = normalize(progress)
 
     if not DEMO_CONFIG.is_file() or not GAN_PRESET.is_file():
         raise HpcganError(f"the demo needs {DEMO_CONFIG} and {GAN_PRESET} (part of the hpcgan repository); "
@@ -130,7 +137,7 @@ def demo(out: str = "demo", quick: bool = False, parallel: int = 1, progress: bo
     def do_generate(snapshot):
         from hpcgan.gan.generate import GenerateConfig, generate
 
-        generate(GenerateConfig(network=snapshot, out=str(syn), n=S["gen_n"], png=True))
+        generate(GenerateConfig(network=snapshot, out=str(syn), n=S["gen_n"], png=True, progress=progress))
         return str(syn)
 
     def do_experiment():
@@ -148,15 +155,17 @@ def demo(out: str = "demo", quick: bool = False, parallel: int = 1, progress: bo
     snapshot = stage("train-gan", {"kimg": S["kimg"], "gan": S["gan"]}, do_train)
     stage("generate", {"n": S["gen_n"], "snapshot": snapshot}, lambda: do_generate(snapshot))
     exp = stage("experiment", {"grid": S["grid"], "config": DEMO_CONFIG.read_text()}, do_experiment)
-    report = stage("report", {"experiment": exp}, lambda: str(write_report(exp)))
+    report = stage("report", {"experiment": exp, "html": True}, lambda: str(write_report(exp)))
     total = round(time.perf_counter() - t_all, 1)
-    return {"report": report, "experiment_dir": exp, "stages": list(state), "seconds": seconds, "total_seconds": total}
+    return {"report": report, "html": str(Path(report).with_name("report.html")), "experiment_dir": exp,
+            "stages": list(state), "seconds": seconds, "total_seconds": total}
 
 
-def demo_main(out: str | None = None, quick: bool = False, parallel: int = 1, progress: bool = True) -> int:
-    """Entry of ``hpcgan demo``: run it (default folder demo, or demo-quick), print where the report is."""
+def demo_main(out: str | None = None, quick: bool = False, parallel: int = 1, progress: str | bool | None = "auto") -> int:
+    """Entry of ``hpcgan demo``: run it (default folder demo, or demo-quick); the last line is report.html's path."""
     out = out or ("demo-quick" if quick else "demo")
     res = demo(out, quick=quick, parallel=parallel, progress=progress)
     print(f"demo done in {res['total_seconds']} s (this call); report: {res['report']}")
     print(f"  tables and plots: {Path(res['report']).parent}/ (table.csv, runs.csv, accuracy.png, roc.png)")
+    print(f"open in a browser: {res['html']}")
     return 0

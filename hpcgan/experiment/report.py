@@ -9,7 +9,14 @@ Writes into ``EXPERIMENT_DIR/report/``:
 * ``table.csv``: one row per cell with ``<metric>_mean`` and ``<metric>_std``;
 * ``runs.csv``: one row per run (accuracy, TPR, TNR, FPR, ...);
 * ``comparisons.csv``: the paired tests;
-* ``accuracy.png``: mean accuracy per cell with std error bars; ``roc.png``: mean ROC per cell.
+* ``accuracy.png``: mean accuracy per cell with std error bars (``balanced_accuracy.png`` likewise
+  when the runs measured it); ``roc.png``: mean ROC per cell; ``fid-<k>.png``: FID/KID over the
+  training of the k-th gan_data folder's GAN run, when its stats.jsonl holds FIDs;
+* ``report.html``: all of it with pictures, one self-contained page (:mod:`hpcgan.experiment.html`).
+
+:func:`write_report` runs the steps in order: :func:`collect` (aggregate, ROC curves, paired
+tests, image metrics, the GAN runs' stats) into a :class:`ReportData`, :func:`write_tables`,
+:func:`write_plots`, :func:`markdown`, and :func:`hpcgan.experiment.html.write_html`.
 
 Paired comparison of mode A against mode B (same model and class set): the runs
 with the same seed in both cells form pairs (a_i, b_i), d_i = a_i - b_i. The
@@ -27,6 +34,7 @@ import io
 import json
 import math
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,11 +42,12 @@ import numpy as np
 from hpcgan.atomic import atomic_path, atomic_write_text
 from hpcgan.errors import HpcganError
 
-__all__ = ["paired_comparison", "verdict", "write_report", "report_main", "TABLE_METRICS"]
+__all__ = ["paired_comparison", "verdict", "write_report", "report_main", "collect", "write_tables", "write_plots",
+           "markdown", "ReportData", "plot_fid_curve", "read_stats", "TABLE_METRICS"]
 
 TABLE_METRICS = ("accuracy", "tpr", "tnr", "fpr")
 LABEL = {"accuracy": "accuracy", "tpr": "TPR", "tnr": "TNR", "fpr": "FPR", "fnr": "FNR", "precision": "precision",
-         "f1": "F1", "roc_auc": "ROC AUC"}
+         "f1": "F1", "roc_auc": "ROC AUC", "balanced_accuracy": "balanced accuracy"}
 
 
 def paired_comparison(a, b, alpha: float = 0.05, n_boot: int = 9999, seed: int = 0,
@@ -136,7 +145,7 @@ def _savefig(fig, path: Path) -> None:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
 
 
-def plot_accuracy(results: dict, path: Path) -> None:
+def plot_accuracy(results: dict, path: Path, label: str = "accuracy") -> None:
     """Grouped bars: mean accuracy per model (groups) and aug (bars), std over runs as error bars."""
     import matplotlib
 
@@ -157,7 +166,7 @@ def plot_accuracy(results: dict, path: Path) -> None:
             ax.bar(x, means, width, yerr=stds, capsize=3, label=aug)
         ax.set_xticks(np.arange(len(models)), models)
         ax.set_ylim(0, 1.0)
-        ax.set_ylabel("test accuracy (mean ± std over runs)")
+        ax.set_ylabel(f"test {label} (mean ± std over runs)")
         ax.set_title(f"classes: {cset}")
         ax.grid(axis="y", alpha=0.3)
     axes[0][-1].legend(title="augmentation", loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
@@ -208,6 +217,78 @@ def plot_roc(results: dict, rocs: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def plot_metric(results: dict, metric: str, path: Path) -> bool:
+    """Grouped bars of ``metric`` (e.g. balanced_accuracy) like :func:`plot_accuracy`; False when no cell has it."""
+    if not any(c.get(f"{metric}_mean") is not None for c in results["cells"]):
+        return False
+    cells = [dict(c, accuracy_mean=c.get(f"{metric}_mean"), accuracy_std=c.get(f"{metric}_std"))
+             for c in results["cells"]]
+    plot_accuracy(dict(results, cells=cells), path, label=LABEL.get(metric, metric))
+    return True
+
+
+def read_stats(run_dir: str | Path) -> list[dict]:
+    """The tick records of a GAN run's ``stats.jsonl`` (unreadable lines skipped); [] without the file."""
+    path = Path(run_dir) / "stats.jsonl"
+    if not path.is_file():
+        return []
+    out = []
+    for ln in path.read_text().splitlines():
+        try:
+            rec = json.loads(ln)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(rec, dict) and "kimg" in rec and "event" not in rec:
+            out.append(rec)
+    return out
+
+
+def _curve_keys(records: list[dict]) -> list[str]:
+    """Numeric FID/KID keys of the tick records (``fid``, ``kid``, per-class or labelled variants)."""
+    keys: dict = {}
+    for r in records:
+        for k, v in r.items():
+            low = k.lower()
+            if (low.startswith("fid") or low.startswith("kid")) and isinstance(v, (int, float)) \
+                    and not isinstance(v, bool) and not low.endswith("_sec"):
+                keys[k] = True
+    return list(keys)
+
+
+def plot_fid_curve(records: list[dict], floors: dict, path: Path, title: str = "") -> bool:
+    """FID/KID of G_ema over training (kimg) from stats.jsonl records, real-vs-real floors as dashed lines.
+
+    ``floors``: ``{label: value}`` keyed like the curve (``fid``, ``kid``) or free labels for FID.
+    Returns False (nothing written) when no record holds an FID or KID.
+    """
+    keys = _curve_keys(records)
+    if not keys:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = [g for g in ("fid", "kid") if any(k.lower().startswith(g) for k in keys)]
+    fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 3.8), squeeze=False)
+    for ax, g in zip(axes[0], groups):
+        for k in (k for k in keys if k.lower().startswith(g)):
+            pts = [(r["kimg"], r[k]) for r in records if isinstance(r.get(k), (int, float))]
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=k)
+        for label, v in floors.items():
+            if label.lower().startswith(g) and v is not None and math.isfinite(v):
+                ax.axhline(v, color="grey", ls="--", lw=1.2, label=f"real vs real floor: {label} {v:.4g}")
+        ax.set_xlabel("kimg (thousands of real images shown)")
+        ax.set_ylabel(g.upper())
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(title or "FID/KID of G_ema during GAN training (stats.jsonl)")
+    fig.tight_layout()
+    _savefig(fig, path)
+    plt.close(fig)
+    return True
+
+
 def _data_counts(data: str) -> str:
     try:
         m = json.loads((Path(data) / "manifest.json").read_text())
@@ -232,135 +313,225 @@ def _gan_summary(g: str) -> str:
             f"snapshot {gen.get('snapshot', '?')}")
 
 
-def write_report(experiment_dir, alpha: float = 0.05, compute_image_metrics: bool = True) -> Path:
-    """Aggregate and write ``report/`` (see the module docstring); returns the path of report.md."""
+@dataclass
+class ReportData:
+    """Everything the report shows, gathered once: the markdown, the CSVs, the plots and report.html use it."""
+
+    exp: Path
+    out: Path
+    cfg: object                      # the experiment's ExperimentConfig
+    results: dict                    # hpcgan.experiment.grid.aggregate
+    rocs: dict                       # (class set, model, aug) -> [roc of each run]
+    comps: list                      # paired comparisons
+    imetrics: dict | None            # gan_data folder -> compare_shards result
+    gan_runs: dict = field(default_factory=dict)  # gan_data folder -> {"manifest", "run_dir", "stats"}
+    plots: dict = field(default_factory=dict)     # plot name -> path of the PNG in out
+    alpha: float = 0.05
+
+
+def _gan_runs(gan_data: list | None) -> dict:
+    """Per synthetic folder: its manifest and the GAN run (directory of its snapshot) with its stats.jsonl."""
+    runs = {}
+    for g in gan_data or []:
+        try:
+            m = json.loads((Path(g) / "manifest.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            m = {}
+        snap = m.get("generator", {}).get("snapshot")
+        run_dir = Path(snap).parent if snap else None
+        runs[g] = {"manifest": m, "run_dir": run_dir, "stats": read_stats(run_dir) if run_dir else []}
+    return runs
+
+
+def collect(experiment_dir, alpha: float = 0.05, compute_image_metrics: bool = True) -> ReportData:
+    """Step 1 of the report: aggregate the grid, read the ROC curves, test the pairs, load the image metrics."""
     import yaml
 
     from hpcgan.experiment.grid import _from_dict, aggregate, ensure_image_metrics, expand
-    from hpcgan.metrics.compare import format_markdown
 
     exp = Path(experiment_dir)
     results = aggregate(exp)
     cfg = _from_dict(yaml.safe_load((exp / "experiment.yaml").read_text()))
     cfg.outdir, cfg.name = str(exp.parent), exp.name
-    out = exp / "report"
-    out.mkdir(parents=True, exist_ok=True)
     if results["n_done"] == 0:
         raise HpcganError(f"{exp}: no task has finished yet ({results['n_tasks']} tasks); run `hpcgan experiment` first")
-
     rocs: dict = {}
     for t in expand(cfg):
         p = Path(t.outdir) / "test_metrics.json"
         if p.is_file():
             rocs.setdefault((t.class_set, t.model, t.aug), []).append(json.loads(p.read_text()).get("roc"))
-    comps = comparisons(results, alpha=alpha)
     imetrics = None
     if cfg.gan_data and cfg.image_metrics:
         if compute_image_metrics:
             imetrics = ensure_image_metrics(cfg)
         elif (exp / "image_metrics.json").is_file():
             imetrics = json.loads((exp / "image_metrics.json").read_text())
+    out = exp / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    return ReportData(exp=exp, out=out, cfg=cfg, results=results, rocs=rocs, comps=comparisons(results, alpha=alpha),
+                      imetrics=imetrics, gan_runs=_gan_runs(cfg.gan_data), alpha=alpha)
 
+
+def summary_lines(d: ReportData) -> list[str]:
+    """What was run, one fact per line (markdown inline code in backticks): report.md's and report.html's list."""
+    results, cfg = d.results, d.cfg
     seeds = sorted({r["seed"] for r in results["rows"]})
-    L = [f"# Experiment report: {results['experiment']}", ""]
-    L.append(f"- experiment directory: `{exp}`")
-    L.append(f"- tasks: {results['n_done']} of {results['n_tasks']} finished"
-             + (f"; missing: {', '.join(results['missing'])}" if results["missing"] else ""))
-    L.append(f"- grid: models {', '.join(results['models'])} x augmentation {', '.join(results['augs'])} x "
-             f"class sets {' | '.join(results['class_sets'])} x {results['runs']} runs; run r uses seed r "
-             f"(seeds {', '.join(map(str, seeds))}): same seeds in every cell, so cells are paired")
-    L.append(f"- classifier: {cfg.epochs} epochs, batch {cfg.batch}, lr {cfg.lr}, image size "
-             f"{cfg.image_size or 'model default'}, pretrained {cfg.pretrained}, real images per class capped at "
-             f"{cfg.limit_per_class if cfg.limit_per_class else 'no cap'}; the best-validation epoch is tested")
-    L.append(f"- real data `{cfg.data}`: {_data_counts(cfg.data)}")
+    L = [f"experiment directory: `{d.exp}`",
+         f"tasks: {results['n_done']} of {results['n_tasks']} finished"
+         + (f"; missing: {', '.join(results['missing'])}" if results["missing"] else ""),
+         f"grid: models {', '.join(results['models'])} x augmentation {', '.join(results['augs'])} x "
+         f"class sets {' | '.join(results['class_sets'])} x {results['runs']} runs; run r uses seed r "
+         f"(seeds {', '.join(map(str, seeds))}): same seeds in every cell, so cells are paired",
+         f"classifier: {cfg.epochs} epochs, batch {cfg.batch}, lr {cfg.lr}, image size "
+         f"{cfg.image_size or 'model default'}, pretrained {cfg.pretrained}, real images per class capped at "
+         f"{cfg.limit_per_class if cfg.limit_per_class else 'no cap'}; the best-validation epoch is tested",
+         f"real data `{cfg.data}`: {_data_counts(cfg.data)}"]
     n_test = sorted({r["n_test"] for r in results["rows"] if r.get("n_test") is not None})
     if n_test:
-        L.append(f"- test images per run: {', '.join(map(str, n_test))}")
+        L.append(f"test images per run: {', '.join(map(str, n_test))}")
     for g in cfg.gan_data or []:
-        L.append(f"- synthetic data {_gan_summary(g)}; used by gan modes: {cfg.gan_n} images"
+        L.append(f"synthetic data {_gan_summary(g)}; used by gan modes: {cfg.gan_n} images"
                  + (f" of {', '.join(cfg.gan_classes)}" if cfg.gan_classes else ""))
     mixes = [r["train_mix"] for r in results["rows"] if r.get("train_mix") and r["aug"] in ("gan", "classic+gan")]
     if mixes:
-        m = mixes[0]
-        L.append(f"- training mix of a gan run: real {m.get('real')}, synthetic {m.get('synthetic')}")
-    L.append(f"- std is the sample standard deviation over runs (ddof=1)")
-    L.append("")
+        L.append(f"training mix of a gan run: real {mixes[0].get('real')}, synthetic {mixes[0].get('synthetic')}")
+    L.append("std is the sample standard deviation over runs (ddof=1)")
+    return L
 
-    for cset in results["class_sets"]:
-        cells = [c for c in results["cells"] if c["class_set"] == cset]
-        pos = {r.get("positive_class") for r in results["rows"] if r["class_set"] == cset} - {None}
-        L.append(f"## Classes {cset}" + (f" (positive class for TPR/TNR/FPR: {', '.join(sorted(pos))})" if pos else ""))
-        L.append("")
-        L.append("Mean test accuracy over runs (the study's table):")
-        L.append("")
-        L.append("| augmentation | " + " | ".join(results["models"]) + " |")
-        L.append("| --- |" + " --- |" * len(results["models"]))
-        for aug in results["augs"]:
-            row = [_pm(next(c for c in cells if c["model"] == m and c["aug"] == aug), "accuracy")
-                   for m in results["models"]]
-            L.append(f"| {aug} | " + " | ".join(row) + " |")
-        L.append("")
-        L.append("| model | augmentation | runs | " + " | ".join(LABEL[k] for k in TABLE_METRICS) + " | ROC AUC |")
-        L.append("| --- | --- | --- |" + " --- |" * (len(TABLE_METRICS) + 1))
-        for c in cells:
-            L.append(f"| {c['model']} | {c['aug']} | {c['n_runs']} | "
-                     + " | ".join(_pm(c, k) for k in TABLE_METRICS) + f" | {_pm(c, 'roc_auc')} |")
-        L.append("")
-        cc = [c for c in comps if c["class_set"] == cset]
-        if cc:
-            L.append(f"Paired comparisons of accuracy (same seeds; t-test `scipy.stats.ttest_rel`, "
-                     f"{int(100 * cc[0]['confidence'])}% percentile bootstrap CI of the mean difference):")
-            L.append("")
-            L.append("| model | A vs B | pairs | mean A - B | 95% CI | t | p | verdict |")
-            L.append("| --- | --- | --- | --- | --- | --- | --- | --- |")
-            for c in cc:
-                ci = "-" if c["ci_low"] is None else f"[{c['ci_low']:+.4f}, {c['ci_high']:+.4f}]"
-                md = "-" if c["mean_diff"] is None else f"{c['mean_diff']:+.4f}"
-                L.append(f"| {c['model']} | {c['a']} vs {c['b']} | {c['n']} | {md} | {ci} | "
-                         f"{_f(c['t'], 3)} | {_f(c['p'], 4)} | {c['verdict']} |")
-            L.append("")
-    L.append("Per-run numbers: `runs.csv`; cells: `table.csv`; tests: `comparisons.csv`.")
-    L.append("")
-    L.append("![accuracy](accuracy.png)")
-    L.append("")
-    L.append("![roc](roc.png)")
-    L.append("")
-    if imetrics:
-        L.append("## Generated against real images")
-        L.append("")
-        for g, res in imetrics.items():
-            L.append(f"`{g}`:")
-            L.append("")
-            L.append(format_markdown(res))
-            L.append("")
-    elif cfg.gan_data:
-        L.append("## Generated against real images")
-        L.append("")
-        L.append("not computed (image_metrics is off in the experiment config)")
-        L.append("")
 
+def positive_classes(d: ReportData, cset: str) -> list[str]:
+    return sorted({r.get("positive_class") for r in d.results["rows"] if r["class_set"] == cset} - {None})
+
+
+def table_metrics(d: ReportData) -> list[str]:
+    """The per-cell metrics that hold a value somewhere (grid.METRIC_KEYS order), for the full tables."""
+    from hpcgan.experiment.grid import METRIC_KEYS
+
+    return [k for k in METRIC_KEYS if any(c.get(f"{k}_mean") is not None for c in d.results["cells"])]
+
+
+def _md_class_set(d: ReportData, cset: str) -> list[str]:
+    """report.md: the study's table, the full cell table and the paired comparisons of one class set."""
+    results = d.results
+    cells = [c for c in results["cells"] if c["class_set"] == cset]
+    pos = positive_classes(d, cset)
+    L = [f"## Classes {cset}" + (f" (positive class for TPR/TNR/FPR: {', '.join(pos)})" if pos else ""), "",
+         "Mean test accuracy over runs (the study's table):", "",
+         "| augmentation | " + " | ".join(results["models"]) + " |", "| --- |" + " --- |" * len(results["models"])]
+    for aug in results["augs"]:
+        row = [_pm(next(c for c in cells if c["model"] == m and c["aug"] == aug), "accuracy") for m in results["models"]]
+        L.append(f"| {aug} | " + " | ".join(row) + " |")
+    L += ["", "| model | augmentation | runs | " + " | ".join(LABEL[k] for k in TABLE_METRICS) + " | ROC AUC |",
+          "| --- | --- | --- |" + " --- |" * (len(TABLE_METRICS) + 1)]
+    for c in cells:
+        L.append(f"| {c['model']} | {c['aug']} | {c['n_runs']} | "
+                 + " | ".join(_pm(c, k) for k in TABLE_METRICS) + f" | {_pm(c, 'roc_auc')} |")
+    L.append("")
+    cc = [c for c in d.comps if c["class_set"] == cset]
+    if cc:
+        L += [f"Paired comparisons of accuracy (same seeds; t-test `scipy.stats.ttest_rel`, "
+              f"{int(100 * cc[0]['confidence'])}% percentile bootstrap CI of the mean difference):", "",
+              "| model | A vs B | pairs | mean A - B | 95% CI | t | p | verdict |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for c in cc:
+            L.append(f"| {c['model']} | {c['a']} vs {c['b']} | {c['n']} | {comparison_cells(c)} | {c['verdict']} |")
+        L.append("")
+    return L
+
+
+def comparison_cells(c: dict) -> str:
+    """``mean A - B | CI | t | p`` of one comparison, formatted as in report.md."""
+    ci = "-" if c["ci_low"] is None else f"[{c['ci_low']:+.4f}, {c['ci_high']:+.4f}]"
+    md = "-" if c["mean_diff"] is None else f"{c['mean_diff']:+.4f}"
+    return f"{md} | {ci} | {_f(c['t'], 3)} | {_f(c['p'], 4)}"
+
+
+def markdown(d: ReportData) -> str:
+    """Step 3: report.md."""
+    from hpcgan.metrics.compare import format_markdown
+
+    L = [f"# Experiment report: {d.results['experiment']}", ""] + [f"- {s}" for s in summary_lines(d)] + [""]
+    for cset in d.results["class_sets"]:
+        L += _md_class_set(d, cset)
+    L += ["Per-run numbers: `runs.csv`; cells: `table.csv`; tests: `comparisons.csv`. With pictures (sample grids, "
+          "FID curve, memorisation pairs, configs): `report.html`.", ""]
+    L += [f"![{name}]({Path(path).name})\n" for name, path in d.plots.items()]
+    if d.imetrics:
+        L += ["## Generated against real images", ""]
+        for g, res in d.imetrics.items():
+            L += [f"`{g}`:", "", format_markdown(res), ""]
+    elif d.cfg.gan_data:
+        L += ["## Generated against real images", "", "not computed (image_metrics is off in the experiment config)", ""]
+    return "\n".join(L)
+
+
+RUN_COLS = ["class_set", "model", "aug", "run", "seed", "accuracy", "tpr", "tnr", "fpr", "fnr", "precision", "f1",
+            "roc_auc", "best_epoch", "n_test", "name"]
+COMPARISON_COLS = ["class_set", "model", "a", "b", "n", "seeds", "mean_a", "mean_b", "mean_diff", "ci_low", "ci_high",
+                   "t", "p", "significant", "verdict"]
+
+
+def run_columns(d: ReportData) -> list[str]:
+    """runs.csv's columns: the fixed ones plus any metric of grid.METRIC_KEYS the rows carry."""
+    extra = [k for k in table_metrics(d) if k not in RUN_COLS]
+    i = RUN_COLS.index("best_epoch")
+    return RUN_COLS[:i] + extra + RUN_COLS[i:]
+
+
+def write_tables(d: ReportData) -> None:
+    """Step 2: table.csv, runs.csv, comparisons.csv and comparisons.json."""
     table_cols = ["class_set", "model", "aug", "n_runs"] + [f"{k}_{s}" for k in
                                                              ("accuracy", "tpr", "tnr", "fpr", "fnr", "precision",
                                                               "f1", "roc_auc") for s in ("mean", "std")]
-    cells = [dict(c, seeds=None) for c in results["cells"]]
-    atomic_write_text(out / "table.csv", _csv_text(cells, table_cols))
-    atomic_write_text(out / "runs.csv", _csv_text(results["rows"], ["class_set", "model", "aug", "run", "seed",
-                                                                    "accuracy", "tpr", "tnr", "fpr", "fnr",
-                                                                    "precision", "f1", "roc_auc", "best_epoch",
-                                                                    "n_test", "name"]))
-    atomic_write_text(out / "comparisons.csv", _csv_text(
-        [dict(c, seeds=" ".join(map(str, c["seeds"]))) for c in comps],
-        ["class_set", "model", "a", "b", "n", "seeds", "mean_a", "mean_b", "mean_diff", "ci_low", "ci_high", "t", "p",
-         "significant", "verdict"]))
-    plot_accuracy(results, out / "accuracy.png")
-    plot_roc(results, rocs, out / "roc.png")
-    atomic_write_text(out / "comparisons.json", json.dumps(comps, indent=1))
-    atomic_write_text(out / "report.md", "\n".join(L))
-    return out / "report.md"
+    table_cols += [f"{k}_{s}" for k in table_metrics(d) if f"{k}_mean" not in table_cols for s in ("mean", "std")]
+    atomic_write_text(d.out / "table.csv", _csv_text([dict(c, seeds=None) for c in d.results["cells"]], table_cols))
+    atomic_write_text(d.out / "runs.csv", _csv_text(d.results["rows"], run_columns(d)))
+    atomic_write_text(d.out / "comparisons.csv", _csv_text(
+        [dict(c, seeds=" ".join(map(str, c["seeds"]))) for c in d.comps], COMPARISON_COLS))
+    atomic_write_text(d.out / "comparisons.json", json.dumps(d.comps, indent=1))
+
+
+def fid_floors(d: ReportData, g: str) -> dict:
+    """Real-vs-real floors for the FID curve of gan_data ``g``: the image metrics' baseline FID/KID."""
+    base = ((d.imetrics or {}).get(g) or {}).get("baseline") or {}
+    floors = {}
+    for k, v in base.items():
+        if k.lower().startswith("fid") and isinstance(v, (int, float)):
+            floors[k] = float(v)
+        elif k.lower().startswith("kid") and isinstance(v, dict) and isinstance(v.get("mean"), (int, float)):
+            floors[k] = float(v["mean"])
+    return floors
+
+
+def write_plots(d: ReportData) -> None:
+    """Step 2: accuracy.png, balanced_accuracy.png (when measured), roc.png, fid-<k>.png per GAN run with FIDs."""
+    plot_accuracy(d.results, d.out / "accuracy.png")
+    d.plots["accuracy"] = d.out / "accuracy.png"
+    if plot_metric(d.results, "balanced_accuracy", d.out / "balanced_accuracy.png"):
+        d.plots["balanced accuracy"] = d.out / "balanced_accuracy.png"
+    plot_roc(d.results, d.rocs, d.out / "roc.png")
+    d.plots["roc"] = d.out / "roc.png"
+    for k, (g, run) in enumerate(d.gan_runs.items()):
+        path = d.out / f"fid-{k}.png"
+        if plot_fid_curve(run["stats"], fid_floors(d, g), path, title=f"GAN run {run['run_dir']}"):
+            d.plots[f"FID/KID during training of {g}"] = path
+
+
+def write_report(experiment_dir, alpha: float = 0.05, compute_image_metrics: bool = True) -> Path:
+    """Aggregate and write ``report/`` (see the module docstring); returns the path of report.md."""
+    from hpcgan.experiment.html import write_html
+
+    d = collect(experiment_dir, alpha=alpha, compute_image_metrics=compute_image_metrics)
+    write_tables(d)
+    write_plots(d)
+    atomic_write_text(d.out / "report.md", markdown(d))
+    write_html(d)
+    return d.out / "report.md"
 
 
 def report_main(experiment_dir: str, alpha: float = 0.05, no_image_metrics: bool = False) -> int:
     """Entry of ``hpcgan report``: write the report, print its table and where it is."""
     path = write_report(experiment_dir, alpha=alpha, compute_image_metrics=not no_image_metrics)
     print(f"report: {path} (tables table.csv, runs.csv, comparisons.csv; plots accuracy.png, roc.png in {path.parent})")
+    print(f"open in a browser: {path.parent / 'report.html'}")
     return 0

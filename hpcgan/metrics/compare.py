@@ -78,6 +78,11 @@ def _load_set(out, splits: list[str] | None, num: int | None) -> tuple[torch.Ten
     return imgs, list(splits), res
 
 
+def load_images(out, splits: list[str] | None = None, num: int | None = None) -> tuple[torch.Tensor, list[str], int]:
+    """The image sets :func:`compare_shards` compares: uint8 ``[N, 1, R, R]``, the splits, R (same subsets)."""
+    return _load_set(out, splits, num)
+
+
 def _summary(v: torch.Tensor) -> dict:
     a = v.numpy().astype(np.float64)
     fin = a[np.isfinite(a)]

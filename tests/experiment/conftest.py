@@ -26,3 +26,25 @@ def small_grid(data, outdir, **over) -> dict:
              device="cpu")
     d.update(over)
     return d
+
+
+@pytest.fixture(scope="session")
+def exp_demo_quick(tmp_path_factory) -> dict:
+    """`hpcgan demo --quick` run once through the CLI with its output piped, as into a SLURM log.
+
+    No --progress flag: the default (auto) must see the pipe and print plain lines. Shared by the
+    demo test and the browser test of report.html. Returns {"out", "proc", "cmd", "env", "report"}.
+    """
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tmp = tmp_path_factory.mktemp("exp_demo")
+    out = tmp / "demo"
+    env = {"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "HOME": str(tmp)}
+    cmd = [sys.executable, "-m", "hpcgan.cli", "demo", "--quick", "--out", str(out)]
+    repo = Path(__file__).resolve().parents[2]
+    proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return {"out": out, "proc": proc, "cmd": cmd, "env": env, "repo": repo,
+            "report": out / "experiments" / "demo" / "report" / "report.md"}
