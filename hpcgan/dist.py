@@ -31,6 +31,7 @@ COMM_WORLD when several MPI ranks run, else the trivial single-process result.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import re
 import shutil
@@ -39,6 +40,10 @@ import sys
 from dataclasses import asdict, dataclass
 
 _MPI_MARKERS = ("OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_SIZE", "PMI_RANK")
+
+# torch.distributed's collective timeout (seconds) unless HPCGAN_DIST_TIMEOUT_S says otherwise: long enough for
+# rank 0's FID evaluation while the others wait at a barrier, short of a day's time limit
+DEFAULT_TIMEOUT_S = 1800.0
 
 # ports derived from a job id fall in [PORT_BASE, PORT_BASE + PORT_SPAN): below Linux's
 # ephemeral range (32768-60999), so a derived port never collides with an outgoing socket
@@ -360,14 +365,36 @@ def select_device(name: str = "auto"):
     return torch.device("cuda", local_rank() % torch.cuda.device_count())
 
 
-def init_process_group(backend: str | None = None, timeout_s: float = 1800.0) -> bool:
+def collective_timeout_s() -> float:
+    """Seconds a collective (and the rendezvous) may wait for the other ranks: ``HPCGAN_DIST_TIMEOUT_S`` or 1800.
+
+    A rank that died makes gloo fail at once (its connections close); a rank that hangs (a
+    frozen node, a stopped process) or nccl make the others wait this long, then fail.
+    """
+    from hpcgan.errors import HpcganError
+
+    raw = os.environ.get("HPCGAN_DIST_TIMEOUT_S")
+    if raw in (None, ""):
+        return DEFAULT_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise HpcganError(f"HPCGAN_DIST_TIMEOUT_S={raw!r} must be a positive number of seconds (e.g. 600)")
+    return value
+
+
+def init_process_group(backend: str | None = None, timeout_s: float | None = None) -> bool:
     """Join torch.distributed when this process is one of several ranks; returns True if it did.
 
     Backend: ``nccl`` when CUDA is available, else ``gloo`` (override with ``backend``);
     with nccl each rank is pinned to its local GPU first (:func:`device`). The
-    rendezvous address and port come from :func:`rendezvous`. Idempotent; a single
+    rendezvous address and port come from :func:`rendezvous`; every collective times out
+    after ``timeout_s`` (default :func:`collective_timeout_s`). Idempotent; a single
     process (world size 1) does nothing and returns False. Each rank then writes its
     :class:`DistInfo` summary line to stderr (``HPCGAN_DIST_QUIET=1`` turns it off).
+    A rendezvous that fails is an HpcganError naming the address.
     """
     n = world_size()
     if n <= 1:
@@ -389,8 +416,10 @@ def init_process_group(backend: str | None = None, timeout_s: float = 1800.0) ->
 
         raise HpcganError(f"rank {rank()} of {n}: cannot find the rendezvous address; set MASTER_ADDR and "
                           "MASTER_PORT, or start with torchrun, or with mpirun/srun and mpi4py installed")
-    dist.init_process_group(backend, init_method=f"tcp://{addr}:{port}", rank=rank(), world_size=n,
-                            timeout=datetime.timedelta(seconds=timeout_s))
+    timeout_s = collective_timeout_s() if timeout_s is None else timeout_s
+    with collective_errors(f"meeting the other ranks at tcp://{addr}:{port} (rendezvous)"):
+        dist.init_process_group(backend, init_method=f"tcp://{addr}:{port}", rank=rank(), world_size=n,
+                                timeout=datetime.timedelta(seconds=timeout_s))
     global _RENDEZVOUS
     _RENDEZVOUS = (addr, str(port), backend)
     atexit.register(destroy_process_group)
@@ -406,10 +435,12 @@ def destroy_process_group() -> None:
     """Leave torch.distributed if this process joined it (idempotent; registered at exit).
 
     A gloo group still alive while the interpreter shuts down can abort the process
-    ("terminate called without an active exception") after the work is done.
+    ("terminate called without an active exception") after the work is done. After a
+    collective failed (:func:`collective_errors`) the group is left alone: tearing it down
+    would wait for the dead or hung peer for the whole collective timeout.
     """
     td = _torch_dist()
-    if td is not None:
+    if td is not None and not _BROKEN:
         try:
             td.destroy_process_group()
         except Exception:  # noqa: BLE001 - at exit, nothing useful to do about it
@@ -423,6 +454,66 @@ def _torch_dist():
     except ImportError:  # pragma: no cover
         return None
     return dist if dist.is_available() and dist.is_initialized() else None
+
+
+_BROKEN = False  # a collective failed: the process group cannot be torn down in order
+EXIT_COLLECTIVE_FAILED = 2  # the CLI's exit status for an HpcganError
+
+
+def _exit_without_teardown() -> None:
+    """At exit after a failed collective: flush and leave at once with status 2.
+
+    torch tears a gloo group down when the interpreter ends, and that waits for the dead or
+    hung peer for the whole collective timeout (measured: a 20 s timeout kept a rank alive
+    17 s after its error; 1800 s by default). The outputs of hpcgan are written atomically,
+    so nothing is lost by skipping the rest of the shutdown.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001 - a closed stream: nothing to flush
+            pass
+    os._exit(EXIT_COLLECTIVE_FAILED)
+
+_COLLECTIVE_HINTS = ("gloo", "nccl", "connection closed by peer", "connection reset", "timed out", "timeout",
+                     "broken pipe", "socket", "processgroup")
+
+
+def _is_collective_failure(exc: BaseException) -> bool:
+    td = sys.modules.get("torch.distributed")
+    dist_error = getattr(td, "DistError", None) if td is not None else None
+    if dist_error is not None and isinstance(exc, dist_error):
+        return True
+    msg = str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(h in msg for h in _COLLECTIVE_HINTS)
+
+
+@contextlib.contextmanager
+def collective_errors(what: str):
+    """Turn a failed collective of a multi-rank job into one clear HpcganError (the CLI prints it, exit 2).
+
+    A peer that died (its connections closed), hangs past :func:`collective_timeout_s` or
+    cannot be reached makes torch.distributed raise a backend error deep in a step; this says
+    which rank saw it, during what, and what to do. Other errors pass through unchanged.
+    """
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - re-raised unless it is a collective failure
+        if world_size() <= 1 or not _is_collective_failure(exc):
+            raise
+        from hpcgan.errors import HpcganError
+
+        global _BROKEN
+        if not _BROKEN:
+            _BROKEN = True
+            atexit.register(_exit_without_teardown)  # runs first (last registered)
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise HpcganError(
+            f"rank {rank()}/{world_size()} on {socket.gethostname()}: a collective operation with the other ranks "
+            f"failed while {what} ({type(exc).__name__}: {first}). Another rank died, was killed or hangs (see "
+            f"its lines in the job log), or a node is unreachable; collectives wait at most "
+            f"{collective_timeout_s():g} s (HPCGAN_DIST_TIMEOUT_S). Fix the cause and run the job again "
+            "(train-gan continues from its last snapshot with --resume latest)") from exc
 
 
 def barrier() -> None:

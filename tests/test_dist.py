@@ -29,6 +29,7 @@ TRICKY = {
     "login,c1-[1-2],n[007]": ["login", "c1-1", "c1-2", "n007"],
     "a[1-2],a[1-2]": ["a1", "a2", "a1", "a2"],  # repeats kept, as scontrol does
     " single ": ["single"],
+    "hpcgan-node[1-2]": ["hpcgan-node1", "hpcgan-node2"],  # the test cluster's (a dash before the brackets)
 }
 
 
@@ -160,3 +161,73 @@ def test_collectives_under_mpirun_with_and_without_torch_distributed(data_mpirun
     # each rank logged its summary once when it joined the process group
     for r in range(2):
         assert proc.stderr.count(f"[rank {r}/2] rank {r}/2 (local {r}/2)") == 1, proc.stderr
+
+
+def test_collective_timeout_setting(monkeypatch):
+    monkeypatch.delenv("HPCGAN_DIST_TIMEOUT_S", raising=False)
+    assert dist.collective_timeout_s() == dist.DEFAULT_TIMEOUT_S == 1800.0
+    monkeypatch.setenv("HPCGAN_DIST_TIMEOUT_S", "45.5")
+    assert dist.collective_timeout_s() == 45.5
+    for bad in ("0", "-3", "soon"):
+        monkeypatch.setenv("HPCGAN_DIST_TIMEOUT_S", bad)
+        with pytest.raises(HpcganError, match="HPCGAN_DIST_TIMEOUT_S"):
+            dist.collective_timeout_s()
+
+
+def test_collective_errors_pass_other_errors_through(monkeypatch):
+    for v in LAUNCH_VARS:
+        monkeypatch.delenv(v, raising=False)
+    with pytest.raises(RuntimeError, match="gloo"):  # one process: nothing to translate
+        with dist.collective_errors("a step"):
+            raise RuntimeError("gloo: connection closed by peer")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ValueError):  # not a collective failure
+        with dist.collective_errors("a step"):
+            raise ValueError("bad value")
+
+
+_DEAD_PEER = """
+import os, sys, time
+import torch, torch.distributed as td
+from hpcgan import dist
+from hpcgan.errors import HpcganError
+dist.init_process_group("gloo")
+if td.get_rank() == 1:
+    os.kill(os.getpid(), 9)  # dies without a word
+try:
+    with dist.collective_errors("a test step"):
+        for _ in range(600):
+            td.all_reduce(torch.ones(1000))
+            time.sleep(0.05)
+except HpcganError as exc:
+    print(f"{time.time():.3f} {exc}", flush=True)
+    sys.exit(2)
+"""
+
+
+def test_a_dead_rank_is_one_clear_error_and_a_prompt_exit(tmp_path):
+    """2 real gloo ranks; rank 1 is SIGKILLed: rank 0 gets the HpcganError and exits with 2 at once (not after the
+    60 s collective timeout it would otherwise wait in the process group's teardown)."""
+    import socket
+    import time
+
+    script = tmp_path / "dead_peer.py"
+    script.write_text(_DEAD_PEER)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k not in LAUNCH_VARS}
+    env.update(PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
+               WORLD_SIZE="2", HPCGAN_DIST_TIMEOUT_S="60", HPCGAN_DIST_QUIET="1")
+    procs = [subprocess.Popen([sys.executable, str(script)], env=dict(env, RANK=str(r), LOCAL_RANK=str(r)),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in (0, 1)]
+    out, err = procs[0].communicate(timeout=120)
+    ended = time.time()
+    procs[1].communicate(timeout=30)
+    assert procs[1].returncode == -9
+    assert procs[0].returncode == 2, err[-2000:]
+    stamp, msg = out.strip().split(" ", 1)
+    assert "rank 0/2 on" in msg and "a collective operation with the other ranks failed while a test step" in msg
+    assert "HPCGAN_DIST_TIMEOUT_S" in msg and "Traceback" not in err
+    assert ended - float(stamp) < 15, "rank 0 waited for the dead peer at exit"

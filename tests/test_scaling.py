@@ -115,6 +115,18 @@ def test_cli_model_only_matches_the_functions(tmp_path, capsys):
     assert "--batch 8" in err and "Traceback" not in err
 
 
+def test_srun_launcher_packs_ranks_onto_nodes(monkeypatch):
+    """--launcher srun: N ranks on ceil(N / tasks per node) nodes of the allocation, never more than it has."""
+    for v in ("SLURM_NTASKS_PER_NODE", "SLURM_TASKS_PER_NODE", "SLURM_JOB_NUM_NODES", "SLURM_NNODES"):
+        monkeypatch.delenv(v, raising=False)
+    assert sc._srun_nodes(4) is None  # outside an allocation: srun decides
+    monkeypatch.setenv("SLURM_JOB_NUM_NODES", "4")
+    monkeypatch.setenv("SLURM_TASKS_PER_NODE", "4(x4)")
+    assert [sc._srun_nodes(n) for n in (1, 2, 4, 5, 8, 16, 64)] == [1, 1, 1, 2, 2, 4, 4]
+    monkeypatch.setenv("SLURM_NTASKS_PER_NODE", "1")  # wins over SLURM_TASKS_PER_NODE
+    assert [sc._srun_nodes(n) for n in (1, 2, 3)] == [1, 2, 3]
+
+
 @pytest.mark.mpi
 def test_mpirun_two_ranks_real_run(data_mpirun, data_cxr_root, tmp_path):
     """Both workloads on 1 and 2 real mpirun ranks (tiny networks, 12 real X-rays): a well-formed result."""
@@ -144,6 +156,7 @@ def test_mpirun_two_ranks_real_run(data_mpirun, data_cxr_root, tmp_path):
     # the timed all-reduces carried the gradients: at most what the model counts, at least G's
     assert 0 < g["sync_bytes_per_step"] <= g["bytes_per_step"]
     assert g["comm_s"] > 0 and g["measured_busbw_gbs"] > 0
+    assert all(r["nodes"] == 1 for r in res["rows"])  # mpirun here: every rank on this host
     raw2 = [r for r in res["raw"] if r["ranks"] == 2]
     assert all(r["dist"]["world_size"] == 2 and r["dist"]["launcher"] == "mpi" for r in raw2)
     assert {r["dist"]["backend"] for r in raw2 if r["what"] == "gan-step"} == {"gloo"}

@@ -682,7 +682,8 @@ def _norm(v):
 def train_main(overrides: dict, config_file: str | None = None) -> int:
     """CLI entry: resolve the config, train, print where things went; returns the exit status."""
     cfg = resolve_config(overrides, config_file)
-    result = train(cfg)
+    with hdist.collective_errors("training"):  # a dead or hung rank: one clear error, not a backend traceback
+        result = train(cfg)
     if hdist.is_rank0():
         if result["status"] == "interrupted":
             print(f"interrupted by {result['signal']}: snapshot {result['snapshot']} at kimg {result['kimg']:.3f}; "

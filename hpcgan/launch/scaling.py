@@ -57,6 +57,8 @@ import json
 import os
 import pickle
 import platform
+import re
+import socket
 import shutil
 import statistics
 import subprocess
@@ -492,12 +494,17 @@ def run_worker(spec: dict) -> list[dict] | None:
                 raise HpcganError("the preprocessing benchmark runs over MPI ranks: start it with mpirun or "
                                   "srun --mpi=pmix, with mpi4py installed (not torchrun)")
             r = _preprocess_task(t, comm)
+            r["host"] = socket.gethostname()
             rows = comm.allgather(r)
         else:
             r = _gan_task(t)
+            r["host"] = socket.gethostname()
             rows = hdist.all_gather_object(r)
         if hdist.is_rank0():
             merged = dict(rows[0])
+            merged["hosts"] = [x["host"] for x in rows]  # where each rank ran
+            merged["nodes"] = len(set(merged["hosts"]))
+            merged.pop("host", None)
             for key in ("seconds", "step_s", "comm_s", "wait_s"):
                 if key in merged:
                     merged[key] = statistics.fmean(x[key] for x in rows)
@@ -659,7 +666,29 @@ def _launch_command(cfg: ScalingConfig, n: int, spec_path: Path) -> list[str]:
     if exe is None:
         raise HpcganError("--launcher srun but srun is not on PATH: run inside a SLURM allocation "
                           "(salloc/sbatch), or use --launcher mpirun")
-    return [exe, "--ntasks", str(n), "--mpi=pmix", *cfg.launcher_args, *worker]
+    nodes = _srun_nodes(n)
+    return [exe, *([f"--nodes={nodes}"] if nodes else []), f"--ntasks={n}", "--mpi=pmix", *cfg.launcher_args, *worker]
+
+
+def _srun_nodes(n: int) -> int | None:
+    """Nodes for ``n`` ranks packed onto the allocation's nodes (``ceil(n / tasks per node)``), or None if unknown.
+
+    Without ``--nodes`` srun spreads a step over every node of the allocation: 4 ranks in a
+    4-node allocation would run one per node, and the benchmark would measure inter-node
+    communication where it means to measure one node.
+    """
+    def first_int(*names: str) -> int | None:  # "4", or "4(x2),3": the first count
+        for name in names:
+            m = re.match(r"\s*(\d+)", os.environ.get(name, ""))
+            if m:
+                return int(m.group(1))
+        return None
+
+    per_node = first_int("SLURM_NTASKS_PER_NODE", "SLURM_TASKS_PER_NODE")
+    have = first_int("SLURM_JOB_NUM_NODES", "SLURM_NNODES")
+    if not per_node or not have:
+        return None
+    return max(1, min(have, -(-n // per_node)))
 
 
 def _launch(cfg: ScalingConfig, n: int, tasks: list[dict], work: Path) -> list[dict]:
@@ -719,7 +748,8 @@ def aggregate(cfg: ScalingConfig, raw: list[dict]) -> list[dict]:
             for n in ns:
                 reps, t, lo, hi, comm, wait = stats(n)
                 r0 = reps[0]
-                row = {"what": what, "mode": mode, "ranks": n, "repeats": len(reps), "time_s": t, "time_min_s": lo,
+                row = {"what": what, "mode": mode, "ranks": n, "nodes": r0.get("nodes", 1), "repeats": len(reps),
+                       "time_s": t, "time_min_s": lo,
                        "time_max_s": hi, "comm_s": comm, "wait_s": wait, "compute_s": max(0.0, t - comm - wait),
                        "efficiency": efficiency(t0, t, n, mode, n0), "all_s": [x[key] for x in reps]}
                 if what == "gan-step":
@@ -829,20 +859,22 @@ def format_markdown(result: dict) -> str:
             lines += [f"GAN training step ({c['resolution']} px, {rows[0]['bytes_per_step'] / 2**20:.2f} MiB and "
                       f"{rows[0]['allreduce_calls_per_step']:.2f} gradient all-reduces per step; {c['steps']} timed "
                       f"steps after {c['warmup']} warm-up):", "",
-                      "| mode | ranks | global batch | time/step (s) | compute | wait | comm | img/s | efficiency "
-                      "| model: comm | model: time/step | model: efficiency | measured bus bw |",
-                      "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+                      "| mode | ranks | nodes | global batch | time/step (s) | compute | wait | comm | img/s "
+                      "| efficiency | model: comm | model: time/step | model: efficiency | measured bus bw |",
+                      "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+                      "| ---: |"]
         else:
             lines += ["Preprocessing (MPI ranks, one worker process each):", "",
-                      "| mode | ranks | images | time (s) | compute | wait | comm | img/s | efficiency "
+                      "| mode | ranks | nodes | images | time (s) | compute | wait | comm | img/s | efficiency "
                       "| model: comm | model: time | model: efficiency | collectives |",
-                      "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+                      "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+                      "| ---: |"]
         for r in rows:
             p = r["predicted"]
             extra = (f"{r['measured_busbw_gbs']:.2f} GB/s" if "measured_busbw_gbs" in r else "-") \
                 if what == "gan-step" else f"{r['collectives']} ({r['collective_bytes'] / 1024:.0f} KiB)"
             lines.append(
-                f"| {r['mode']} | {r['ranks']} | {r['images']} | {r['time_s']:.3f} [{r['time_min_s']:.3f}-"
+                f"| {r['mode']} | {r['ranks']} | {r.get('nodes', 1)} | {r['images']} | {r['time_s']:.3f} [{r['time_min_s']:.3f}-"
                 f"{r['time_max_s']:.3f}] | {r['compute_s']:.3f} | {r['wait_s']:.4f} | {r['comm_s']:.4f} | "
                 f"{r['img_per_s']:.1f} | {r['efficiency']:.2f} | {p['comm_s'] * 1e3:.2f} ms | {p['time_s']:.3f} | "
                 f"{p['efficiency']:.2f} | {extra} |")

@@ -1,9 +1,12 @@
 """The real SLURM cluster of the cluster tests (prefix ``cluster_``).
 
 ``cluster_slurm`` (session) reuses the cluster that ``tests/cluster/slurm-up.sh`` left
-running (found through its pointer file) when it answers, or brings a new one up in a
-state folder unique to this run, and brings it down at the end of the session. As a
-non-root user without a running cluster the tests skip; under CI=true they fail.
+running (found through its pointer file) when it answers with all of its ``NODES`` nodes
+usable, or brings a new one up (``slurm-up.sh --nodes 2``: two compute nodes, each in a
+network namespace of its own) in a state folder unique to this run, and brings it down at the
+end of the session. Every cluster test runs on this one cluster: single-node jobs on either
+node, the multi-node tests (marker ``multinode``) across both. As a non-root user without a
+running cluster the tests skip; under CI=true they fail.
 """
 
 from __future__ import annotations
@@ -24,17 +27,20 @@ except ImportError:  # pytest imported tests/conftest.py as the top-level module
 
 HERE = Path(__file__).resolve().parent
 POINTER = Path(os.environ.get("HPCGAN_SLURM_POINTER", "/run/hpcgan-slurm/current"))
+NODES = 2  # compute nodes of the test cluster (hpcgan-node1, hpcgan-node2)
 
 
 def _answers(conf: Path) -> bool:
+    """The cluster of ``conf`` answers and has ``NODES`` nodes, each usable."""
     if not conf.is_file() or shutil.which("sinfo") is None:
         return False
     env = dict(os.environ, SLURM_CONF=str(conf))
     try:
-        out = subprocess.run(["sinfo", "-h", "-o", "%T"], env=env, capture_output=True, text=True, timeout=10)
+        out = subprocess.run(["sinfo", "-h", "-N", "-o", "%T"], env=env, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return False
-    return out.returncode == 0 and out.stdout.strip() in ("idle", "mixed", "allocated")
+    states = out.stdout.split()
+    return out.returncode == 0 and len(states) == NODES and all(s in ("idle", "mixed", "allocated") for s in states)
 
 
 @pytest.fixture(scope="session")
@@ -50,7 +56,8 @@ def cluster_slurm():
         _require("a SLURM cluster", is_root and shutil.which("apt-get") is not None,
                  "run the tests as root on Debian (tests/cluster/slurm-up.sh installs and starts one), "
                  "or start one with `sudo bash tests/cluster/slurm-up.sh`")
-        proc = subprocess.run(["bash", str(HERE / "slurm-up.sh")], capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(["bash", str(HERE / "slurm-up.sh"), "--nodes", str(NODES)], capture_output=True,
+                              text=True, timeout=600)
         if proc.returncode != 0:
             pytest.fail(f"slurm-up.sh failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
         state, started = Path(proc.stdout.strip().splitlines()[-1]), True

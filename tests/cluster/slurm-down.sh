@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Stop the test cluster that tests/cluster/slurm-up.sh started, by the pids in its pid files.
+# Stop the test cluster that tests/cluster/slurm-up.sh started, by the pids in its pid files,
+# and remove what it made: the network namespaces, links and /etc/hosts lines listed in
+# STATE_DIR/made (by their names; nothing else is touched).
 #
 #   bash tests/cluster/slurm-down.sh [STATE_DIR]    # default: the cluster named by the pointer file
 #
@@ -31,8 +33,8 @@ fi
 
 # SIGTERM to every daemon at once, then wait for each (SIGKILL after 15 s)
 pids=()
-for f in "$STATE/slurmd.pid" "$STATE/slurmctld.pid" "$STATE/slurmdbd.pid" "$STATE/db/mariadbd.pid" \
-         "$(cat "$STATE/munged.pidfile" 2>/dev/null)"; do
+for f in "$STATE"/slurmd-*.pid "$STATE/slurmd.pid" "$STATE/slurmctld.pid" "$STATE/slurmdbd.pid" \
+         "$STATE/db/mariadbd.pid" "$(cat "$STATE/munged.pidfile" 2>/dev/null)"; do
   [ -n "$f" ] && [ -s "$f" ] || continue
   pid=$(cat "$f")
   kill -0 "$pid" 2>/dev/null || continue
@@ -53,6 +55,28 @@ for p in /proc/[0-9]*; do
     kill -KILL "$pid" 2>/dev/null
   fi
 done
+
+# what slurm-up.sh made outside STATE, newest first: namespaces (and any process still in one), links, hosts
+if [ -s "$STATE/made" ]; then
+  tac "$STATE/made" | while read -r kind name; do
+    case $kind in
+      netns)
+        for pid in $(ip netns pids "$name" 2>/dev/null); do
+          log "process $pid still in namespace $name ($(tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | cut -c1-60)); SIGKILL"
+          kill -KILL "$pid" 2>/dev/null
+        done
+        for _ in $(seq 50); do [ -z "$(ip netns pids "$name" 2>/dev/null)" ] && break; sleep 0.1; done
+        ip netns del "$name" 2>/dev/null && log "removed network namespace $name" ;;
+      link)
+        ip link del "$name" 2>/dev/null && log "removed link $name" ;;
+      hosts)
+        if grep -qF -- "$name" /etc/hosts; then   # in place: /etc/hosts may be a bind mount
+          kept=$(grep -vF -- "$name" /etc/hosts)
+          printf '%s\n' "$kept" > /etc/hosts && log "removed the /etc/hosts lines marked '$name'"
+        fi ;;
+    esac
+  done
+fi
 forget
 if [ "${HPCGAN_SLURM_KEEP:-0}" = 1 ]; then
   log "kept $STATE"

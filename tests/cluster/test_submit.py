@@ -11,7 +11,7 @@ import pytest
 
 from hpcgan.launch.submit import pending_tasks, run_status, submit
 
-from .conftest import run, wait_jobs
+from .conftest import NODES, run, wait_jobs
 
 pytestmark = pytest.mark.slurm
 
@@ -89,7 +89,9 @@ def _max_concurrent(intervals: list[tuple[float, float]]) -> int:
     return best
 
 
+@pytest.mark.multinode
 def test_experiment_grid_as_job_array_with_parallelism_2(cluster_shards, cluster_slurm, tmp_path):
+    """The grid's 4 tasks as one array, at most 2 at once, spread over both nodes of the cluster."""
     cfg = _grid_config(tmp_path, cluster_shards, "grid")
     proc = run([*HPCGAN, "submit", "experiment", "--cluster", "slurm", "--site", "local", "--parallelism", "2",
                 "--folder", tmp_path / "run", "--wait", "--", cfg], cwd=tmp_path, timeout=400)
@@ -107,14 +109,16 @@ def test_experiment_grid_as_job_array_with_parallelism_2(cluster_shards, cluster
         m = json.loads((exp / "tasks" / t["name"] / "test_metrics.json").read_text())
         assert 0.0 <= m["accuracy"] <= 1.0 and m["model"] == "small_cnn"
     # at most 2 array tasks ran at once (SLURM's own start/end times)
-    out = run(["sacct", "-n", "-X", "-P", "-j", array_id, "-o", "JobID,Start,End", "--noconvert"]).stdout
+    out = run(["sacct", "-n", "-X", "-P", "-j", array_id, "-o", "JobID,Start,End,NodeList", "--noconvert"]).stdout
     import datetime
 
-    spans = []
+    spans, nodes = [], set()
     for ln in out.split():
-        jid, a, b = ln.split("|")
+        jid, a, b, node = ln.split("|")
         spans.append((datetime.datetime.fromisoformat(a).timestamp(), datetime.datetime.fromisoformat(b).timestamp()))
+        nodes.add(node)
     assert len(spans) == 4 and _max_concurrent([(a, b - 0.5) for a, b in spans]) <= 2
+    assert nodes == {f"hpcgan-node{i}" for i in range(1, NODES + 1)}, out  # the array ran on both nodes
     # every task's result exists now: a second submission would send only the report job
     assert pending_tasks([str(cfg)])[1] == []
     assert "nothing to resubmit" in run([*HPCGAN, "submit", "status", tmp_path / "run", "--resubmit-failed"]).stdout
