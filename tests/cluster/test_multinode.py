@@ -21,6 +21,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -30,7 +31,7 @@ import torch
 from hpcgan import dist
 from hpcgan.gan.snapshot import list_snapshots, load_snapshot
 
-from .conftest import NODES, REPO, run, sacct_states, wait_jobs
+from .conftest import NODES, REPO, cluster_env, run, wait_jobs
 
 pytestmark = [pytest.mark.slurm, pytest.mark.multinode]
 
@@ -94,36 +95,6 @@ def _wait_for(what: str, cond, timeout: float = 180):
     return got
 
 
-@pytest.fixture(scope="module")
-def two_node_run(cluster_slurm, cluster_shards, tmp_path_factory) -> tuple[str, Path, str]:
-    """The uninterrupted 2-node run: (job id, run directory, log)."""
-    tmp = tmp_path_factory.mktemp("mn_ddp")
-    job = _submit_training(cluster_shards, tmp / "runs", tmp / "ddp.out")
-    states = wait_jobs([job], timeout=300)
-    log = (tmp / "ddp.out").read_text()
-    assert states[job] == "COMPLETED", log
-    (run_dir,) = (tmp / "runs").iterdir()  # one run, not one per rank
-    return job, run_dir, log
-
-
-def test_ddp_across_two_nodes_equals_single_process(two_node_run, cluster_shards, tmp_path):
-    job, run_dir, log = two_node_run
-    out = tmp_path / "single"
-    run(["python", "-m", "hpcgan.cli", "train-gan", "--config", TINY, "--data", cluster_shards, "--outdir", out,
-         "--batch-gpu", "4", "--no-progress", "--kimg", str(EARLY_KIMG), *STEADY], timeout=300)
-    (single,) = out.iterdir()
-    assert sorted(_job_nodes(job)[job]) == HOSTS
-    # one rank per node, both meeting at the first host of the job's node list
-    ranks = sorted(_rendezvous_lines(log))
-    assert [(r, h) for r, h, _ in ranks] == [("0", HOSTS[0]), ("1", HOSTS[1])], log
-    assert {m for *_, m in ranks} == {HOSTS[0]}
-    assert log.count("done:") == 1 and log.count("tick 0 ") == 1, log  # rank 0 alone reports
-    assert len(list_snapshots(run_dir)) == 7 and not list(run_dir.glob("*.tmp*"))  # one snapshot per tick
-    # 2 ranks x 4 images on two nodes == 1 process x 2 slices of 4, for the same global batch of 8
-    early = run_dir / f"snapshot-{round(EARLY_KIMG * 1000):010d}.pt"
-    _assert_same_snapshot(load_snapshot(list_snapshots(single)[-1]), load_snapshot(early))
-
-
 def _first_line(path: Path, pattern: str, start: int = 0):
     if not path.is_file():
         return None
@@ -131,7 +102,44 @@ def _first_line(path: Path, pattern: str, start: int = 0):
     return m
 
 
-def test_two_node_job_preempted_twice_resumes_exactly(two_node_run, cluster_shards, tmp_path):
+class _Started:
+    """The uninterrupted 2-node job and the single-process reference, started together and waited for lazily."""
+
+    def __init__(self, shards: Path, tmp: Path):
+        self.tmp = tmp
+        self.job = _submit_training(shards, tmp / "runs", tmp / "ddp.out")
+        self.single_out = tmp / "single"
+        cmd = ["python", "-m", "hpcgan.cli", "train-gan", "--config", TINY, "--data", shards, "--outdir",
+               self.single_out, "--batch-gpu", "4", "--no-progress", "--kimg", str(EARLY_KIMG), *STEADY]
+        self.single = subprocess.Popen([str(c) for c in cmd], cwd=REPO, env=cluster_env(), stdout=subprocess.PIPE,
+                                       stderr=subprocess.STDOUT, text=True)
+
+    def two_node(self) -> tuple[str, Path, str]:
+        """(job id, run directory, log) of the finished 2-node job."""
+        states = wait_jobs([self.job], timeout=400)
+        log = (self.tmp / "ddp.out").read_text()
+        assert states[self.job] == "COMPLETED", log
+        (run_dir,) = (self.tmp / "runs").iterdir()  # one run, not one per rank
+        return self.job, run_dir, log
+
+    def single_run(self) -> Path:
+        out, _ = self.single.communicate(timeout=400)
+        assert self.single.returncode == 0, out
+        (run_dir,) = self.single_out.iterdir()
+        return run_dir
+
+
+@pytest.fixture(scope="module")
+def started(cluster_slurm, cluster_shards, tmp_path_factory):
+    """Both reference runs, started when the first test that needs them starts (they run beside it)."""
+    ref = _Started(cluster_shards, tmp_path_factory.mktemp("mn_ddp"))
+    yield ref
+    if ref.single.poll() is None:
+        ref.single.kill()
+        ref.single.communicate()
+
+
+def test_two_node_job_preempted_twice_resumes_exactly(started, cluster_shards, tmp_path):
     """Interrupted twice, the job ends where the uninterrupted 2-node run ended: resume is exact on both ranks."""
     outdir, log = tmp_path / "runs", tmp_path / "preempt.out"
     job = _submit_training(cluster_shards, outdir, log)
@@ -154,7 +162,22 @@ def test_two_node_job_preempted_twice_resumes_exactly(two_node_run, cluster_shar
     assert len(ranks) == 6 and {(r, h) for r, h, _ in ranks} == {("0", HOSTS[0]), ("1", HOSTS[1])}, text
     assert text.count("done:") == 1 and float(first.group(1)) < KIMG
     (run_dir,) = (outdir).iterdir()  # the same run continued, no new one
-    _assert_same_training(two_node_run[1], run_dir)
+    _assert_same_training(started.two_node()[1], run_dir)
+
+
+def test_ddp_across_two_nodes_equals_single_process(started):
+    job, run_dir, log = started.two_node()
+    single = started.single_run()
+    assert sorted(_job_nodes(job)[job]) == HOSTS
+    # one rank per node, both meeting at the first host of the job's node list
+    ranks = sorted(_rendezvous_lines(log))
+    assert [(r, h) for r, h, _ in ranks] == [("0", HOSTS[0]), ("1", HOSTS[1])], log
+    assert {m for *_, m in ranks} == {HOSTS[0]}
+    assert log.count("done:") == 1 and log.count("tick 0 ") == 1, log  # rank 0 alone reports
+    assert len(list_snapshots(run_dir)) == 7 and not list(run_dir.glob("*.tmp*"))  # one snapshot per tick
+    # 2 ranks x 4 images on two nodes == 1 process x 2 slices of 4, for the same global batch of 8
+    early = run_dir / f"snapshot-{round(EARLY_KIMG * 1000):010d}.pt"
+    _assert_same_snapshot(load_snapshot(list_snapshots(single)[-1]), load_snapshot(early))
 
 
 def _rank_pid(job: str, rank: int) -> int | None:
