@@ -675,7 +675,9 @@ def _add_experiment_commands(sub) -> None:
         description="Aggregate EXPERIMENT_DIR and write EXPERIMENT_DIR/report/: report.md (mean ± std over runs of "
         "accuracy, TPR, TNR, FPR per model x aug x class set; paired t-test and bootstrap CI of each mode against "
         "none and of gan modes against classic; the image-metric table with FID/KID and memorisation), table.csv, "
-        "runs.csv, comparisons.csv, accuracy.png and roc.png. Computes image_metrics.json first when the "
+        "runs.csv, comparisons.csv, accuracy.png and roc.png, and report.html: all of it with pictures (real and "
+        "generated images per class, the GAN's FID/KID curve, the memorisation check's closest pairs, configs and "
+        "versions) in one self-contained file for a browser. Computes image_metrics.json first when the "
         "experiment has gan_data and it is missing.",
     )
     r.add_argument("experiment_dir", help="an experiment directory (<outdir>/<name>, holds experiment.yaml)")

@@ -36,7 +36,9 @@ GAN_PRESET = REPO / "configs" / "gan" / "cpu-smoke.yaml"
 
 # Pipeline sizes; the grid itself comes from configs/demo.yaml (+ "grid" overrides).
 SETTINGS = {
-    "full": {"phantoms": 200, "test_per_class": 40, "resolution": 32, "kimg": 12.0, "gan": {},
+    # full: FID of G_ema at the first tick, tick 12 and the end (64 generated images each): the report's FID curve
+    "full": {"phantoms": 200, "test_per_class": 40, "resolution": 32, "kimg": 12.0,
+             "gan": {"metric_every": 12, "fid_num_fake": 64},
              "gen_n": 200, "grid": {}},
     "quick": {"phantoms": 24, "test_per_class": 6, "resolution": 32, "kimg": 0.064,
               "gan": {"z_dim": 32, "w_dim": 32, "channel_base": 512, "channel_max": 32, "mapping_layers": 2,
