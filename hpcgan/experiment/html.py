@@ -117,6 +117,11 @@ def _class_set_section(d, cset: str) -> str:
     full = [[c["model"], c["aug"], c["n_runs"]] + [_pm(c, k) for k in keys] for c in cells]
     out.append(table(["model", "augmentation", "runs"] + [LABEL.get(k, k) for k in keys], full,
                      "Every metric per cell (mean ± std over runs)", numeric=set(range(2, len(keys) + 3))))
+    ext = _external_keys(cells, "_mean")
+    if ext:  # external test sets: every external_<set>_<metric> the cells carry
+        rows = [[c["model"], c["aug"]] + [_pm(c, k) for k in ext] for c in cells]
+        out.append(table(["model", "augmentation"] + [k.replace("external_", "", 1) for k in ext], rows,
+                         "External test sets (mean ± std over runs)", numeric=set(range(2, len(ext) + 2))))
     cc = [c for c in d.comps if c["class_set"] == cset]
     if cc:
         rows = []
@@ -128,6 +133,16 @@ def _class_set_section(d, cset: str) -> str:
                           "verdict"], rows, "Paired comparisons (same seeds; `scipy.stats.ttest_rel`, percentile "
                           "bootstrap CI of the mean difference)", numeric={2, 3, 5, 6}))
     return "\n".join(out)
+
+
+def _external_keys(items: list[dict], suffix: str = "") -> list[str]:
+    """Keys ``external_<set>_<metric><suffix>`` present in ``items`` (without the suffix), in first-seen order."""
+    keys: dict = {}
+    for it in items:
+        for k in it:
+            if k.startswith("external_") and k.endswith(suffix):
+                keys[k[: len(k) - len(suffix)] if suffix else k] = True
+    return list(keys)
 
 
 def _charts_section(d) -> str:
@@ -265,6 +280,7 @@ def _runs_section(d) -> str:
     from hpcgan.experiment.report import run_columns
 
     cols = run_columns(d)
+    cols += [k for k in _external_keys(d.results["rows"]) if k not in cols]
     rows = [[_metric_value(r.get(k)) if _num(r.get(k)) and not isinstance(r.get(k), int) else r.get(k)
              for k in cols] for r in d.results["rows"]]
     return "<h2>Every run</h2>\n" + table(cols, rows, "One row per finished task (runs.csv)",

@@ -53,3 +53,12 @@ def test_html_tables_escape_and_render_new_metric_keys():
     html = _image_metrics_table(res)
     assert "FID (5k gen / 400 real)" in html and "12.5000" in html and "3.0000" in html
     assert "COVID: 20.0000; Normal: 15.2500" in html and "note: a note" in html
+
+
+def test_external_set_keys_are_found_generically():
+    from hpcgan.experiment.html import _external_keys
+
+    cells = [{"model": "m", "external_hannover_accuracy_mean": 0.5, "external_hannover_accuracy_std": 0.1,
+              "external_hannover_n_mean": 40.0, "accuracy_mean": 0.9}]
+    assert _external_keys(cells, "_mean") == ["external_hannover_accuracy", "external_hannover_n"]
+    assert _external_keys([{"external_x_auc": 1.0, "seed": 1}]) == ["external_x_auc"]
