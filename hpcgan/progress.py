@@ -160,7 +160,7 @@ class Progress:
         print(text, file=sys.stdout, flush=True)
 
     def write(self, msg: str) -> None:
-        """Print a log line without breaking a bar (printed in every mode but ``off`` ranks' silence)."""
+        """Print a log line (a tick, a failed task) without breaking a bar; printed in every mode, off included."""
         if self._bar is not None:
             self._bar.write(msg, file=sys.stderr)
         else:
