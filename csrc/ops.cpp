@@ -56,11 +56,31 @@ std::string cuda_archs() {
 #endif
 }
 
+// The torch this module was compiled against (setup.py passes torch.__version__
+// and torch.version.cuda); hpcgan.build_info compares them with the running torch.
+std::string built_torch() {
+#ifdef HPCGAN_BUILT_TORCH
+  return HPCGAN_BUILT_TORCH;
+#else
+  return "";
+#endif
+}
+
+std::string built_torch_cuda() {
+#ifdef HPCGAN_BUILT_TORCH_CUDA
+  return HPCGAN_BUILT_TORCH_CUDA;
+#else
+  return "";
+#endif
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "hpcgan native kernels (the ops are under torch.ops.hpcgan)";
   m.def("cuda_built", &cuda_built, "True when the CUDA kernels were compiled in");
   m.def("cuda_archs", &cuda_archs, "TORCH_CUDA_ARCH_LIST the CUDA kernels were compiled for");
+  m.def("built_torch", &built_torch, "torch.__version__ this module was compiled against");
+  m.def("built_torch_cuda", &built_torch_cuda, "torch.version.cuda this module was compiled against (\"\" for CPU torch)");
   m.def("num_activations", []() { return static_cast<int>(hpcgan::kNumActs); });
 }

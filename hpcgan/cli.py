@@ -37,7 +37,8 @@ def _add_core_commands(sub) -> None:
     p = sub.add_parser(
         "doctor",
         help="show torch, the native extension's backends, threads and cluster tools",
-        description="Print the torch version, whether hpcgan._C loaded and which backends "
+        description="Print the torch version and the torch hpcgan._C was compiled against, whether it loaded "
+        "(a mismatch says how to rebuild) and which backends "
         "(CPU, CUDA and its archs) it was built with, the torch thread count, and whether "
         "mpirun, srun, sbatch and nvcc are on PATH. Exits 1 when the extension is missing.",
     )

@@ -7,7 +7,31 @@ import shutil
 
 import torch
 
-from hpcgan.ops import _native
+from hpcgan import build_info
+from hpcgan.errors import NativeExtensionError
+
+
+def _native_facts() -> dict:
+    """The extension's state and the torch it was built against; a mismatch is reported, not raised."""
+    try:
+        from hpcgan.ops import _native
+    except NativeExtensionError as exc:
+        record = build_info.recorded() or {}
+        return {
+            "built_against": f"torch {record.get('torch', '?')} (CUDA {record.get('torch_cuda') or 'none'})",
+            "native_extension": f"MISMATCH ({exc})",
+            "native_backends": "none",
+        }
+    built = _native.built_against()
+    return {
+        "built_against": f"torch {built['torch']} (CUDA {built.get('torch_cuda') or 'none'})"
+        if built
+        else "unknown (built before hpcgan recorded it: rebuild)",
+        "native_extension": "loaded" if _native.available() else f"MISSING ({_native.import_error()})",
+        "native_backends": ", ".join(["CPU"] + ([f"CUDA (archs {_native.cuda_archs()})"] if _native.cuda_built() else []))
+        if _native.available()
+        else "none",
+    }
 
 
 def report() -> dict:
@@ -18,13 +42,8 @@ def report() -> dict:
         "torch_cuda": torch.version.cuda or "none (CPU build)",
         "cuda_devices": torch.cuda.device_count() if torch.cuda.is_available() else 0,
         "threads": torch.get_num_threads(),
-        "native_extension": "loaded" if _native.available() else f"MISSING ({_native.import_error()})",
-        "native_backends": ", ".join(
-            ["CPU"] + ([f"CUDA (archs {_native.cuda_archs()})"] if _native.cuda_built() else [])
-        )
-        if _native.available()
-        else "none",
     }
+    info.update(_native_facts())
     for tool in ("mpirun", "srun", "sbatch", "nvcc"):
         info[tool] = shutil.which(tool) or "not found"
     info["data_root"] = os.environ.get("HPCGAN_CXR_ROOT", "(default ../shared/data/cxr)")

@@ -18,16 +18,20 @@ import warnings
 
 import torch
 
+from hpcgan import build_info
 from hpcgan.errors import NativeExtensionError
 
 IMPLS = ("auto", "native", "ref")
 
 _BUILD_HINT = (
-    "Build it from the project root with `bash scripts/install.sh`, or, with torch "
-    "already installed, `pip install --no-build-isolation -e .` (add HPCGAN_CUDA=1 to "
-    "insist on the CUDA kernels). To run on the slow pure-PyTorch reference instead, "
+    "Build it from the project root with `bash scripts/install.sh` or `pip install -e .` "
+    "(it compiles against the installed torch; `pip install --no-build-isolation -e .` too; "
+    "add HPCGAN_CUDA=1 to insist on the CUDA kernels). To run on the slow pure-PyTorch reference instead, "
     "set HPCGAN_ALLOW_REF=1."
 )
+
+# an extension compiled against another torch stops here, before it is imported
+_BUILD = build_info.check()
 
 try:  # the extension registers torch.ops.hpcgan.* when imported
     from hpcgan import _C  # type: ignore[attr-defined]
@@ -36,6 +40,11 @@ try:  # the extension registers torch.ops.hpcgan.* when imported
 except ImportError as exc:  # pragma: no cover - depends on the build
     _C = None
     _IMPORT_ERROR = exc
+
+if _C is not None and hasattr(_C, "built_torch"):
+    build_info.check_module(_C, _BUILD)
+elif _C is not None:  # built before the extension recorded its torch
+    warnings.warn(f"hpcgan._C does not record the torch it was compiled against. {build_info.REBUILD_HINT}", stacklevel=2)
 
 _warned_ref = False
 
@@ -48,6 +57,13 @@ def available() -> bool:
 def cuda_built() -> bool:
     """True when hpcgan._C holds CUDA kernels."""
     return _C is not None and bool(_C.cuda_built())
+
+
+def built_against() -> dict:
+    """The torch and CUDA versions hpcgan._C was compiled against ({} when unknown)."""
+    if _C is not None and hasattr(_C, "built_torch"):
+        return {"torch": _C.built_torch(), "torch_cuda": _C.built_torch_cuda() or None}
+    return dict(_BUILD) if _BUILD else {}
 
 
 def cuda_archs() -> str:
