@@ -37,10 +37,10 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from hpcgan.ops import _native  # noqa: E402
-from hpcgan.ops.bias_act import bias_act, bias_act_ref  # noqa: E402
-from hpcgan.ops.modulated_conv2d import modulated_conv2d, modulated_conv2d_ref  # noqa: E402
-from hpcgan.ops.upfirdn2d import downsample2d, setup_filter, upsample2d  # noqa: E402
+from hpcgan.ops import _native
+from hpcgan.ops.bias_act import bias_act, bias_act_ref
+from hpcgan.ops.modulated_conv2d import modulated_conv2d, modulated_conv2d_ref
+from hpcgan.ops.upfirdn2d import downsample2d, setup_filter, upsample2d
 
 CHANNELS = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256, 128: 128, 256: 64}
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
+from collections.abc import Iterator
 
 
 def temp_name(path: str | os.PathLike) -> Path:

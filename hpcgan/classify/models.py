@@ -110,7 +110,7 @@ def _load_imagenet(model: nn.Module, name: str, pretrained: str) -> str | None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(state)
-    except Exception as exc:  # noqa: BLE001 - any unreadable or mismatched file is the user's to replace
+    except Exception as exc:  # any unreadable or mismatched file is the user's to replace
         raise HpcganError(f"cannot load the ImageNet weights of {name} from {path}: {exc}; delete the file and "
                           f"fetch it again: {fetch_command(name)}") from exc
     log.info("%s: ImageNet weights from %s", name, path)

@@ -30,7 +30,7 @@ transforms act on every channel alike).
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -122,7 +122,7 @@ class AugmentPipe(nn.Module):
         self.register_buffer("p", torch.tensor(float(p)))
 
     @classmethod
-    def from_groups(cls, groups: str = "bgc", **kwargs) -> "AugmentPipe":
+    def from_groups(cls, groups: str = "bgc", **kwargs) -> AugmentPipe:
         """A pipe with the transforms of the named groups ("b", "g", "c") enabled."""
         bad = set(groups) - set(GROUPS)
         if bad:

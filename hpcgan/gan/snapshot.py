@@ -95,7 +95,7 @@ def load_snapshot(path: str | os.PathLike, map_location="cpu") -> dict:
         raise HpcganError(f"snapshot {path} not found")
     try:
         snap = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means "not a valid snapshot"
+    except Exception as exc:  # any unpickling failure means "not a valid snapshot"
         raise HpcganError(f"cannot load snapshot {path}: {exc}") from exc
     if not isinstance(snap, dict) or snap.get("format") != FORMAT:
         raise HpcganError(f"{path} is not an hpcgan GAN snapshot (written by `hpcgan train-gan`)")

@@ -53,7 +53,7 @@ import re
 import signal
 import time
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch

@@ -47,7 +47,7 @@ class SiteProfile:
     srun_args: list = field(default_factory=list)   # options of the srun that starts the tasks, e.g. [--mpi=pmix]
     additional: dict = field(default_factory=dict)  # other sbatch options, e.g. {qos: boost_qos_dbg}
 
-    def validate(self) -> "SiteProfile":
+    def validate(self) -> SiteProfile:
         if self.cluster not in ("slurm", "local", "debug"):
             raise HpcganError(f"site {self.name}: cluster must be slurm, local or debug, not {self.cluster!r}")
         for k in ("nodes", "tasks_per_node", "cpus_per_task", "time_min", "max_num_timeout", "array_parallelism"):

@@ -246,7 +246,7 @@ def _write_run(run_dir: Path, run: dict) -> None:
 
 
 def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
 def _record(job, kind: str, index: int | None = None, name: str | None = None) -> dict:

@@ -148,7 +148,7 @@ def _load_torchscript(path: Path, device) -> torch.nn.Module:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load is deprecated but this file is TorchScript
             return torch.jit.load(str(path), map_location="cpu").to(device)
-    except Exception as exc:  # noqa: BLE001 - any failure here is "not a usable TorchScript file"
+    except Exception as exc:  # any failure here is "not a usable TorchScript file"
         raise HpcganError(f"cannot load feature extractor {path} as TorchScript ({type(exc).__name__}: {exc}); "
                           "pass a file written by torch.jit.save, or --feature-net auto") from exc
 

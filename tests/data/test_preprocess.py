@@ -49,7 +49,7 @@ def test_crop_on_real_hannover_masks(data_cxr_root):
         # the lung touches the crop's margin band on its longer side, and never its edge rows
         side = crop.shape[0]
         mb = mask_bbox(mcrop.astype(bool))
-        assert mb[0] > 0 and mb[1] > 0 and mb[2] < side and mb[3] < side or pflags
+        assert (mb[0] > 0 and mb[1] > 0 and mb[2] < side and mb[3] < side) or pflags
         out = resize(crop, 64)
         assert out.shape == (64, 64) and out.dtype == np.uint8
         # antialiased: the resized image's mean stays close to the crop's
