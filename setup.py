@@ -236,7 +236,7 @@ def build_ext_class():
     from torch.utils import cpp_extension
 
     class BuildExt(cpp_extension.BuildExtension):
-        build_info: dict = {}
+        build_info: dict | None = None  # set by the caller
 
         def run(self):
             super().run()

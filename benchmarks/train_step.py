@@ -211,7 +211,7 @@ def profile_native(stepper: Stepper, n: int) -> dict:
     fam: dict[str, float] = {}
     for e in events:
         name = e.key
-        for label, subs in FAMILIES:
+        for label, subs in FAMILIES:  # noqa: B007 - label is read after the loop (break)
             if any(s in name for s in subs):
                 break
         else:

@@ -13,7 +13,7 @@ import sys
 from hpcgan.errors import HpcganError
 
 
-def _cmd_doctor(args: argparse.Namespace) -> int:
+def _cmd_doctor(_args: argparse.Namespace) -> int:
     from hpcgan import doctor
 
     info = doctor.report()

@@ -45,7 +45,7 @@ def test_doctor_reports_extension_and_tools():
     assert f"threads           {torch.get_num_threads()}" in out.stdout
     for tool in ("mpirun", "srun", "sbatch", "nvcc"):
         assert tool in out.stdout
-    backends = [l for l in out.stdout.splitlines() if l.startswith("native_backends")][0]
+    backends = next(ln for ln in out.stdout.splitlines() if ln.startswith("native_backends"))
     assert ("CUDA" in backends) == _native.cuda_built()
 
 

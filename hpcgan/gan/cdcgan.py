@@ -94,7 +94,7 @@ class CDCGenerator(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, z: torch.Tensor, c: torch.Tensor | None = None, truncation_psi: float = 1.0,
-                noise_mode: str = "random", **_ignored) -> torch.Tensor:
+                noise_mode: str = "random", **_ignored) -> torch.Tensor:  # noqa: ARG002 - the StyleGAN2 generator's signature
         if truncation_psi != 1:
             raise ValueError("the cDCGAN has no truncation; use truncation_psi=1")
         if z.ndim != 2 or z.shape[1] != self.z_dim:

@@ -193,7 +193,7 @@ class StyleGAN2Loss:
 
     # -- forward passes -----------------------------------------------------
 
-    def run_G(self, z: torch.Tensor, c: torch.Tensor | None, update_emas: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    def run_G(self, z: torch.Tensor, c: torch.Tensor | None, update_emas: bool = False) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: N802 - the StyleGAN2 names
         """Generate images with style mixing; returns ``(img, ws)``."""
         ws = self.G.mapping(z, c, update_emas=update_emas)
         if self.style_mixing_prob > 0 and ws.shape[1] > 1:
@@ -204,7 +204,7 @@ class StyleGAN2Loss:
         img = self.G.synthesis(ws)
         return img, ws
 
-    def run_D(self, img: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
+    def run_D(self, img: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:  # noqa: N802
         """Augment (if a pipe is set) and score images; returns logits ``[N, 1]``."""
         if self.augment_pipe is not None:
             img = self.augment_pipe(img)

@@ -254,7 +254,7 @@ def count_parameters(preset: str | None, resolution: int, c_dim: int, overrides:
             "pl_weight": cfg.pl_weight}
 
 
-def _phase_lists(g_params, d_params, g_int: int, d_int: int, pl_weight: float, steps: int) -> list[list[str]]:
+def _phase_lists(_g_params, _d_params, g_int: int, d_int: int, pl_weight: float, steps: int) -> list[list[str]]:
     out = []
     for s in range(steps):
         ph = ["Gmain"] + (["Greg"] if pl_weight > 0 and s % g_int == 0 else [])
@@ -734,9 +734,9 @@ def aggregate(cfg: ScalingConfig, raw: list[dict]) -> list[dict]:
             n0 = ns[0]
             key = "step_s" if what == "gan-step" else "seconds"
 
-            def stats(n):
-                reps = group[n]
-                t, lo, hi = _median_spread([x[key] for x in reps])
+            def stats(n):  # called only within this iteration (group, key)
+                reps = group[n]  # noqa: B023
+                t, lo, hi = _median_spread([x[key] for x in reps])  # noqa: B023
                 comm = statistics.median(x["comm_s"] for x in reps)
                 wait = statistics.median(x["wait_s"] for x in reps)
                 return reps, t, lo, hi, comm, wait

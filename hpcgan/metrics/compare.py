@@ -238,7 +238,7 @@ def format_markdown(res: dict) -> str:
                 v = res[key].get(m)
                 if m == "kid" and v is not None:
                     v = {"mean": v["mean"] * 1000, "std": v["std"] * 1000}
-                vals.append(_fmt(v, 3 if m == "fid" else 3))
+                vals.append(_fmt(v, 3))
         elif m in LABELS:
             label = f"{LABELS[m]}, nearest pair"
             vals = [_fmt(res[key].get(m)) for key in (("generated", "baseline") if has_base else ("generated",))]

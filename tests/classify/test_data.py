@@ -75,9 +75,9 @@ def test_bad_settings_name_the_setting(classify_shards, tmp_path, change, match)
 
 
 def test_missing_folders_and_unknown_classes(classify_shards, tmp_path):
-    with pytest.raises(HpcganError, match="data .*nowhere"):
+    with pytest.raises(HpcganError, match=r"data .*nowhere"):
         run_classify(tiny_config(tmp_path / "nowhere", tmp_path / "o"))
-    with pytest.raises(HpcganError, match="gan_data .*nothing"):
+    with pytest.raises(HpcganError, match=r"gan_data .*nothing"):
         run_classify(tiny_config(classify_shards, tmp_path / "o", aug="gan", gan_data=[str(tmp_path / "nothing")]))
     with pytest.raises(HpcganError, match=r"classes \['COVID'\]"):
         run_classify(tiny_config(classify_shards, tmp_path / "o", classes=["Clear", "COVID"]))

@@ -49,7 +49,7 @@ def test_same_seed_same_metrics_and_idempotent(classify_shards, tmp_path):
     assert again == json.loads(json.dumps(a)) and calls == []
 
 
-class _Killed(Exception):
+class _KilledError(Exception):
     pass
 
 
@@ -58,10 +58,10 @@ def test_resume_after_kill_equals_uninterrupted(classify_shards, tmp_path):
 
     def die_after_first(rec):
         if rec["epoch"] == 1:
-            raise _Killed  # the process "dies" right after epoch 1's files are written
+            raise _KilledError  # the process "dies" right after epoch 1's files are written
 
     cfg = tiny_config(classify_shards, tmp_path / "cut", epochs=3, aug="classic")
-    with pytest.raises(_Killed):
+    with pytest.raises(_KilledError):
         run_classify(cfg, on_epoch=die_after_first)
     assert not (tmp_path / "cut" / "test_metrics.json").exists()
     seen = []

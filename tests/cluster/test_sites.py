@@ -31,7 +31,7 @@ def test_every_site_profile_loads_and_fits_its_nodes():
 def test_overrides_and_user_errors(tmp_path):
     site = load_site("leonardo", {"time_min": 30, "nodes": 4, "account": None})
     assert site.time_min == 30 and site.nodes == 4 and site.account == load_site("leonardo").account
-    with pytest.raises(HpcganError, match="known sites: .*leonardo"):
+    with pytest.raises(HpcganError, match=r"known sites: .*leonardo"):
         load_site("nosuchsite")
     with pytest.raises(HpcganError, match="signal_delay_s"):
         load_site("local", {"time_min": 1, "signal_delay_s": 90})

@@ -4,6 +4,7 @@ experiment array -> report). (train-gan.sbatch's requeue before the time limit: 
 from __future__ import annotations
 
 import datetime
+import itertools
 import json
 import re
 
@@ -52,7 +53,7 @@ def test_pipeline_dependency_chain_and_array(cluster_slurm, tmp_path):
     assert set(states.values()) == {"COMPLETED"} and len(states) == 6, f"{states}\n{logs}"  # 5 jobs, 2 array tasks
     # each job started only after the one before it had ended (afterok)
     order = list(ids.values())
-    for before, after in zip(order, order[1:]):
+    for before, after in itertools.pairwise(order):
         assert _times(after)[0] >= _times(before)[1], (before, after)
     # the outputs of every stage
     assert json.loads((work / "shards" / "manifest.json").read_text())["class_names"] == ["Clear", "Opacity"]

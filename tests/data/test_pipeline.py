@@ -70,7 +70,7 @@ def test_dist_ranks_under_mpirun(data_mpirun):
     proc = subprocess.run([*data_mpirun, "-np", "2", sys.executable, "-c", code], cwd=REPO, capture_output=True,
                           text=True, timeout=60, env=dict(os.environ, PYTHONPATH=str(REPO)))
     assert proc.returncode == 0, proc.stderr
-    lines = sorted(l for l in proc.stdout.splitlines() if l.startswith("R "))
+    lines = sorted(ln for ln in proc.stdout.splitlines() if ln.startswith("R "))
     assert lines == ["R 0 2 0 0 2 True", "R 1 2 1 1 2 False"]
 
 

@@ -104,7 +104,7 @@ def test_detector_on_real_hannover_flags_some_not_all(data_cxr_root):
         res = detect_annotations(crop)
         n += 1
         flagged += res["flagged"]
-        for (y, x, h, w, contrast) in res["components"]:
+        for (y, x, _h, _w, contrast) in res["components"]:
             assert 0 <= y < crop.shape[0] and 0 <= x < crop.shape[1] and contrast > 0
     assert 0 < flagged < n
 
@@ -161,7 +161,7 @@ def test_missing_mask_policies(data_phantom_root, tmp_path):
     assert [e["stem"] for e in m["excluded"]] == ["Clear-5"] and m["excluded"][0]["reason"] == "missing_mask"
     assert s["written"] == 23
     assert m["annotation_flagged_kept"]  # keep: flagged but written
-    with pytest.raises(HpcganError, match="Clear-5.png"):
+    with pytest.raises(HpcganError, match=r"Clear-5.png"):
         run_preprocess(PreprocessConfig(str(root), str(tmp_path / "err"), no_mask_policy="error", **base))
 
 

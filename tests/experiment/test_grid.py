@@ -88,7 +88,7 @@ def test_changed_config_is_refused(tmp_path, exp_shards):
     prepare_dir(validate(ExperimentConfig(**small_grid(exp_shards, tmp_path, device="auto"))))  # execution only
     with pytest.raises(HpcganError, match=r"different config: epochs: was 1, now 2"):
         prepare_dir(validate(ExperimentConfig(**small_grid(exp_shards, tmp_path, epochs=2))))
-    with pytest.raises(HpcganError, match="manifest.json"):
+    with pytest.raises(HpcganError, match=r"manifest.json"):
         prepare_dir(validate(ExperimentConfig(**small_grid(tmp_path / "nothing", tmp_path))))
 
 

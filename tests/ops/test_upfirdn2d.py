@@ -175,7 +175,7 @@ def test_gradcheck(up, down, padding, fspec):
     f = _filter(fspec, torch.float64)
     for flip in (False, True):
 
-        def fn(x):
+        def fn(x, flip=flip):
             return upfirdn2d(x, f, up=up, down=down, padding=padding, flip_filter=flip, gain=1.3, impl="native")
 
         assert torch.autograd.gradcheck(fn, (x,))
