@@ -498,7 +498,7 @@ def collective_errors(what: str):
     """
     try:
         yield
-    except Exception as exc:  # noqa: BLE001 - re-raised unless it is a collective failure
+    except Exception as exc:  # re-raised unless it is a collective failure
         if world_size() <= 1 or not _is_collective_failure(exc):
             raise
         from hpcgan.errors import HpcganError

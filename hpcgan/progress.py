@@ -24,7 +24,7 @@ import math
 import os
 import sys
 import time
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from hpcgan.errors import HpcganError
 
@@ -32,7 +32,7 @@ __all__ = ["MODES", "Progress", "normalize", "resolve", "track", "format_duratio
 
 MODES = ("auto", "bar", "lines", "off")
 DEFAULT_INTERVAL_S = 30.0
-_open_bars: list["Progress"] = []  # bars (tqdm) open now, outermost first
+_open_bars: list[Progress] = []  # bars (tqdm) open now, outermost first
 
 
 def normalize(mode) -> str:
@@ -126,7 +126,7 @@ class Progress:
                              mininterval=0.5, file=sys.stderr)
             _open_bars.append(self)
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         return self
 
     def __exit__(self, *exc) -> None:

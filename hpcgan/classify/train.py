@@ -51,7 +51,7 @@ import random
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -312,7 +312,7 @@ def run_classify(cfg: ClassifyConfig, on_epoch: Callable[[dict], None] | None = 
             opt.load_state_dict(ck["optimizer"])
             if ck.get("scaler"):
                 scaler.load_state_dict(ck["scaler"])
-        except Exception as exc:  # noqa: BLE001 - a damaged checkpoint is the user's to remove
+        except Exception as exc:  # a damaged checkpoint is the user's to remove
             raise HpcganError(f"cannot resume from {last_pt} ({exc}); delete it to start the run over") from exc
         start, best_epoch, best_acc = int(ck["epoch"]), int(ck["best_epoch"]), float(ck["best_val_accuracy"])
         if start > cfg.epochs:

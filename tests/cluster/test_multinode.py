@@ -208,8 +208,8 @@ def test_a_rank_that_dies_or_hangs_stops_the_job_with_a_clear_error(cluster_slur
                                      HPCGAN_DIST_TIMEOUT_S="20", HPCGAN_SRUN_WAIT="5")
     t_stop = {}
     for how, sig in (("kill", signal.SIGKILL), ("stop", signal.SIGSTOP)):
-        _wait_for(f"{how}: the first snapshot", lambda: list((tmp_path / how / "runs").glob("*/snapshot-*.pt")))
-        pid = _wait_for(f"{how}: rank 1's process", lambda: _rank_pid(jobs[how], 1))
+        _wait_for(f"{how}: the first snapshot", lambda how=how: list((tmp_path / how / "runs").glob("*/snapshot-*.pt")))
+        pid = _wait_for(f"{how}: rank 1's process", lambda how=how: _rank_pid(jobs[how], 1))
         os.kill(pid, sig)
         t_stop[how] = time.monotonic()
     states = wait_jobs(list(jobs.values()), timeout=180)

@@ -49,7 +49,7 @@ def test_mixed_features_are_half_outputs_float32(device):
     G, D = make_pair(c_dim=2, conv_clamp=256, num_fp16_res=3)
     G, D = G.to(device), D.to(device)
     seen: dict[str, torch.dtype] = {}
-    for name, m in [*G.synthesis.blocks.named_children(), *D.blocks.named_children()]:
+    for _name, m in [*G.synthesis.blocks.named_children(), *D.blocks.named_children()]:
         owner = "G" if any(m is b for b in G.synthesis.blocks) else "D"
         m.conv1.register_forward_hook(lambda mod, inp, out, k=f"{owner}{m.resolution}": seen.__setitem__(k, out.dtype))
     z = torch.randn(4, Z_DIM, device=device)
