@@ -33,6 +33,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -47,6 +48,7 @@ REPO = Path(__file__).resolve().parents[1]
 IN_CI = os.environ.get("CI", "").lower() == "true"
 TORCH_SITE = os.path.dirname(os.path.dirname(torch.__file__))
 NEW_PIP = "25.3"
+STEP_TIMEOUT_S = 3000  # per step; about 3 min each on an idle 2-core machine
 OLD_TORCH_WHEEL = "/opt/wheels/torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl"
 # an op and its reference, run from outside the tree (the installed package, not the cwd)
 OP_CHECK = (
@@ -75,8 +77,16 @@ class Case:
 
     def run(self, step: str, argv: list, cwd: Path | None = None, check: bool = True, env: dict | None = None):
         t0 = time.perf_counter()
-        out = subprocess.run([str(a) for a in argv], cwd=cwd or self.dir, env=env or self.env, capture_output=True,
-                             text=True, timeout=1500)
+        # a session of its own: a timeout ends pip's build hooks and compilers too
+        proc = subprocess.Popen([str(a) for a in argv], cwd=cwd or self.dir, env=env or self.env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            stdout, stderr = proc.communicate(timeout=STEP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise AssertionError(f"{self.name}: {step} did not finish within {STEP_TIMEOUT_S} s (log: {self.log})") from None
+        out = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
         self.times[step] = self.times.get(step, 0.0) + time.perf_counter() - t0
         with open(self.log, "a") as f:
             f.write(f"\n=== {step}: {' '.join(map(str, argv))} (rc {out.returncode})\n{out.stdout}{out.stderr}")
