@@ -11,9 +11,15 @@ groups, restricted to what makes sense for one channel:
 - colour (grayscale): brightness (offset), contrast (scale), luma flip (``-x``).
 
 Blitting and geometric transforms are composed into one inverse affine matrix
-per image and applied in a single ``F.grid_sample`` (bilinear, reflection
-padding); images whose matrix is the identity are passed through untouched. The
-colour transforms are a per-image ``x * scale + offset``. Everything is
+per image and applied by :func:`affine_warp`. Images with a geometric transform
+are resampled anti-aliased, as in the ADA paper: reflect-padded as far as the
+transform reaches, upsampled 2x with the symlet-6 wavelet filter (:data:`SYM6`),
+sampled bilinearly at 2x, low-pass filtered with the same filter and decimated
+2x (hpcgan.ops.upfirdn2d). Images with blitting transforms only land on pixel
+centres: one bilinear ``F.grid_sample`` at 1x moves them exactly. Images whose
+matrix is the identity are passed through untouched. ``antialias=False`` keeps
+the older single 1x bilinear ``grid_sample`` for every image (for comparison).
+The colour transforms are a per-image ``x * scale + offset``. Everything is
 differentiable with respect to the input images (twice: R1 differentiates
 through it), so it can sit in front of the discriminator for both real and
 generated images. With ``p == 0`` the input is returned unchanged.
@@ -36,7 +42,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["AugmentPipe", "AdaController", "ADA_MODES", "GROUPS"]
+from hpcgan.ops.upfirdn2d import setup_filter, upfirdn2d, upsample2d
+
+__all__ = ["AugmentPipe", "AdaController", "ADA_MODES", "GROUPS", "SYM6", "affine_warp"]
 
 ADA_MODES = ("ada", "fixed", "noaug")
 
@@ -47,6 +55,14 @@ GROUPS = {
     "c": ("brightness", "contrast", "lumaflip"),
 }
 _ALL = tuple(name for g in GROUPS.values() for name in g)
+
+# Daubechies' least-asymmetric wavelet of order 6 (symlet 6): its 12 low-pass
+# decomposition taps. Orthonormal: they sum to sqrt(2), their squares sum to 1,
+# they are orthogonal to their own even shifts, and the matching high-pass filter
+# has 6 vanishing moments (tests/gan/test_augment.py checks all four).
+SYM6 = (0.015404109327027373, 0.0034907120842174702, -0.11799011114819057, -0.048311742585633,
+        0.4910559419267466, 0.787641141030194, 0.3379294217276218, -0.07263752278646252,
+        -0.021060292512300564, 0.04472490177066578, 0.0017677118642428036, -0.007800708325034148)
 
 
 def _eye(n: int, batch: int, like: torch.Tensor) -> torch.Tensor:
@@ -77,6 +93,101 @@ def _rotate(theta: torch.Tensor) -> torch.Tensor:
     return m
 
 
+def _affine2d(sx, sy, tx, ty, like: torch.Tensor) -> torch.Tensor:
+    """One ``[3, 3]`` matrix ``diag(sx, sy, 1)`` followed by a translation by ``(tx, ty)``."""
+    return torch.tensor([[sx, 0.0, tx], [0.0, sy, ty], [0.0, 0.0, 1.0]], dtype=like.dtype, device=like.device)
+
+
+def _check_warp_args(images: torch.Tensor, G_inv: torch.Tensor) -> None:
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or not images.is_floating_point():
+        raise ValueError(f"images must be a floating-point [N, C, H, W] tensor, got "
+                         f"{getattr(images, 'shape', type(images).__name__)}")
+    if not isinstance(G_inv, torch.Tensor) or tuple(G_inv.shape) != (images.shape[0], 3, 3):
+        raise ValueError(f"G_inv must be [N, 3, 3] with N = {images.shape[0]}, got "
+                         f"{getattr(G_inv, 'shape', type(G_inv).__name__)}")
+
+
+def affine_warp(images: torch.Tensor, G_inv: torch.Tensor, antialias: bool = True, impl: str = "auto") -> torch.Tensor:
+    """Resample every image at ``G_inv[i]`` applied to its output pixel positions.
+
+    ``images`` ``[N, C, H, W]``; ``G_inv`` ``[N, 3, 3]``, the inverse transform
+    (output pixel -> input pixel) in pixel units from the image centre. Returns
+    ``[N, C, H, W]``, differentiable (twice) with respect to ``images``.
+
+    ``antialias=True``: reflect-pad, upsample 2x with :data:`SYM6`, bilinear
+    ``grid_sample`` at 2x, sym6 low-pass and decimate 2x (``impl`` picks the
+    upfirdn2d implementation). The identity and integer translations come back
+    exactly (sym6 is orthonormal: down(up(x)) == x). ``antialias=False``: one
+    bilinear ``grid_sample`` at 1x with reflection padding.
+    """
+    _check_warp_args(images, G_inv)
+    G_inv = G_inv.to(images.dtype)
+    if images.shape[0] == 0:
+        return images
+    return _warp_antialiased(images, G_inv, impl) if antialias else _warp_1x(images, G_inv)
+
+
+def _warp_1x(x: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
+    N, C, H, W = x.shape
+    # Pixel units -> grid_sample's normalised units (align_corners=False): x_n = x_pix / (W / 2).
+    theta = (_affine2d(2 / W, 2 / H, 0, 0, x) @ G @ _affine2d(W / 2, H / 2, 0, 0, x))[:, :2, :]  # [N, 2, 3]
+    grid = F.affine_grid(theta, [N, C, H, W], align_corners=False)  # [N, H, W, 2]
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
+def _sym6(like: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """The separable sym6 filter (unit DC gain) on ``like``'s device, and its delay.
+
+    The delay is how far the taps' centroid lies from the middle tap position,
+    in upsampled pixels: after upsample2d a pixel at ``u`` (pixels from the
+    centre) sits at ``2u + delay``; the decimation (a correlation) takes it back.
+    """
+    f = setup_filter(list(SYM6), device=like.device)  # [12]
+    taps = torch.tensor(SYM6, dtype=torch.float64)
+    delay = float((taps * torch.arange(len(SYM6))).sum() / taps.sum()) - (len(SYM6) - 1) / 2
+    return f, delay
+
+
+def _reflect_margins(G: torch.Tensor, reach_x: float, reach_y: float, W: int, H: int, extra: float):
+    """Reflect padding ``[x0, x1, y0, y1]`` (ints, at most size - 1) so that every
+    output position (up to ``reach`` pixels from the centre), mapped by ``G``,
+    lies at least ``extra`` pixels inside the padded image."""
+    corners = torch.tensor([[-reach_x, -reach_y, 1.0], [reach_x, -reach_y, 1.0], [reach_x, reach_y, 1.0],
+                            [-reach_x, reach_y, 1.0]], dtype=torch.float64)  # [4, 3]
+    src = (G.detach().double().cpu() @ corners.t())[:, :2, :]  # [N, xy, 4]
+    lo, hi = src.amin(dim=(0, 2)), src.amax(dim=(0, 2))  # [xy]
+    half = torch.tensor([(W - 1) / 2, (H - 1) / 2], dtype=torch.float64)
+    need0 = (-lo - half + extra).clamp(min=0).ceil()
+    need1 = (hi - half + extra).clamp(min=0).ceil()
+    x0, y0 = (min(int(v), s - 1) for v, s in zip(need0.tolist(), (W, H)))
+    x1, y1 = (min(int(v), s - 1) for v, s in zip(need1.tolist(), (W, H)))
+    return x0, x1, y0, y1
+
+
+def _warp_antialiased(x: torch.Tensor, G: torch.Tensor, impl: str) -> torch.Tensor:
+    N, C, H, W = x.shape
+    f, d = _sym6(x)
+    taps = f.shape[0]
+    ext = taps // 2 - 1  # the decimation filter's reach beyond the 2x output grid, per side
+    Wo, Ho = 2 * W + 2 * ext, 2 * H + 2 * ext  # the 2x sample grid, before decimation
+    # Pad by reflection as far as the sample grid reaches (plus the upsampling filter's
+    # support and one bilinear neighbour), the same padding for the whole batch.
+    x0, x1, y0, y1 = _reflect_margins(G, (Wo / 2 - d) / 2, (Ho / 2 - d) / 2, W, H, extra=taps / 4 + 1)
+    xp = F.pad(x, [x0, x1, y0, y1], mode="reflect") if x0 or x1 or y0 or y1 else x  # [N, C, Hp, Wp]
+    Hp, Wp = xp.shape[2], xp.shape[3]
+    # Upsample 2x: a pixel at u (from the padded centre) now sits at 2u + d.
+    xu = upsample2d(xp, f, up=2, impl=impl)  # [N, C, 2Hp, 2Wp]
+    # Sample-grid position v -> output position (v - d) / 2 -> G -> padded input -> 2x input position,
+    # then to grid_sample's normalised units on both ends (align_corners=False).
+    M = (_affine2d(1 / Wp, 1 / Hp, 0, 0, x) @ _affine2d(2, 2, d, d, x)
+         @ _affine2d(1, 1, (x0 - x1) / 2, (y0 - y1) / 2, x) @ G
+         @ _affine2d(0.5, 0.5, -d / 2, -d / 2, x) @ _affine2d(Wo / 2, Ho / 2, 0, 0, x))  # [N, 3, 3]
+    grid = F.affine_grid(M[:, :2, :], [N, C, Ho, Wo], align_corners=False)  # [N, Ho, Wo, 2]
+    xs = F.grid_sample(xu, grid, mode="bilinear", padding_mode="reflection", align_corners=False)  # [N, C, Ho, Wo]
+    # Low-pass and decimate 2x; the correlation (flip_filter) undoes the upsampling's delay.
+    return upfirdn2d(xs, f, down=2, flip_filter=True, impl=impl)  # [N, C, H, W]
+
+
 class AugmentPipe(nn.Module):
     """Differentiable grayscale ADA augmentation.
 
@@ -92,6 +203,11 @@ class AugmentPipe(nn.Module):
         brightness, contrast, lumaflip: multipliers of the colour transforms' probability.
         brightness_std: std of the brightness offset.
         contrast_std: std of log2 of the contrast scale.
+        antialias: resample geometric transforms anti-aliased (the default, as
+            ADA does; see :func:`affine_warp`); False: one bilinear
+            ``grid_sample`` at 1x for every moved image (the older, cheaper path).
+        impl: upfirdn2d implementation of the anti-aliased path ("auto",
+            "native", "ref"; ``hpcgan.gan.set_impl`` switches it).
 
     A multiplier of 0 disables a transform. :meth:`from_groups` builds a pipe
     from ADA's group letters ("bgc" = all, the default; "bg"; "b"; ...).
@@ -104,8 +220,14 @@ class AugmentPipe(nn.Module):
                  xint_max: float = 0.125, scale: float = 1, rotate: float = 1, aniso: float = 1, xfrac: float = 1,
                  scale_std: float = 0.2, rotate_max: float = 1.0, aniso_std: float = 0.2, xfrac_std: float = 0.125,
                  brightness: float = 1, contrast: float = 1, lumaflip: float = 1, brightness_std: float = 0.2,
-                 contrast_std: float = 0.5):
+                 contrast_std: float = 0.5, antialias: bool = True, impl: str = "auto"):
         super().__init__()
+        from hpcgan.ops._native import IMPLS
+
+        if impl not in IMPLS:
+            raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+        self.antialias = bool(antialias)
+        self.impl = impl
         if not 0 <= p <= 1:
             raise ValueError(f"p must be in [0, 1], got {p}")
         mults = dict(xflip=xflip, rotate90=rotate90, xint=xint, scale=scale, rotate=rotate, aniso=aniso,
@@ -156,7 +278,8 @@ class AugmentPipe(nn.Module):
         def randn(*shape):
             return torch.randn(*shape, device=dev, dtype=dt)
 
-        # Inverse transform (output pixel -> input pixel), in pixels from the image centre.
+        # Inverse transform (output pixel -> input pixel), in pixels from the image centre:
+        # G = G_blit @ G_geom, pixel blitting first.
         G = _eye(3, N, zeros)
         if self.xflip > 0:
             i = torch.floor(rand(N) * 2)
@@ -170,6 +293,7 @@ class AugmentPipe(nn.Module):
             t = (rand(N, 2) * 2 - 1) * self.xint_max
             t = torch.where(self._chance(self.xint, N, images)[:, None], t, torch.zeros_like(t))
             G = G @ _translate(-torch.round(t[:, 0] * W), -torch.round(t[:, 1] * H))
+        G_blit, G = G, _eye(3, N, zeros)
         if self.scale > 0:
             s = torch.exp2(randn(N) * self.scale_std)
             s = torch.where(self._chance(self.scale, N, images), s, ones)
@@ -192,17 +316,7 @@ class AugmentPipe(nn.Module):
             t = torch.where(self._chance(self.xfrac, N, images)[:, None], t, torch.zeros_like(t))
             G = G @ _translate(-t[:, 0] * W, -t[:, 1] * H)
 
-        x = images
-        eye3 = torch.eye(3, device=dev, dtype=dt)
-        moved = (G != eye3).flatten(1).any(dim=1)  # exact: untouched images keep an exact identity
-        if bool(moved.any()):
-            # Pixel units -> grid_sample's normalised units (align_corners=False): x_n = x_pix / (W / 2).
-            to_px = torch.diag(torch.tensor([W / 2, H / 2, 1.0], device=dev, dtype=dt))
-            to_n = torch.diag(torch.tensor([2 / W, 2 / H, 1.0], device=dev, dtype=dt))
-            theta = (to_n @ G @ to_px)[:, :2, :]
-            grid = F.affine_grid(theta, [N, C, H, W], align_corners=False)
-            warped = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
-            x = torch.where(moved[:, None, None, None], warped, x)
+        x = self._warp(images, G_blit, G)
 
         # Colour: x' = flip * contrast * (x + brightness), as ADA's colour matrix on the luma axis.
         scale = ones
@@ -225,9 +339,23 @@ class AugmentPipe(nn.Module):
             x = torch.where(recolour[:, None, None, None], y, x)
         return x
 
+    def _warp(self, x: torch.Tensor, G_blit: torch.Tensor, G_geom: torch.Tensor) -> torch.Tensor:
+        """Apply ``G_blit @ G_geom`` to the images it moves (exact comparison: untouched images keep
+        an exact identity); anti-aliased where a geometric transform is drawn."""
+        eye3 = torch.eye(3, device=x.device, dtype=x.dtype)
+        blit = (G_blit != eye3).flatten(1).any(dim=1)
+        geom = (G_geom != eye3).flatten(1).any(dim=1)
+        G = G_blit @ G_geom
+        parts = ((blit & ~geom, False), (geom, True)) if self.antialias else ((blit | geom, False),)
+        for chosen, aa in parts:
+            if bool(chosen.any()):
+                idx = torch.nonzero(chosen).flatten()
+                x = x.index_copy(0, idx, affine_warp(x.index_select(0, idx), G[idx], antialias=aa, impl=self.impl))
+        return x
+
     def extra_repr(self) -> str:
         on = [n for n in _ALL if getattr(self, n) > 0]
-        return f"p={float(self.p):.4f}, transforms={on}"
+        return f"p={float(self.p):.4f}, transforms={on}, antialias={self.antialias}"
 
 
 class AdaController:
@@ -250,7 +378,8 @@ class AdaController:
     Use: after each D phase that evaluates reals, ``accumulate(real_logits)``
     (or ``accumulate(mean_sign, count)`` with the loss's ``Dreal_sign`` stat);
     once per training step ``step()``. ``state_dict()`` / ``load_state_dict()``
-    checkpoint p and the accumulators.
+    checkpoint p and the accumulators; with several ranks ``global_state_dict()``
+    sums the accumulators over ranks first.
     """
 
     def __init__(self, augment_pipe: AugmentPipe, mode: str = "ada", p: float | None = None, target: float = 0.6,
@@ -327,13 +456,32 @@ class AdaController:
         return True
 
     def state_dict(self) -> dict:
-        """p, the step counter and the accumulators (tensors and plain numbers: loads with weights_only=True)."""
+        """p, the step counter and this process's accumulators (tensors and plain numbers: loads with
+        weights_only=True). With several ranks, checkpoint :meth:`global_state_dict` instead."""
         return {"mode": self.mode, "p": self.augment_pipe.p.detach().clone().cpu(), "steps": self.steps,
                 "acc": self._acc.clone()}
 
-    def load_state_dict(self, state: dict) -> None:
-        """Restore p (in mode "ada"; "fixed" and "noaug" keep their configured p) and the counters."""
+    def global_state_dict(self) -> dict:
+        """:meth:`state_dict` with the accumulators summed over ranks by ``reduce_fn``.
+
+        A collective: every rank calls it. The partial sums since the last adjustment
+        are then all in the checkpoint, whatever the number of ranks; load it with
+        ``load_state_dict(state, holder=rank == 0)``.
+        """
+        state = self.state_dict()
+        if self.reduce_fn is not None:
+            state["acc"] = self.reduce_fn(self._acc.clone()).to(torch.float64).cpu()
+        return state
+
+    def load_state_dict(self, state: dict, holder: bool = True) -> None:
+        """Restore p (in mode "ada"; "fixed" and "noaug" keep their configured p) and the counters.
+
+        ``holder``: whether this process takes over the accumulators. With several
+        ranks exactly one (rank 0) holds a :meth:`global_state_dict`'s sums and the
+        others start from zero, so the next all-reduce counts each observation once.
+        """
         if self.mode == "ada":
             self.augment_pipe.set_p(float(state["p"]))
         self.steps = int(state["steps"])
-        self._acc = torch.as_tensor(state["acc"], dtype=torch.float64).clone()
+        acc = torch.as_tensor(state["acc"], dtype=torch.float64).clone()
+        self._acc = acc if holder else torch.zeros_like(acc)

@@ -9,7 +9,9 @@ plain values only (tensors, dicts, lists, str, int, float, bool, None), so
 ``G_kwargs``, ``D_kwargs``  constructor arguments of the networks (plain values)
 ``G``, ``D``, ``G_ema``     state_dicts
 ``augment``                 augment pipe: ``kwargs`` and ``state`` (incl. ``p``) — stylegan2 only
-``ada``                     AdaController state (mode, p, step counter, accumulators)
+``ada``                     AdaController state (mode, p, step counter, and the accumulators
+                            since the last adjustment summed over all ranks; rank 0 takes them
+                            back on resume, so a resume with any number of ranks is exact)
 ``opt_G``, ``opt_D``        optimiser state_dicts
 ``loss``                    loss state (``pl_mean``)
 ``counters``                ``cur_nimg``, ``step``, ``tick``

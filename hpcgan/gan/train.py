@@ -26,7 +26,9 @@ their value before the phase and are set to the slices' mean after it. So the
 result depends on ``batch`` and ``batch_gpu`` but not on the number of ranks:
 one process with ``batch_gpu = batch / 2`` computes what two ranks do, up to
 float summation order. Resuming is exact for the same reason: the counters and
-states in the snapshot determine everything that follows.
+states in the snapshot determine everything that follows (ADA's partial sign sums
+are summed over ranks into the snapshot, so a resume mid-interval counts each
+observation once).
 
 Signals: SIGTERM and SIGUSR2 (SLURM's time limit / preemption) set a flag; at the
 next step boundary every rank agrees to stop, rank 0 writes a snapshot and
@@ -189,7 +191,7 @@ class Trainer:
             from hpcgan.gan.loss import StyleGAN2Loss, lazy_regularization_adam
 
             if cfg.aug != "noaug":
-                self.augment_pipe = AugmentPipe.from_groups(cfg.augpipe).to(self.device)
+                self.augment_pipe = AugmentPipe.from_groups(cfg.augpipe, impl=cfg.impl).to(self.device)
                 self.ada = AdaController(self.augment_pipe, mode=cfg.aug, p=cfg.aug_p, target=cfg.ada_target,
                                          interval=cfg.ada_interval, ada_kimg=cfg.ada_kimg, batch_size=B,
                                          reduce_fn=self._allreduce_sum if self.ddp else None)
@@ -272,7 +274,11 @@ class Trainer:
 
     # -- snapshots -------------------------------------------------------------------
 
-    def state(self) -> dict:
+    def state(self, ada_state: dict | None = None) -> dict:
+        """The snapshot dict. ``ada_state``: the ADA controller's state summed over ranks
+        (``AdaController.global_state_dict``, a collective); None: this process's own."""
+        if ada_state is None and self.ada is not None:
+            ada_state = self.ada.state_dict()
         return {
             "format": FORMAT, "version": VERSION, "arch": self.cfg.arch,
             "G_kwargs": dict(self.G_kwargs), "D_kwargs": dict(self.D_kwargs),
@@ -281,7 +287,7 @@ class Trainer:
             "G_ema": {k: v.cpu() for k, v in self.G_ema.state_dict().items()},
             "augment": None if self.augment_pipe is None else {
                 "groups": self.cfg.augpipe, "state": {k: v.cpu() for k, v in self.augment_pipe.state_dict().items()}},
-            "ada": None if self.ada is None else self.ada.state_dict(),
+            "ada": ada_state,
             "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict(),
             "loss": self.loss.state_dict(),
             "counters": {"cur_nimg": self.cur_nimg, "step": self.step, "tick": self.tick,
@@ -306,7 +312,7 @@ class Trainer:
         if self.augment_pipe is not None and snap.get("augment"):
             self.augment_pipe.load_state_dict(snap["augment"]["state"])
         if self.ada is not None and snap.get("ada"):
-            self.ada.load_state_dict(snap["ada"])
+            self.ada.load_state_dict(snap["ada"], holder=self.rank0)  # the summed partials: counted once
         self.opt_G.load_state_dict(snap["opt_G"])
         self.opt_D.load_state_dict(snap["opt_D"])
         self.loss.load_state_dict(snap["loss"])
@@ -321,8 +327,10 @@ class Trainer:
             for pname, p in net.named_parameters():
                 if not torch.isfinite(p).all():  # never store a broken state as the "last good" snapshot
                     raise NonFiniteLossError(f"parameter {name}.{pname}", "snapshot", float("nan"))
+        # ADA's partial sums since its last adjustment, summed over ranks (every rank takes part)
+        ada_state = None if self.ada is None else self.ada.global_state_dict()
         if self.rank0:
-            path = save_snapshot(self.run_dir / snapshot_name(self.cur_nimg), self.state())
+            path = save_snapshot(self.run_dir / snapshot_name(self.cur_nimg), self.state(ada_state))
         if self.ddp:
             torch.distributed.barrier()
         return path
