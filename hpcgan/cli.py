@@ -49,7 +49,7 @@ def _cmd_preprocess(args: argparse.Namespace) -> int:
     from hpcgan.data.preprocess import preprocess_main
 
     keys = ("source", "out", "classes", "layout", "masks", "metadata", "resolution", "margin", "no_mask_policy",
-            "annotations", "annotation_sensitivity", "exclude", "test_per_class", "val_fraction", "seed",
+            "annotations", "annotation_sensitivity", "min_size", "exclude", "test_per_class", "val_fraction", "seed",
             "shard_size", "compression", "workers", "progress")
     preprocess_main({k: getattr(args, k) for k in keys}, args.config)
     return 0
@@ -92,9 +92,11 @@ def _add_data_commands(sub) -> None:
     p.add_argument("--config", default=None, help="YAML file with any of these settings (flags override it)")
     p.add_argument("--classes", default=None, help="comma-separated class folders, in label order "
                    "(default COVID,Normal; labels are 0, 1, ... in this order)")
-    p.add_argument("--layout", default=None, choices=("auto", "kaggle", "flat", "plain"),
+    p.add_argument("--layout", default=None, choices=("auto", "kaggle", "flat", "plain", "dicom"),
                    help="kaggle: <Class>/images + <Class>/masks; flat: <Class>/*.png; plain: class folders "
-                   "with an optional --masks folder; auto (default) picks kaggle when images/ folders exist")
+                   "with an optional --masks folder; dicom: class folders of DICOM files under any name; "
+                   "auto (default) picks kaggle when images/ folders exist. .dcm files are read as DICOM in "
+                   "every layout (MONOCHROME1 inverted, rescale and VOI window applied, PatientID as patient)")
     p.add_argument("--masks", default=None, help="mask folder parallel to the class folders "
                    "(MASKS/<Class>/<stem>.png or MASKS/<stem>.png), for the flat/plain layouts")
     p.add_argument("--metadata", default=None, help="CSV with image_id (or stem) and patient_id columns: "
@@ -109,6 +111,9 @@ def _add_data_commands(sub) -> None:
                    "or off (do not run the detector)")
     p.add_argument("--annotation-sensitivity", dest="annotation_sensitivity", type=float, default=None,
                    help="scales the detector's contrast thresholds: >1 flags more, <1 fewer (default 1.0)")
+    p.add_argument("--min-size", dest="min_size", type=int, default=None,
+                   help="exclude images whose shorter side is below this many pixels, as not X-rays "
+                   "(default 64); images of one constant value are always excluded")
     p.add_argument("--exclude", default=None, help="file of image stems to exclude, one per line (# comments)")
     p.add_argument("--test-per-class", dest="test_per_class", type=int, default=None,
                    help="held-out test images per class (default 200)")

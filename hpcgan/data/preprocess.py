@@ -164,20 +164,39 @@ NO_MASK_POLICIES = ("center", "skip", "error")
 ANNOTATION_POLICIES = ("exclude", "keep", "off")
 
 
-def process_image(rec, resolution: int, margin: float, no_mask_policy: str, annotations: str, sensitivity: float) -> dict:
+def not_an_xray(img: np.ndarray, min_size: int) -> tuple[str, str] | None:
+    """(reason, detail) when a decoded image cannot be a radiograph: too small, or one constant value."""
+    H, W = img.shape
+    if min(H, W) < min_size:
+        return "too_small", f"the image is {W}x{H} px, smaller than --min-size {min_size}: not a radiograph"
+    lo, hi = int(img.min()), int(img.max())
+    if lo == hi:
+        return "constant", f"every pixel has the value {lo}: a blank image, not a radiograph"
+    return None
+
+
+def process_image(rec, resolution: int, margin: float, no_mask_policy: str, annotations: str, sensitivity: float,
+                  min_size: int = 64) -> dict:
     """Load, crop, check and resize one image. Never raises for bad input: returns a status.
 
-    ``status`` is ``ok`` (with ``image``), ``excluded`` (policy: annotation, no mask
-    with skip, empty mask), ``failed`` (undecodable image or mask) or ``fatal`` (a
-    missing mask under ``--no-mask-policy error``; the driver stops the run).
+    ``status`` is ``ok`` (with ``image``), ``excluded`` (not an X-ray: a DICOM
+    without one image, smaller than ``min_size`` px or of one constant value;
+    policy: annotation, no mask with skip, empty mask), ``failed`` (undecodable
+    image or mask) or ``fatal`` (a missing mask under ``--no-mask-policy error``;
+    the driver stops the run).
     """
-    from hpcgan.data.sources import FLAG_ANNOTATION, FLAG_NO_MASK, ImageLoadError, load_image, load_mask
+    from hpcgan.data.sources import FLAG_ANNOTATION, FLAG_NO_MASK, ImageLoadError, NotAnXray, load_image, load_mask
 
     meta = {"stem": rec.stem, "status": "ok", "reason": "", "detail": "", "bbox": [0, 0, 0, 0], "flags": 0}
     try:
         img, flags = load_image(rec.path)
     except ImageLoadError as exc:
         return {**meta, "status": "failed", "reason": "unreadable_image", "detail": str(exc)}
+    except NotAnXray as exc:
+        return {**meta, "status": "excluded", "reason": exc.reason, "detail": str(exc)}
+    bad = not_an_xray(img, min_size)
+    if bad is not None:
+        return {**meta, "flags": int(flags), "status": "excluded", "reason": bad[0], "detail": f"{rec.path}: {bad[1]}"}
     if rec.mask_path is None:
         if no_mask_policy == "error":
             return {**meta, "status": "fatal", "reason": "missing_mask",
@@ -235,6 +254,7 @@ class PreprocessConfig:
     no_mask_policy: str = "center"
     annotations: str = "exclude"
     annotation_sensitivity: float = 1.0
+    min_size: int = 64
     exclude: str | None = None
     test_per_class: int = 200
     val_fraction: float = 0.1
@@ -261,10 +281,13 @@ class PreprocessConfig:
             raise HpcganError(f"--workers must be >= 0 (0 = all cores), got {self.workers}")
         if self.annotation_sensitivity <= 0:
             raise HpcganError("--annotation-sensitivity must be > 0")
+        if self.min_size < 1:
+            raise HpcganError(f"--min-size must be >= 1 pixel, got {self.min_size}")
 
     def fingerprint(self) -> str:
         keys = ("classes", "layout", "masks", "metadata", "resolution", "margin", "no_mask_policy", "annotations",
-                "annotation_sensitivity", "test_per_class", "val_fraction", "seed", "shard_size", "compression")
+                "annotation_sensitivity", "min_size", "test_per_class", "val_fraction", "seed", "shard_size",
+                "compression")
         d = {k: getattr(self, k) for k in keys}
         d["source"] = str(Path(self.source).resolve())
         d["exclude_stems"] = sorted(read_exclude_file(self.exclude)) if self.exclude else []
@@ -385,7 +408,7 @@ def run_preprocess(cfg: PreprocessConfig, comm=None) -> dict:
     cache = {row["stem"]: row for row in _read_jsonl(work.glob("scan-*.jsonl"))}
     todo = [r for r in block if r.stem not in manual and r.stem not in cache]
     kw = dict(resolution=cfg.resolution, margin=cfg.margin, no_mask_policy=cfg.no_mask_policy,
-              annotations=cfg.annotations, sensitivity=cfg.annotation_sensitivity)
+              annotations=cfg.annotations, sensitivity=cfg.annotation_sensitivity, min_size=cfg.min_size)
     arrays: dict[str, np.ndarray] = {}
     error = None
     try:

@@ -7,7 +7,14 @@ Layouts (``layout=`` / ``--layout``):
 ``flat``    ``ROOT/<Class>/*.png`` (the database's older release; no masks unless ``mask_root``).
 ``plain``   any class folders ``ROOT/<Class>/*`` (png, jpg, tif) with an optional parallel
             mask folder ``MASKS/<Class>/<stem>.png`` or ``MASKS/<stem>.png``.
+``dicom``   class folders ``ROOT/<Class>/*`` of DICOM files under any file name (``.dcm``,
+            UID names, no extension); a file that is not DICOM is excluded with a reason.
 ``auto``    kaggle when every selected class has an ``images`` folder, else flat/plain.
+
+``.dcm`` / ``.dicom`` files are read as DICOM in every layout (pydicom, the
+``[dicom]`` extra): see :func:`load_dicom`. The patient of a DICOM file is its
+``PatientID`` (unless ``--metadata`` names one), so splits are patient-aware
+without a CSV.
 
 Every image loads as one 8-bit channel: grayscale as is, RGB with equal channels
 as one channel (unequal channels are converted to luminance and flagged), alpha is
@@ -27,7 +34,9 @@ from PIL import Image
 
 from hpcgan.errors import HpcganError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+DICOM_SUFFIXES = (".dcm", ".dicom")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp") + DICOM_SUFFIXES
+LAYOUTS = ("auto", "kaggle", "flat", "plain", "dicom")
 
 # Per-image flags (bit field, stored in the shards' ``flags`` dataset).
 FLAG_NO_MASK = 1 << 0  # no lung mask: centre crop was used
@@ -39,6 +48,9 @@ FLAG_RGB_UNEQUAL = 1 << 5  # RGB with unequal channels: converted to luminance
 FLAG_16BIT = 1 << 6  # the file was 16-bit: scaled to 8 bits
 FLAG_ALPHA = 1 << 7  # the file had an alpha channel (dropped)
 FLAG_SYNTHETIC = 1 << 8  # made by a generator (`hpcgan generate`), not a real X-ray
+FLAG_DICOM = 1 << 9  # read from a DICOM file
+FLAG_INVERTED = 1 << 10  # DICOM MONOCHROME1 (low values are white): inverted
+FLAG_WINDOWED = 1 << 11  # DICOM scaled to 8 bits with the file's VOI window or VOI LUT
 
 FLAG_NAMES = {
     FLAG_NO_MASK: "no_mask",
@@ -50,11 +62,22 @@ FLAG_NAMES = {
     FLAG_16BIT: "16bit",
     FLAG_ALPHA: "alpha",
     FLAG_SYNTHETIC: "synthetic",
+    FLAG_DICOM: "dicom",
+    FLAG_INVERTED: "monochrome1_inverted",
+    FLAG_WINDOWED: "voi_windowed",
 }
 
 
 class ImageLoadError(HpcganError):
     """An image or mask file cannot be decoded (corrupt, truncated, unknown format)."""
+
+
+class NotAnXray(HpcganError):
+    """A readable file that holds no single grayscale radiograph (``reason``: a short key for the manifest)."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -77,7 +100,8 @@ class SourceListing:
     notes: list[str] = field(default_factory=list)
 
 
-def _list_images(folder: Path) -> list[Path]:
+def _list_images(folder: Path, any_name: bool = False) -> list[Path]:
+    """Image files of ``folder`` in natural order; ``any_name``: every regular, non-hidden file (DICOM layout)."""
     try:
         entries = list(os.scandir(folder))
     except NotADirectoryError as exc:
@@ -88,7 +112,8 @@ def _list_images(folder: Path) -> list[Path]:
         raise HpcganError(f"folder {folder} does not exist") from exc
     except OSError as exc:
         raise HpcganError(f"cannot read folder {folder}: {exc}") from exc
-    files = [Path(e.path) for e in entries if e.name.lower().endswith(IMAGE_SUFFIXES) and not e.name.startswith(".")]
+    files = [Path(e.path) for e in entries if not e.name.startswith(".")
+             and (e.name.lower().endswith(IMAGE_SUFFIXES) or (any_name and e.is_file()))]
     return sorted(files, key=lambda p: _natural_key(p.name))
 
 
@@ -152,8 +177,8 @@ def discover(
         raise HpcganError("no classes selected; pass --classes, e.g. COVID,Normal")
     if len(set(classes)) != len(classes):
         raise HpcganError(f"--classes lists a class twice: {list(classes)}")
-    if layout not in ("auto", "kaggle", "flat", "plain"):
-        raise HpcganError(f"unknown layout {layout!r}; use auto, kaggle, flat or plain")
+    if layout not in LAYOUTS:
+        raise HpcganError(f"unknown layout {layout!r}; use {', '.join(LAYOUTS)}")
     for c in classes:
         if not (root / c).exists():
             present = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
@@ -178,7 +203,7 @@ def discover(
                 if not mroot.is_dir():
                     raise HpcganError(f"mask folder {mroot} is not a folder")
                 masks = _mask_index(mroot / c) if (mroot / c).is_dir() else _mask_index(mroot)
-        files = _list_images(img_dir)
+        files = _list_images(img_dir, any_name=layout == "dicom")
         if not files:
             raise HpcganError(
                 f"class {c!r} has no images in {img_dir} (looked for {', '.join(IMAGE_SUFFIXES)}); "
@@ -192,10 +217,142 @@ def discover(
                 )
             seen[f.stem] = str(f)
             m = masks.get(f.stem)
-            records.append(
-                ImageRecord(str(f), f.stem, c, label, str(m) if m else None, patients.get(f.stem))
-            )
+            patient = patients.get(f.stem)
+            if patient is None and (layout == "dicom" or is_dicom_name(f)):
+                patient = dicom_patient_id(f)
+            records.append(ImageRecord(str(f), f.stem, c, label, str(m) if m else None, patient))
     return SourceListing(records, layout, list(classes))
+
+
+# --------------------------------------------------------------------------- DICOM
+
+
+def is_dicom_name(path: str | os.PathLike) -> bool:
+    return str(path).lower().endswith(DICOM_SUFFIXES)
+
+
+def has_dicom_marker(path: str | os.PathLike) -> bool:
+    """True when the file carries the DICOM Part 10 marker ``DICM`` after its 128-byte preamble."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(128)
+            return fh.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def _pydicom():
+    try:
+        import pydicom
+    except ImportError as exc:
+        raise HpcganError("reading DICOM files needs pydicom: pip install pydicom (or the hpcgan[dicom] extra)") from exc
+    return pydicom
+
+
+def dicom_patient_id(path: str | os.PathLike) -> str | None:
+    """The file's ``PatientID`` (header only), or None when absent, empty or unreadable (loading reports why)."""
+    pydicom = _pydicom()
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["PatientID"])
+    except Exception:  # noqa: BLE001 - an unreadable file fails later, in load_dicom, with its reason
+        return None
+    pid = str(ds.get("PatientID", "") or "").strip()
+    return pid or None
+
+
+def _first(value) -> float:
+    """A DICOM number that may be multi-valued (several windows): its first value."""
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        value = value[0]
+    return float(value)
+
+
+def _stored_range(ds) -> tuple[float, float]:
+    """The smallest and largest value the stored bits can hold."""
+    bits = int(ds.get("BitsStored", ds.get("BitsAllocated", 8)))
+    if int(ds.get("PixelRepresentation", 0)) == 1:
+        return -(2.0 ** (bits - 1)), 2.0 ** (bits - 1) - 1
+    return 0.0, 2.0 ** bits - 1
+
+
+def _window(x: np.ndarray, center: float, width: float, function: str) -> np.ndarray | None:
+    """The VOI window (DICOM PS3.3 C.11.2.1.2) of ``x`` onto [0, 255]; None for an unusable width."""
+    if function == "SIGMOID":
+        return None if width <= 0 else 255.0 / (1.0 + np.exp(-4.0 * (x - center) / width))
+    if function == "LINEAR_EXACT":
+        return None if width <= 0 else np.clip(((x - center) / width + 0.5) * 255.0, 0.0, 255.0)
+    if width < 1:  # LINEAR (the default)
+        return None
+    if width == 1:
+        return np.where(x > center - 0.5, 255.0, 0.0)
+    return np.clip(((x - (center - 0.5)) / (width - 1) + 0.5) * 255.0, 0.0, 255.0)
+
+
+def _voi_to_255(values: np.ndarray, raw: np.ndarray, ds) -> tuple[np.ndarray, bool]:
+    """Modality values to [0, 255]: the VOI LUT or window when the file has one, else the stored range."""
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    if "VOILUTSequence" in ds and len(ds.VOILUTSequence):
+        bits = int(ds.VOILUTSequence[0].LUTDescriptor[2])
+        out = apply_voi_lut(values, ds, index=0, prefer_lut=True).astype(np.float64)
+        return np.clip(out * (255.0 / (2.0 ** bits - 1)), 0.0, 255.0), True
+    if "WindowCenter" in ds and "WindowWidth" in ds:
+        function = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").strip().upper()
+        out = _window(values, _first(ds.WindowCenter), _first(ds.WindowWidth), function)
+        if out is not None:
+            return out, True
+    lo, hi = sorted(float(v) for v in apply_modality_lut(np.array(_stored_range(ds)), ds))
+    return (values - lo) * (255.0 / (hi - lo if hi > lo else 1.0)), False
+
+
+def load_dicom(path: str) -> tuple[np.ndarray, int]:
+    """A single-frame grayscale DICOM as (H, W) uint8 plus flags.
+
+    The pixels go through the modality transform (RescaleSlope / RescaleIntercept,
+    or the Modality LUT), then the file's first VOI LUT or window (WindowCenter /
+    WindowWidth with its VOILUTFunction) onto 0-255; without one the range the
+    stored bits can hold (after the modality transform) is scaled onto 0-255, so
+    8-bit files keep their values. MONOCHROME1 is inverted so bone is bright.
+    Raises ImageLoadError (corrupt, truncated, no decoder for its transfer syntax)
+    or NotAnXray (no pixel data, several frames, colour).
+    """
+    pydicom = _pydicom()
+    try:
+        ds = pydicom.dcmread(path)
+    except FileNotFoundError as exc:
+        raise ImageLoadError(f"image {path} does not exist") from exc
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types for a damaged file
+        raise ImageLoadError(f"cannot decode DICOM {path} ({type(exc).__name__}: {exc}); the file is corrupt or "
+                             "truncated: export it again or list its stem in --exclude") from exc
+    if "PixelData" not in ds and "SOPClassUID" not in ds:  # every DICOM object names its SOP class
+        raise ImageLoadError(f"cannot decode DICOM {path}: neither a SOP class nor pixel data could be read; the "
+                             "file is corrupt or truncated: export it again or list its stem in --exclude")
+    if "PixelData" not in ds:
+        raise NotAnXray("not_an_image", f"DICOM {path} holds no pixel data (SOP class "
+                        f"{ds.get('SOPClassUID', 'unknown')}, modality {ds.get('Modality', 'unknown')})")
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if frames > 1:
+        raise NotAnXray("multi_frame", f"DICOM {path} has {frames} frames; hpcgan reads single-frame "
+                        "radiographs: export the frame you want as a file of its own")
+    photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
+    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        raise NotAnXray("not_grayscale", f"DICOM {path} is {photometric or 'without PhotometricInterpretation'}, "
+                        "not MONOCHROME1/MONOCHROME2: not a radiograph")
+    try:
+        raw = ds.pixel_array
+    except Exception as exc:  # noqa: BLE001 - truncated pixel data or a missing codec
+        raise ImageLoadError(f"cannot decode the pixels of DICOM {path} ({type(exc).__name__}: {exc}); the pixel "
+                             "data is truncated or its transfer syntax needs a decoder pydicom lacks here") from exc
+    from pydicom.pixels import apply_modality_lut
+
+    values = np.asarray(apply_modality_lut(raw, ds), dtype=np.float64)  # [H, W]
+    out, windowed = _voi_to_255(values, raw, ds)
+    flags = FLAG_DICOM | (FLAG_WINDOWED if windowed else 0)
+    if int(ds.get("BitsStored", 8)) > 8:
+        flags |= FLAG_16BIT
+    if photometric == "MONOCHROME1":
+        out, flags = 255.0 - out, flags | FLAG_INVERTED
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8), flags
 
 
 def _open(path: str, what: str) -> Image.Image:
@@ -251,8 +408,20 @@ def to_gray8(im: Image.Image) -> tuple[np.ndarray, int]:
 
 
 def load_image(path: str) -> tuple[np.ndarray, int]:
-    """The image at ``path`` as (H, W) uint8 plus conversion flags; ImageLoadError if undecodable."""
-    return to_gray8(_open(path, "image"))
+    """The image at ``path`` as (H, W) uint8 plus conversion flags.
+
+    DICOM (a ``.dcm``/``.dicom`` name or the ``DICM`` marker) goes to :func:`load_dicom`.
+    ImageLoadError if undecodable; NotAnXray for a file of the DICOM layout that is
+    neither DICOM nor an image format, and for DICOM files without a radiograph.
+    """
+    if is_dicom_name(path):
+        return load_dicom(path)
+    if str(path).lower().endswith(IMAGE_SUFFIXES):
+        return to_gray8(_open(path, "image"))
+    if has_dicom_marker(path):
+        return load_dicom(path)
+    raise NotAnXray("not_an_image", f"{path} is not a DICOM file (no DICM marker at byte 128) and has no "
+                    f"image suffix ({', '.join(IMAGE_SUFFIXES)})")
 
 
 def load_mask(path: str, shape: tuple[int, int]) -> tuple[np.ndarray, int]:
