@@ -288,13 +288,13 @@ def _window(x: np.ndarray, center: float, width: float, function: str) -> np.nda
     return np.clip(((x - (center - 0.5)) / (width - 1) + 0.5) * 255.0, 0.0, 255.0)
 
 
-def _voi_to_255(values: np.ndarray, raw: np.ndarray, ds) -> tuple[np.ndarray, bool]:
+def _voi_to_255(values: np.ndarray, ds) -> tuple[np.ndarray, bool]:
     """Modality values to [0, 255]: the VOI LUT or window when the file has one, else the stored range."""
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
     if "VOILUTSequence" in ds and len(ds.VOILUTSequence):
         bits = int(ds.VOILUTSequence[0].LUTDescriptor[2])
-        out = apply_voi_lut(values, ds, index=0, prefer_lut=True).astype(np.float64)
+        out = apply_voi_lut(np.rint(values).astype(np.int64), ds, index=0, prefer_lut=True).astype(np.float64)
         return np.clip(out * (255.0 / (2.0 ** bits - 1)), 0.0, 255.0), True
     if "WindowCenter" in ds and "WindowWidth" in ds:
         function = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").strip().upper()
@@ -345,8 +345,12 @@ def load_dicom(path: str) -> tuple[np.ndarray, int]:
                              "data is truncated or its transfer syntax needs a decoder pydicom lacks here") from exc
     from pydicom.pixels import apply_modality_lut
 
-    values = np.asarray(apply_modality_lut(raw, ds), dtype=np.float64)  # [H, W]
-    out, windowed = _voi_to_255(values, raw, ds)
+    try:
+        values = np.asarray(apply_modality_lut(raw, ds), dtype=np.float64)  # [H, W]
+        out, windowed = _voi_to_255(values, ds)
+    except Exception as exc:  # noqa: BLE001 - a malformed LUT or window element
+        raise ImageLoadError(f"cannot apply the rescale / VOI LUT of DICOM {path} ({type(exc).__name__}: {exc}); "
+                             "its grey-level elements (0028,xxxx) are damaged: export it again") from exc
     flags = FLAG_DICOM | (FLAG_WINDOWED if windowed else 0)
     if int(ds.get("BitsStored", 8)) > 8:
         flags |= FLAG_16BIT

@@ -25,7 +25,8 @@ BASIC_TEXT_SR = "1.2.840.10008.5.1.4.1.1.88.11"
 
 def write_dicom(path: Path, stored: np.ndarray | None, *, photometric: str = "MONOCHROME2", bits: int = 8,
                 rescale: tuple[float, float] | None = None, window: tuple[float, float] | None = None,
-                rle: bool = False, patient: str = "P0", sop_class: str = DX_STORAGE) -> Path:
+                voi_lut: np.ndarray | None = None, rle: bool = False, patient: str = "P0",
+                sop_class: str = DX_STORAGE) -> Path:
     """A DICOM Part 10 file of ``stored`` values (``[H, W]`` or ``[frames, H, W]``; None: no pixel data)."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, RLELossless, generate_uid
@@ -48,6 +49,11 @@ def write_dicom(path: Path, stored: np.ndarray | None, *, photometric: str = "MO
             ds.RescaleSlope, ds.RescaleIntercept = rescale
         if window is not None:
             ds.WindowCenter, ds.WindowWidth = window
+        if voi_lut is not None:  # a 12-bit VOI LUT for the values 0 .. len - 1
+            item = Dataset()
+            item.LUTDescriptor = [len(voi_lut), 0, 12]
+            item.add_new(0x00283006, "US", [int(v) for v in voi_lut])  # LUTData
+            ds.VOILUTSequence = [item]
         ds.PixelData = stored.astype(np.uint8 if bits <= 8 else np.uint16).tobytes()
         if rle:
             ds.compress(RLELossless)
@@ -56,12 +62,15 @@ def write_dicom(path: Path, stored: np.ndarray | None, *, photometric: str = "MO
 
 
 # Stored values that decode to the 8-bit image ``a``: (name, kwargs, stored(a)).
-# 16 bit: modality value x = 2 * stored - 1024 = 8 * a - 500; the window (520.5, 2041) maps x back to a.
+# 16 bit: modality value x = 2 * stored - 1024 = 8 * a - 500; the window (520.5, 2041) maps x back to a;
+# the VOI LUT maps stored = 262 + 4 a to a (in 12 bits).
 VARIANTS = [
     ("m2_8bit", dict(), lambda a: a),
     ("m1_8bit", dict(photometric="MONOCHROME1"), lambda a: 255 - a),
     ("m2_12bit", dict(bits=12), lambda a: np.rint(a * (4095 / 255))),
     ("m2_16bit_window", dict(bits=16, rescale=(2, -1024), window=(520.5, 2041)), lambda a: 262 + 4 * a),
+    ("m2_16bit_voi_lut", dict(bits=16, voi_lut=np.rint(np.clip((np.arange(1400) - 262) / 4, 0, 255) * (4095 / 255))),
+     lambda a: 262 + 4 * a),
     ("m1_16bit_window_rle", dict(photometric="MONOCHROME1", bits=16, rescale=(2, -1024), window=(520.5, 2041),
                                  rle=True), lambda a: 262 + 4 * (255 - a)),
 ]
@@ -82,7 +91,7 @@ def test_every_variant_decodes_to_the_png_pixels(data_cxr_root, tmp_path):
         assert np.abs(got.astype(np.int64) - a).max() <= 1, name  # within rounding (these are exact)
         assert flags & sources.FLAG_DICOM
         assert bool(flags & sources.FLAG_INVERTED) == (kw.get("photometric") == "MONOCHROME1"), name
-        assert bool(flags & sources.FLAG_WINDOWED) == ("window" in kw), name
+        assert bool(flags & sources.FLAG_WINDOWED) == ("window" in kw or "voi_lut" in kw), name
         assert bool(flags & sources.FLAG_16BIT) == (kw.get("bits", 8) > 8), name
     assert pydicom.dcmread(tmp_path / "m1_16bit_window_rle.dcm").file_meta.TransferSyntaxUID == pydicom.uid.RLELossless
     # The window and the rescale matter: without them the same 16-bit values give another image.
@@ -101,6 +110,9 @@ def test_non_images_corrupt_and_truncated_files(data_cxr_root, tmp_path):
     with pytest.raises(NotAnXray, match="no pixel data") as exc:
         load_dicom(str(write_dicom(tmp_path / "report.dcm", None, sop_class=BASIC_TEXT_SR)))
     assert exc.value.reason == "not_an_image"
+    with pytest.raises(NotAnXray, match="PALETTE COLOR") as exc:
+        load_dicom(str(write_dicom(tmp_path / "screenshot.dcm", a, photometric="PALETTE COLOR")))
+    assert exc.value.reason == "not_grayscale"
     good = write_dicom(tmp_path / "good.dcm", a).read_bytes()
     (tmp_path / "truncated.dcm").write_bytes(good[: len(good) // 2])
     rng = np.random.default_rng(0)
