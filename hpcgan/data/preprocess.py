@@ -185,14 +185,14 @@ def process_image(rec, resolution: int, margin: float, no_mask_policy: str, anno
     image or mask) or ``fatal`` (a missing mask under ``--no-mask-policy error``;
     the driver stops the run).
     """
-    from hpcgan.data.sources import FLAG_ANNOTATION, FLAG_NO_MASK, ImageLoadError, NotAnXray, load_image, load_mask
+    from hpcgan.data.sources import FLAG_ANNOTATION, FLAG_NO_MASK, ImageLoadError, NotAnXrayError, load_image, load_mask
 
     meta = {"stem": rec.stem, "status": "ok", "reason": "", "detail": "", "bbox": [0, 0, 0, 0], "flags": 0}
     try:
         img, flags = load_image(rec.path)
     except ImageLoadError as exc:
         return {**meta, "status": "failed", "reason": "unreadable_image", "detail": str(exc)}
-    except NotAnXray as exc:
+    except NotAnXrayError as exc:
         return {**meta, "status": "excluded", "reason": exc.reason, "detail": str(exc)}
     bad = not_an_xray(img, min_size)
     if bad is not None:

@@ -72,7 +72,7 @@ class ImageLoadError(HpcganError):
     """An image or mask file cannot be decoded (corrupt, truncated, unknown format)."""
 
 
-class NotAnXray(HpcganError):
+class NotAnXrayError(HpcganError):
     """A readable file that holds no single grayscale radiograph (``reason``: a short key for the manifest)."""
 
     def __init__(self, reason: str, detail: str):
@@ -314,33 +314,33 @@ def load_dicom(path: str) -> tuple[np.ndarray, int]:
     stored bits can hold (after the modality transform) is scaled onto 0-255, so
     8-bit files keep their values. MONOCHROME1 is inverted so bone is bright.
     Raises ImageLoadError (corrupt, truncated, no decoder for its transfer syntax)
-    or NotAnXray (no pixel data, several frames, colour).
+    or NotAnXrayError (no pixel data, several frames, colour).
     """
     pydicom = _pydicom()
     try:
         ds = pydicom.dcmread(path)
     except FileNotFoundError as exc:
         raise ImageLoadError(f"image {path} does not exist") from exc
-    except Exception as exc:  # noqa: BLE001 - pydicom raises many types for a damaged file
+    except Exception as exc:  # pydicom raises many types for a damaged file (re-raised)
         raise ImageLoadError(f"cannot decode DICOM {path} ({type(exc).__name__}: {exc}); the file is corrupt or "
                              "truncated: export it again or list its stem in --exclude") from exc
     if "PixelData" not in ds and "SOPClassUID" not in ds:  # every DICOM object names its SOP class
         raise ImageLoadError(f"cannot decode DICOM {path}: neither a SOP class nor pixel data could be read; the "
                              "file is corrupt or truncated: export it again or list its stem in --exclude")
     if "PixelData" not in ds:
-        raise NotAnXray("not_an_image", f"DICOM {path} holds no pixel data (SOP class "
+        raise NotAnXrayError("not_an_image", f"DICOM {path} holds no pixel data (SOP class "
                         f"{ds.get('SOPClassUID', 'unknown')}, modality {ds.get('Modality', 'unknown')})")
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     if frames > 1:
-        raise NotAnXray("multi_frame", f"DICOM {path} has {frames} frames; hpcgan reads single-frame "
+        raise NotAnXrayError("multi_frame", f"DICOM {path} has {frames} frames; hpcgan reads single-frame "
                         "radiographs: export the frame you want as a file of its own")
     photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
-        raise NotAnXray("not_grayscale", f"DICOM {path} is {photometric or 'without PhotometricInterpretation'}, "
+        raise NotAnXrayError("not_grayscale", f"DICOM {path} is {photometric or 'without PhotometricInterpretation'}, "
                         "not MONOCHROME1/MONOCHROME2: not a radiograph")
     try:
         raw = ds.pixel_array
-    except Exception as exc:  # noqa: BLE001 - truncated pixel data or a missing codec
+    except Exception as exc:  # truncated pixel data or a missing codec (re-raised)
         raise ImageLoadError(f"cannot decode the pixels of DICOM {path} ({type(exc).__name__}: {exc}); the pixel "
                              "data is truncated or its transfer syntax needs a decoder pydicom lacks here") from exc
     from pydicom.pixels import apply_modality_lut
@@ -348,7 +348,7 @@ def load_dicom(path: str) -> tuple[np.ndarray, int]:
     try:
         values = np.asarray(apply_modality_lut(raw, ds), dtype=np.float64)  # [H, W]
         out, windowed = _voi_to_255(values, ds)
-    except Exception as exc:  # noqa: BLE001 - a malformed LUT or window element
+    except Exception as exc:  # a malformed LUT or window element (re-raised)
         raise ImageLoadError(f"cannot apply the rescale / VOI LUT of DICOM {path} ({type(exc).__name__}: {exc}); "
                              "its grey-level elements (0028,xxxx) are damaged: export it again") from exc
     flags = FLAG_DICOM | (FLAG_WINDOWED if windowed else 0)
@@ -415,7 +415,7 @@ def load_image(path: str) -> tuple[np.ndarray, int]:
     """The image at ``path`` as (H, W) uint8 plus conversion flags.
 
     DICOM (a ``.dcm``/``.dicom`` name or the ``DICM`` marker) goes to :func:`load_dicom`.
-    ImageLoadError if undecodable; NotAnXray for a file of the DICOM layout that is
+    ImageLoadError if undecodable; NotAnXrayError for a file of the DICOM layout that is
     neither DICOM nor an image format, and for DICOM files without a radiograph.
     """
     if is_dicom_name(path):
@@ -424,7 +424,7 @@ def load_image(path: str) -> tuple[np.ndarray, int]:
         return to_gray8(_open(path, "image"))
     if has_dicom_marker(path):
         return load_dicom(path)
-    raise NotAnXray("not_an_image", f"{path} is not a DICOM file (no DICM marker at byte 128) and has no "
+    raise NotAnXrayError("not_an_image", f"{path} is not a DICOM file (no DICM marker at byte 128) and has no "
                     f"image suffix ({', '.join(IMAGE_SUFFIXES)})")
 
 

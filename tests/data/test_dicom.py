@@ -15,7 +15,7 @@ from PIL import Image
 from hpcgan.data import sources
 from hpcgan.data.preprocess import PreprocessConfig, run_preprocess
 from hpcgan.data.shards import read_manifest, read_split
-from hpcgan.data.sources import ImageLoadError, NotAnXray, discover, load_dicom, load_image
+from hpcgan.data.sources import ImageLoadError, NotAnXrayError, discover, load_dicom, load_image
 
 from .helpers import link_subset, run_cli
 
@@ -104,13 +104,13 @@ def test_every_variant_decodes_to_the_png_pixels(data_cxr_root, tmp_path):
 
 def test_non_images_corrupt_and_truncated_files(data_cxr_root, tmp_path):
     a = _gray(data_cxr_root / "kaggle224" / "Normal" / "Normal-1342.png")
-    with pytest.raises(NotAnXray, match="2 frames") as exc:
+    with pytest.raises(NotAnXrayError, match="2 frames") as exc:
         load_dicom(str(write_dicom(tmp_path / "cine.dcm", np.stack([a, a]))))
     assert exc.value.reason == "multi_frame"
-    with pytest.raises(NotAnXray, match="no pixel data") as exc:
+    with pytest.raises(NotAnXrayError, match="no pixel data") as exc:
         load_dicom(str(write_dicom(tmp_path / "report.dcm", None, sop_class=BASIC_TEXT_SR)))
     assert exc.value.reason == "not_an_image"
-    with pytest.raises(NotAnXray, match="PALETTE COLOR") as exc:
+    with pytest.raises(NotAnXrayError, match="PALETTE COLOR") as exc:
         load_dicom(str(write_dicom(tmp_path / "screenshot.dcm", a, photometric="PALETTE COLOR")))
     assert exc.value.reason == "not_grayscale"
     good = write_dicom(tmp_path / "good.dcm", a).read_bytes()
