@@ -246,11 +246,13 @@ def _add_gan_commands(sub) -> None:
                    help="log a stats.jsonl line every this many kimg")
     t.add_argument("--snap", type=int, default=None, help="snapshot and sample grid every N ticks (0: at the end only)")
     t.add_argument("--metric-every", dest="metric_every", type=int, default=None,
-                   help="FID of G_ema against the training split every N ticks (0: never)")
-    t.add_argument("--fid-num-fake", dest="fid_num_fake", type=int, default=None,
-                   help="generated images per FID measurement")
+                   help="FID of G_ema against the training split's images of the training classes every N ticks "
+                   "(0: never); a conditional generator also gets one FID per class")
+    t.add_argument("--fid-num", "--fid-num-fake", dest="fid_num_fake", type=int, default=None,
+                   help="generated images per FID measurement (default 5000); stats.jsonl names the FID with its "
+                   "sample sizes, e.g. fid5k_full; 50000 with the whole split is NVlabs' fid50k_full")
     t.add_argument("--fid-num-real", dest="fid_num_real", type=int, default=None,
-                   help="real images for the FID statistics (default all of the split)")
+                   help="real images of the training classes for the FID statistics (default all of the split)")
     t.add_argument("--feature-net", dest="feature_net", default=None,
                    help="FID feature network file (default: the metrics module's choice, named in stats.jsonl)")
     t.add_argument("--fid-cache-dir", dest="fid_cache_dir", default=None, help="cache for real-set FID statistics")
@@ -302,9 +304,10 @@ def _cmd_metrics(args: argparse.Namespace) -> int:
 
     res = compare_shards(args.real, args.fake, metrics=args.metrics, split_real=args.real_split,
                          split_fake=args.fake_split, split_train=args.train_split, feature_net=args.feature_net,
-                         num=args.num, baseline=not args.no_baseline, cache_dir=args.cache_dir, batch=args.batch,
-                         device=args.device, kid_subsets=args.kid_subsets, kid_subset_size=args.kid_subset_size,
-                         fid_method=args.fid_method, seed=args.seed, progress=args.progress)
+                         num=args.num, fid_num=args.fid_num, classes=args.classes, baseline=not args.no_baseline,
+                         cache_dir=args.cache_dir, batch=args.batch, device=args.device, kid_subsets=args.kid_subsets,
+                         kid_subset_size=args.kid_subset_size, fid_method=args.fid_method, seed=args.seed,
+                         progress=args.progress)
     print(format_markdown(res))
     if args.json:
         write_json(args.json, res)
@@ -345,6 +348,13 @@ def _add_metrics_commands(sub) -> None:
     p.add_argument("--num", type=int, default=None, metavar="N",
                    help="use at most N images of each set (a seeded subset; default: all). FID depends on N: "
                    "compare FIDs only at equal N")
+    p.add_argument("--fid-num", dest="fid_num", type=int, default=None, metavar="N",
+                   help="generated images used for FID/KID (default: all of --fake, capped by --num); the real "
+                   "set is the whole --real-split unless --num. Every FID is printed with its sample sizes, e.g. "
+                   "'FID (5k gen / all 400 real)'; fid50k_full = 50000 generated against the whole split")
+    p.add_argument("--classes", default=None, metavar="LIST",
+                   help="comma-separated classes to compare (default: every class --fake has images of); real "
+                   "images of other classes are never used. With two or more classes FID is also given per class")
     p.add_argument("--kid-subsets", dest="kid_subsets", type=int, default=100, metavar="K",
                    help="random subsets KID is averaged over (default 100)")
     p.add_argument("--kid-subset-size", dest="kid_subset_size", type=int, default=1000, metavar="M",

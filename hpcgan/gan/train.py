@@ -474,20 +474,11 @@ class Trainer:
             from hpcgan.metrics.fid import FIDEvaluator
         except ImportError as exc:
             raise HpcganError(f"--metric-every needs hpcgan.metrics.fid ({exc}); use --metric-every 0") from exc
-        return FIDEvaluator(self.cfg.data, split=self.cfg.split, feature_net=self.cfg.feature_net,
-                            num_real=self.cfg.fid_num_real, cache_dir=self.cfg.fid_cache_dir,
-                            device=str(self.device))
+        from hpcgan.metrics.realset import RealSet
 
-    def _c_sampler(self):
-        if self.c_dim == 0:
-            return None
-        labels = self.dataset.labels
-        gen = torch.Generator().manual_seed(_seed(self.cfg.seed, 0xF1D))  # the same labels at every measurement
-
-        def sample(n: int) -> torch.Tensor:  # the training set's class frequencies
-            return self._onehot(labels[torch.randint(len(labels), (n,), generator=gen)])
-
-        return sample
+        real = RealSet.open(self.cfg.data, self.cfg.split, self.train_classes)  # the generator's classes only
+        return FIDEvaluator(real, feature_net=self.cfg.feature_net, num_real=self.cfg.fid_num_real,
+                            cache_dir=self.cfg.fid_cache_dir, device=str(self.device))
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -573,9 +564,7 @@ class Trainer:
                 record = self._tick_record(tick_idx, tick_stats, dt, self.cur_nimg - tick_nimg0)
                 if fid is not None and (done or tick_idx % cfg.metric_every == 0):
                     t0 = time.perf_counter()
-                    record["fid"] = float(fid.fid_of_generator(self.G_ema, cfg.fid_num_fake, c_sampler=self._c_sampler(),
-                                                               seed=cfg.seed))
-                    record["fid_extractor"] = getattr(fid, "extractor_name", "unknown")
+                    record.update(fid.record(self.G_ema, cfg.fid_num_fake, seed=cfg.seed))  # fid5k_full, per class
                     record["fid_sec"] = round(time.perf_counter() - t0, 3)
                 if self.ddp:
                     torch.distributed.barrier()
@@ -588,7 +577,8 @@ class Trainer:
                         writer.flush()
                     log(f"{hdist.log_prefix()}tick {tick_idx} kimg {record['kimg']:.3f} "
                         f"sec/kimg {record['sec_per_kimg']:.2f} " +
-                        " ".join(f"{k} {record[k]:.4g}" for k in ("loss_G", "loss_D", "aug_p", "fid") if k in record))
+                        " ".join(f"{k} {record[k]:.4g}" for k in ("loss_G", "loss_D", "aug_p", record.get("fid_key"))
+                                 if k in record))
                 if done or (cfg.snap > 0 and tick_idx % cfg.snap == 0):
                     if self.rank0:
                         self.write_grid()

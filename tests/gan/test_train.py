@@ -174,8 +174,9 @@ def test_fid_falls_during_training(fid_phantom_shards, tmp_path):
     train(cfg)
     (run,) = tmp_path.glob("0*")
     recs = [json.loads(x) for x in (run / "stats.jsonl").read_text().splitlines()]
-    fids = [(r["kimg"], r["fid"]) for r in recs if "fid" in r]
+    fids = [(r["kimg"], r[r["fid_key"]]) for r in recs if "fid_key" in r]
     print("FID per measurement (kimg, FID):", fids)
     assert len(fids) >= 2 and fids[0][0] < 0.1 and fids[-1][0] == pytest.approx(FID_KIMG, abs=0.02)
-    assert all(r["fid_extractor"] == "fid-inception-2015-12-05" for r in recs if "fid" in r)
+    assert all(r["fid_extractor"] == "fid-inception-2015-12-05" and r["fid_key"] == "fid64_128" and
+               r["fid_label"] == "FID (64 gen / 128 real)" for r in recs if "fid_key" in r)
     assert fids[-1][1] < (1 - FID_MARGIN) * fids[0][1], fids

@@ -32,22 +32,44 @@ def run_cli(*args, check: bool = True, timeout: float = 300) -> subprocess.Compl
 def write_shard_set(out: Path, images: np.ndarray, labels, class_names=("Clear", "Opacity"), split: str = "train",
                     shard_size: int = 8) -> Path:
     """A folder in the shard format (manifest.json + <split>/shard-NNNNN.h5) holding ``images`` uint8 [N, 1, R, R]."""
+    return write_splits(out, {split: (images, labels)}, class_names, shard_size)
+
+
+def write_splits(out: Path, splits: dict, class_names=("Clear", "Opacity"), shard_size: int = 8) -> Path:
+    """A shard folder with several splits: ``{split: (images uint8 [N, 1, R, R], labels [N])}``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    images = np.asarray(images, dtype=np.uint8)
-    labels = np.asarray(labels, dtype=np.int64)
-    entries = []
-    for k, s in enumerate(range(0, len(images), shard_size)):
-        rel = f"{split}/shard-{k:05d}.h5"
-        n = len(images[s:s + shard_size])
-        digest = write_shard(out / rel, images[s:s + shard_size], labels[s:s + shard_size],
-                             [f"img-{s + i}" for i in range(n)], np.zeros((n, 4)), np.zeros(n), compression="none")
-        entries.append({"path": rel, "split": split, "n": n, "sha256": digest})
-    counts = {split: {c: int((labels == i).sum()) for i, c in enumerate(class_names)}}
-    manifest = {"format_version": FORMAT_VERSION, "settings": {"resolution": int(images.shape[-1])},
+    entries, counts, res = [], {}, None
+    for split, (images, labels) in splits.items():
+        images = np.asarray(images, dtype=np.uint8)
+        labels = np.asarray(labels, dtype=np.int64)
+        res = int(images.shape[-1])
+        for k, s in enumerate(range(0, len(images), shard_size)):
+            rel = f"{split}/shard-{k:05d}.h5"
+            n = len(images[s:s + shard_size])
+            digest = write_shard(out / rel, images[s:s + shard_size], labels[s:s + shard_size],
+                                 [f"{split}-{s + i}" for i in range(n)], np.zeros((n, 4)), np.zeros(n),
+                                 compression="none")
+            entries.append({"path": rel, "split": split, "n": n, "sha256": digest})
+        counts[split] = {c: int((labels == i).sum()) for i, c in enumerate(class_names)}
+    manifest = {"format_version": FORMAT_VERSION, "settings": {"resolution": res},
                 "class_names": list(class_names), "counts": counts, "shards": entries, "excluded": [], "failed": []}
     atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1))
     return out
+
+
+def load_pngs(paths, size: int | None = None) -> np.ndarray:
+    """Grayscale uint8 ``[N, 1, R, R]`` of PNG files (the Kaggle PNGs have 3 equal channels), resized to ``size``."""
+    from PIL import Image
+
+    out = []
+    for p in paths:
+        with Image.open(p) as im:
+            g = im.convert("L")
+            if size is not None and g.size != (size, size):
+                g = g.resize((size, size), Image.BILINEAR)
+            out.append(np.asarray(g, dtype=np.uint8)[None])
+    return np.stack(out)
 
 
 class TinyFeatures(torch.nn.Module):

@@ -13,7 +13,8 @@ from hpcgan.data.shards import read_manifest, read_split
 from hpcgan.errors import HpcganError
 from hpcgan.metrics import fid
 from hpcgan.metrics.fid import (FALLBACK_NAME, FID_NET_NAME, FIDEvaluator, default_net_path, feature_stats,
-                                frechet_distance, kid, load_feature_net, real_features, real_stats)
+                                frechet_distance, kid, load_feature_net, real_features)
+from hpcgan.metrics.realset import RealSet
 
 from conftest import _require
 
@@ -45,7 +46,9 @@ def test_frechet_matches_independent():
     a = rng.normal(size=(200, 6)) @ rng.normal(size=(6, 6))
     b = rng.normal(size=(150, 6)) @ rng.normal(size=(6, 6)) + 0.3
     (m1, s1), (m2, s2) = feature_stats(a), feature_stats(b)
-    assert np.allclose(s1, np.cov(a.T)) and np.allclose(m1, a.mean(0))
+    # NVlabs' biased covariance: divided by N, not N - 1
+    assert np.allclose(s1, (a - a.mean(0)).T @ (a - a.mean(0)) / len(a)) and np.allclose(m1, a.mean(0))
+    assert not np.allclose(s1, np.cov(a.T))
     ref = _frechet_reference(m1, s1, m2, s2)
     assert frechet_distance(m1, s1, m2, s2) == pytest.approx(ref, rel=1e-8)
     assert frechet_distance(m1, s1, m2, s2, method="eigh") == pytest.approx(ref, rel=1e-8)
@@ -129,6 +132,9 @@ def test_real_fid_network_features(metrics_fid_net, metrics_real_shards):
     assert torch.equal(net.prepare(imgs)[:, 0], net.prepare(imgs)[:, 2])  # grayscale repeated
     x = net.prepare(imgs)
     assert x.shape == (8, 3, 299, 299) and x.min() >= -1 and x.max() <= 255 / 128 - 1
+    # floats are quantised to uint8 first (NVlabs): a sub-level change of a float image changes nothing
+    y = imgs[:2].float() * (2 / 255) - 1
+    assert torch.equal(net.prepare(y), net.prepare(y + 0.3 / 127.5))
     # the explicit path of the same file is the same, named, extractor
     assert load_feature_net(str(default_net_path())).name == FID_NET_NAME
 
@@ -166,18 +172,23 @@ def test_feature_net_path_and_errors(metrics_tiny_net, tmp_path):
 def test_real_stats_cache_hit_and_invalidation(metrics_real_shards, metrics_tiny_net, tmp_path):
     net = load_feature_net(str(metrics_tiny_net))
     cache = tmp_path / "cache"
-    r1 = real_features(metrics_real_shards, "train", net, cache_dir=cache)
+    train = RealSet.open(metrics_real_shards, "train")
+    r1 = real_features(train, net, cache_dir=cache)
     assert not r1["cached"] and os.path.isfile(r1["path"]) and r1["n"] == len(read_split(metrics_real_shards, "train")["labels"])
+    assert r1["full"] and np.array_equal(np.sort(r1["labels"]), np.sort(read_split(metrics_real_shards, "train")["labels"]))
     assert not [p for p in cache.iterdir() if p.name.startswith(".")]  # no temporary left behind
-    r2 = real_features(metrics_real_shards, "train", net, cache_dir=cache)
+    r2 = real_features(train, net, cache_dir=cache)
     assert r2["cached"] and r2["path"] == r1["path"]
     assert np.array_equal(r1["mu"], r2["mu"]) and np.array_equal(r1["sigma"], r2["sigma"])
-    mu, sigma = real_stats(metrics_real_shards, "train", net, cache_dir=cache)
-    assert np.array_equal(mu, r1["mu"]) and np.array_equal(sigma, r1["sigma"])
-    # other split, other count: other entries
-    assert not real_features(metrics_real_shards, "test", net, cache_dir=cache)["cached"]
-    r5 = real_features(metrics_real_shards, "train", net, num_real=5, cache_dir=cache)
-    assert not r5["cached"] and r5["n"] == 5
+    # other split, other count, other classes: other entries
+    assert not real_features(RealSet.open(metrics_real_shards, "test"), net, cache_dir=cache)["cached"]
+    r5 = real_features(train, net, num_real=5, cache_dir=cache)
+    assert not r5["cached"] and r5["n"] == 5 and not r5["full"]
+    r6 = real_features(train.only("Opacity"), net, cache_dir=cache)
+    assert not r6["cached"] and r6["path"] != r1["path"] and r6["n"] == train.only("Opacity").n < r1["n"]
+    assert set(r6["labels"].tolist()) == {train.class_names.index("Opacity")}
+    with pytest.raises(TypeError, match="RealSet"):
+        real_features(str(metrics_real_shards), net, cache_dir=cache)  # a bare path is not a real set
     # a changed shard set (one image replaced) invalidates the entry
     changed = tmp_path / "changed"
     shutil.copytree(metrics_real_shards, changed)
@@ -185,13 +196,13 @@ def test_real_stats_cache_hit_and_invalidation(metrics_real_shards, metrics_tiny
     imgs = tr["images"].copy()
     imgs[0] = 255 - imgs[0]
     write_shard_set(changed, imgs, tr["labels"], class_names=read_manifest(changed)["class_names"])
-    r3 = real_features(changed, "train", net, cache_dir=cache)
+    r3 = real_features(RealSet.open(changed, "train"), net, cache_dir=cache)
     assert not r3["cached"] and r3["path"] != r1["path"] and not np.array_equal(r3["mu"], r1["mu"])
     # a corrupt cache file is recomputed with a warning
     with open(r1["path"], "wb") as fh:
         fh.write(b"garbage")
     with pytest.warns(UserWarning, match="unreadable"):
-        r4 = real_features(metrics_real_shards, "train", net, cache_dir=cache)
+        r4 = real_features(train, net, cache_dir=cache)
     assert not r4["cached"] and np.allclose(r4["mu"], r1["mu"])
 
 
@@ -208,35 +219,53 @@ class TinyGenerator(torch.nn.Module):
         self.seen_c = []
 
     def forward(self, z, c=None, truncation_psi: float = 1.0, noise_mode: str = "random"):
-        assert noise_mode == "const" and z.shape[1] == self.z_dim
+        assert noise_mode == "random" and z.shape[1] == self.z_dim  # NVlabs' metrics: random noise inputs
         if self.c_dim:
             assert c.shape == (len(z), self.c_dim) and torch.all(c.sum(1) == 1)
             self.seen_c.append(c.argmax(1))
             z = torch.cat([z, c], 1)
         else:
             assert c is None
-        return torch.tanh(self.fc(z * truncation_psi)).view(-1, 1, self.res, self.res)
+        noise = 0.01 * torch.randn(len(z), self.res * self.res)  # stands in for StyleGAN's per-pixel noise
+        return torch.tanh(self.fc(z * truncation_psi) + noise).view(-1, 1, self.res, self.res)
 
 
 def test_fid_evaluator_with_a_generator(metrics_real_shards, metrics_tiny_net, tmp_path):
-    ev = FIDEvaluator(str(metrics_real_shards), "train", feature_net=str(metrics_tiny_net), cache_dir=str(tmp_path))
+    real = RealSet.open(metrics_real_shards, "train")
+    ev = FIDEvaluator(real, feature_net=str(metrics_tiny_net), cache_dir=str(tmp_path))
     assert ev.extractor_name.startswith("torchscript:")
     G = TinyGenerator()
+    state = torch.random.get_rng_state()
     a = ev.fid_of_generator(G, num_fake=20, seed=1, batch=8)
+    assert torch.equal(state, torch.random.get_rng_state())  # the noise comes from a forked, seeded RNG
     b = ev.fid_of_generator(G, num_fake=20, seed=1, batch=8)
     c = ev.fid_of_generator(G, num_fake=20, seed=2, batch=8)
     assert math.isfinite(a) and a > 0 and a == b and c != a
-    assert set(torch.cat(G.seen_c).tolist()) == {0, 1}  # default sampler: uniform classes
-    only1 = ev.fid_of_generator(G, 10, c_sampler=lambda n: torch.nn.functional.one_hot(torch.ones(n, dtype=torch.long), 2))
-    assert math.isfinite(only1) and set(G.seen_c[-1].tolist()) == {1}
+    # conditional: the classes in the real set's proportions, FID over all and per class, labelled with sizes
+    m = ev.metrics_of_generator(G, num_fake=20, seed=1, batch=8)
+    seen = torch.cat(G.seen_c[-3:])
+    per = [real.counts[k] for k in range(2)]
+    assert [int((seen == k).sum()) for k in range(2)] == fid.apportion(20, per)
+    assert m["fid"] == a and m["key"] == "fid20_full" and m["label"] == f"FID (20 gen / all {real.n} real)"
+    assert set(m["per_class"]) == {"Clear", "Opacity"}
+    pc = m["per_class"]["Opacity"]
+    assert pc["num_real"] == real.only("Opacity").n and pc["key"] == "fid" + str(pc["num_fake"]) + "_full_Opacity"
+    rec = ev.record(G, num_fake=20, seed=1, batch=8)
+    assert rec["fid20_full"] == a and rec["fid_key"] == "fid20_full" and rec["fid_classes"] == ["Clear", "Opacity"]
+    assert rec[pc["key"]] == pc["fid"] and rec["fid_n"] == [20, real.n]
+    assert {k for k, v in rec.items() if isinstance(v, float)} == {"fid20_full", *(p["key"] for p in m["per_class"].values())}
     k = ev.kid_of_generator(G, num_fake=12, seed=1, truncation_psi=0.5)
     assert math.isfinite(k)
     m = ev.metrics_of_generator(TinyGenerator(c_dim=0), 12, seed=3)
-    assert set(m) >= {"fid", "kid", "kid_std", "extractor"} and m["num_real"] == ev.real["n"]
+    assert set(m) >= {"fid", "kid", "kid_std", "extractor"} and m["num_real"] == ev.real["n"] and "per_class" not in m
+    with pytest.raises(HpcganError, match="3 classes"):
+        ev.fid_of_generator(TinyGenerator(c_dim=3), 10)
     with pytest.raises(HpcganError, match="no such directory"):
-        FIDEvaluator(str(tmp_path / "nowhere"), feature_net=str(metrics_tiny_net))
+        RealSet.open(tmp_path / "nowhere")
     with pytest.raises(HpcganError, match="no split"):
-        FIDEvaluator(str(metrics_real_shards), "nosuch", feature_net=str(metrics_tiny_net))
+        RealSet.open(metrics_real_shards, "nosuch")
+    with pytest.raises(HpcganError, match="not in"):
+        RealSet.open(metrics_real_shards, "train", ["COVID"])
 
 
 @pytest.fixture(scope="module")
@@ -244,7 +273,8 @@ def metrics_fake_shards(metrics_real_shards, tmp_path_factory):
     """'Generated' shards: four copies of training images and three new (test) images."""
     tr, te = read_split(metrics_real_shards, "train"), read_split(metrics_real_shards, "test")
     imgs = np.concatenate([tr["images"][[0, 3, 5, 9]], te["images"][:3]])
-    return write_shard_set(tmp_path_factory.mktemp("fake") / "gen", imgs, np.zeros(len(imgs)))
+    labels = np.concatenate([tr["labels"][[0, 3, 5, 9]], te["labels"][:3]])  # each copy keeps its class
+    return write_shard_set(tmp_path_factory.mktemp("fake") / "gen", imgs, labels)
 
 
 def test_compare_shards_api(metrics_real_shards, metrics_fake_shards, metrics_tiny_net, tmp_path):
@@ -268,11 +298,12 @@ def test_cli_metrics_table_and_json(metrics_real_shards, metrics_fake_shards, me
                    "--no-progress")
     text = proc.stdout
     assert "| metric | generated vs real test | real train vs real test (baseline) |" in text
-    for row in ("| FID [torchscript:tiny.pt@", "| KID [torchscript:tiny.pt@", "| RMSE, nearest pair |",
+    for row in ("| FID (7 gen / all 6 real) [torchscript:tiny.pt@", "| FID (6 gen / all 3 real Clear) [torchscript:", "| KID [torchscript:tiny.pt@", "| RMSE, nearest pair |",
                 "| PSNR (dB)", "| SRE (dB)", "| SAM (deg)", "| SSIM", "| memorisation", "FLAGGED"):
         assert row in text, row
     data = json.loads(out.read_text())
     assert data["extractor"].startswith("torchscript:") and data["memorisation"]["near_copies"] == 4
+    assert data["generated"]["fid_label"] == "FID (7 gen / all 6 real)" and data["generated"]["fid_key"] == "fid7_full"
     assert data["generated"]["psnr"]["n_infinite"] == 3  # the three exact test copies
 
 
@@ -287,6 +318,6 @@ def test_cli_errors_and_help(metrics_real_shards, tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "holds no images" in proc.stderr
     helptext = run_cli("metrics", "--help").stdout
     for flag in ("--real", "--fake", "--metrics", "--real-split", "--train-split", "--fake-split", "--feature-net",
-                 "--num", "--kid-subsets", "--kid-subset-size", "--fid-method", "--no-baseline", "--cache-dir",
+                 "--num", "--fid-num", "--classes", "--kid-subsets", "--kid-subset-size", "--fid-method", "--no-baseline", "--cache-dir",
                  "--batch", "--device", "--seed", "--json", "--no-progress"):
         assert flag in helptext, flag
