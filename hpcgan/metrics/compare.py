@@ -61,7 +61,6 @@ class _Generated:
     """The generated images (uint8 [N, 1, R, R]) with their class names, read from a shard folder."""
 
     def __init__(self, folder, splits, classes, num: int | None):
-        from hpcgan.data.dataset import ShardDataset
         from hpcgan.data.shards import read_manifest
 
         if not Path(folder).is_dir():
@@ -340,7 +339,7 @@ def format_markdown(res: dict) -> str:
     for m in res["metrics"]:
         if m == "fid":
             lines.append(_fid_row(res["generated"].get("fid_label", "FID"), ext, [res[key] for key in cols]))
-            for c, pc in res.get("per_class", {}).items():
+            for pc in res.get("per_class", {}).values():
                 if "generated" in pc:
                     lines.append(_fid_row(pc["generated"]["label"], ext, [pc.get(key) for key in cols]))
             continue

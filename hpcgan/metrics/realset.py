@@ -48,7 +48,7 @@ class RealSet:
     resolution: int
 
     @classmethod
-    def open(cls, folder: str | os.PathLike, split: str = "train", classes=None) -> "RealSet":
+    def open(cls, folder: str | os.PathLike, split: str = "train", classes=None) -> RealSet:
         """Read ``folder``'s manifest once; ``classes`` None = every class with images in ``split``.
 
         A class the folder does not have, or one without images in ``split``, is an
@@ -88,7 +88,7 @@ class RealSet:
         """The shard labels of ``classes`` (indices into ``class_names``)."""
         return tuple(self.class_names.index(c) for c in self.classes)
 
-    def only(self, classes) -> "RealSet":
+    def only(self, classes) -> RealSet:
         """The same folder and split restricted to ``classes`` (a name or a list)."""
         want = (classes,) if isinstance(classes, str) else tuple(classes)
         bad = [c for c in want if c not in self.classes]
@@ -97,7 +97,7 @@ class RealSet:
         return RealSet(self.folder, self.split, want, self.class_names,
                        tuple(self.counts[self.classes.index(c)] for c in want), self.shards, self.resolution)
 
-    def other_split(self, split: str) -> "RealSet":
+    def other_split(self, split: str) -> RealSet:
         """The same folder and classes in another split (re-reads the manifest)."""
         return RealSet.open(self.folder, split, self.classes)
 
