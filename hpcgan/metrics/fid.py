@@ -61,7 +61,7 @@ from hpcgan.metrics.realset import RealSet
 
 __all__ = [
     "FeatureNet", "load_feature_net", "default_net_path", "feature_stats", "frechet_distance", "kid",
-    "real_features", "FIDEvaluator", "compare_shards", "FID_NET_NAME", "FALLBACK_NAME", "RealSet",
+    "real_features", "FIDEvaluator", "FID_NET_NAME", "FALLBACK_NAME", "RealSet",
     "tf_bilinear_resize", "images_to_uint8", "fid_key", "fid_label", "count_text", "apportion",
 ]
 
@@ -620,12 +620,3 @@ class FIDEvaluator:
         """KID (mean over subsets) between ``num_fake`` images of ``G`` (seeded) and the real set."""
         return self.metrics_of_generator(G, num_fake, seed, truncation_psi, batch, metrics=("kid",),
                                          kid_subsets=num_subsets, kid_subset_size=subset_size)["kid"]
-
-
-def compare_shards(real_dir, fake_dir, metrics=("fid", "kid"), split_real: str = "test", split_fake=None,
-                   feature_net=None, **kwargs) -> dict:
-    """Compare generated shards with real shards; see ``hpcgan.metrics.compare.compare_shards``."""
-    from hpcgan.metrics.compare import compare_shards as _compare
-
-    return _compare(real_dir, fake_dir, metrics=metrics, split_real=split_real, split_fake=split_fake,
-                    feature_net=feature_net, **kwargs)

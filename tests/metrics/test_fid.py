@@ -12,6 +12,7 @@ import torch
 from hpcgan.data.shards import read_manifest, read_split
 from hpcgan.errors import HpcganError
 from hpcgan.metrics import fid
+from hpcgan.metrics.compare import compare_shards
 from hpcgan.metrics.fid import (FALLBACK_NAME, FID_NET_NAME, FIDEvaluator, default_net_path, feature_stats,
                                 frechet_distance, kid, load_feature_net, real_features)
 from hpcgan.metrics.realset import RealSet
@@ -278,7 +279,7 @@ def metrics_fake_shards(metrics_real_shards, tmp_path_factory):
 
 
 def test_compare_shards_api(metrics_real_shards, metrics_fake_shards, metrics_tiny_net, tmp_path):
-    res = fid.compare_shards(metrics_real_shards, metrics_fake_shards, metrics=("fid", "kid", "ssim", "memorisation"),
+    res = compare_shards(metrics_real_shards, metrics_fake_shards, metrics=("fid", "kid", "ssim", "memorisation"),
                              feature_net=str(metrics_tiny_net), cache_dir=tmp_path, kid_subsets=5)
     assert res["extractor"].startswith("torchscript:") and res["n"]["generated"] == 7
     assert math.isfinite(res["generated"]["fid"]) and math.isfinite(res["baseline"]["fid"])
@@ -286,9 +287,9 @@ def test_compare_shards_api(metrics_real_shards, metrics_fake_shards, metrics_ti
     assert res["generated"]["ssim"]["n"] == 7 and res["memorisation"]["near_copies"] == 4
     assert res["memorisation"]["flagged"]
     with pytest.raises(HpcganError, match="unknown metrics"):
-        fid.compare_shards(metrics_real_shards, metrics_fake_shards, metrics="fid,bogus")
+        compare_shards(metrics_real_shards, metrics_fake_shards, metrics="fid,bogus")
     with pytest.raises(HpcganError, match="no split"):
-        fid.compare_shards(metrics_real_shards, metrics_fake_shards, metrics="rmse", split_real="nosuch")
+        compare_shards(metrics_real_shards, metrics_fake_shards, metrics="rmse", split_real="nosuch")
 
 
 def test_cli_metrics_table_and_json(metrics_real_shards, metrics_fake_shards, metrics_tiny_net, tmp_path):
