@@ -13,12 +13,20 @@ forward and forward+backward of
   (scale activations, convolve, scale outputs); the speedup is against the
   faster of the two.
 
-Every number is the median of ``--reps`` runs after a warm-up. The table is
-markdown; ``--json PATH`` writes the numbers too.
+Every number is the median of ``--reps`` runs after a warm-up (on CUDA each
+run ends with a device synchronisation). The table is markdown; ``--json PATH``
+writes the numbers too.
+
+``--device cuda`` times the CUDA kernels (an error, exit status 1, without a GPU
+or when hpcgan._C has no CUDA kernels). ``--dtype float16|bfloat16`` feeds the
+ops half-precision activations, as mixed precision does (the modulated
+convolution's weight and styles stay float32); the references run in the same
+dtype.
 
     python benchmarks/ops.py                 # full table (a few minutes on 2 cores)
     python benchmarks/ops.py --quick         # small subset, seconds
     python benchmarks/ops.py --json out.json --batch 16
+    python benchmarks/ops.py --device cuda --dtype float16 --json gpu.json
 """
 
 from __future__ import annotations
@@ -43,17 +51,22 @@ from hpcgan.ops.modulated_conv2d import modulated_conv2d, modulated_conv2d_ref
 from hpcgan.ops.upfirdn2d import downsample2d, setup_filter, upsample2d
 
 CHANNELS = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256, 128: 128, 256: 64}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+_SYNC = {"fn": lambda: None}  # torch.cuda.synchronize when timing CUDA
 
 
 def _median_ms(fn, reps: int, warmup: int = 2) -> float:
     # two warm-up calls: the first touches of large fresh buffers (page faults,
     # huge-page compaction) are not what a training loop sees in steady state
+    sync = _SYNC["fn"]
     for _ in range(warmup):
         fn()
+    sync()
     times = []
     for _ in range(reps):
         t0 = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - t0)
     return statistics.median(times) * 1e3
 
@@ -76,15 +89,16 @@ def _fwd_bwd(fn, inputs):
 
 
 def _nonfused_modconv(x, w, s, noise, b):
-    """StyleGAN2's training-time modulated convolution in plain PyTorch."""
-    d = (s.square() @ w.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt()
-    y = F.conv2d(x * s[:, :, None, None], w, padding=1)
+    """StyleGAN2's training-time modulated convolution in plain PyTorch (weights cast to x's dtype)."""
+    d = (s.square() @ w.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt().to(x.dtype)
+    y = F.conv2d(x * s.to(x.dtype)[:, :, None, None], w.to(x.dtype), padding=1)
     y = y * d[:, :, None, None] + noise
     return bias_act_ref(y, b, 1, "lrelu", None, None, 256)
 
 
 def bench(args) -> list[dict]:
     torch.manual_seed(0)
+    dev, dt = torch.device(args.device), DTYPES[args.dtype]
     N = args.batch
     reps = args.reps
     rows: list[dict] = []
@@ -99,11 +113,11 @@ def bench(args) -> list[dict]:
         print(_fmt_row(row), flush=True)
 
     print(_header(), flush=True)
-    f = setup_filter([1, 3, 3, 1])
+    f = setup_filter([1, 3, 3, 1], device=dev)
     for R in res_list:
         C = CHANNELS[R]
-        x = torch.randn(N, C, R, R)
-        b = torch.randn(C)
+        x = torch.randn(N, C, R, R, device=dev).to(dt)
+        b = torch.randn(C, device=dev).to(dt)
         shape = f"{N}x{C}x{R}x{R}"
         nbytes = x.numel() * x.element_size()
 
@@ -138,9 +152,9 @@ def bench(args) -> list[dict]:
             add("upfirdn2d down=2 fwd+bwd", shape, nat, ref, nbytes * 5 // 2)
 
         # --- modulated convolution layer ------------------------------------------
-        w = torch.randn(C, C, 3, 3) / math.sqrt(C * 9)
-        s = torch.randn(N, C) + 1
-        noise = torch.randn(N, 1, R, R) * 0.1
+        w = torch.randn(C, C, 3, 3, device=dev) / math.sqrt(C * 9)  # float32 parameters, as in training
+        s = torch.randn(N, C, device=dev) + 1
+        noise = (torch.randn(N, 1, R, R, device=dev) * 0.1).to(dt)
         layer = dict(padding=1, act="lrelu", clamp=256.0)
         mreps = max(5, reps // 2)
         nat = _median_ms(_fwd_bwd(lambda x, w, s, n, b: modulated_conv2d(x, w, s, n, bias=b, impl="native", **layer), [x, w, s, noise, b]), mreps)
@@ -194,6 +208,10 @@ def main(argv=None) -> int:
     p.add_argument("--res", type=int, nargs="*", choices=sorted(CHANNELS), help="resolutions to time (default all, 4 to 256)")
     p.add_argument("--quick", action="store_true", help="a small subset (resolutions 8, 64, 256; fewer reps) for a smoke run")
     p.add_argument("--threads", type=int, default=None, help="torch thread count (default: torch's choice)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="where the ops run (default cpu); cuda fails without a GPU or without CUDA kernels in hpcgan._C")
+    p.add_argument("--dtype", choices=sorted(DTYPES), default="float32",
+                   help="activation dtype (default float32); half types are what mixed precision feeds the ops")
     p.add_argument("--json", metavar="PATH", help="also write the numbers as JSON to PATH")
     args = p.parse_args(argv)
     if args.quick:
@@ -203,12 +221,25 @@ def main(argv=None) -> int:
     if not _native.available():
         print(f"hpcgan._C is not built ({_native.import_error()}); run bash scripts/install.sh", file=sys.stderr)
         return 1
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, {platform.processor() or platform.machine()}, "
+    where = platform.processor() or platform.machine()
+    if args.device == "cuda":
+        if not torch.cuda.is_available():
+            print("--device cuda: torch sees no GPU (torch.cuda.is_available() is False); run on a GPU node",
+                  file=sys.stderr)
+            return 1
+        if not _native.cuda_built():
+            print("--device cuda: hpcgan._C was built without CUDA kernels; rebuild with "
+                  "HPCGAN_CUDA=1 bash scripts/install.sh", file=sys.stderr)
+            return 1
+        _SYNC["fn"] = torch.cuda.synchronize
+        where = torch.cuda.get_device_name()
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, {where}, {args.device} {args.dtype}, "
           f"batch {args.batch}, median of {args.reps} runs\n")
     rows = bench(args)
     print(summary(rows))
     if args.json:
-        meta = dict(torch=torch.__version__, threads=torch.get_num_threads(), batch=args.batch, reps=args.reps)
+        meta = dict(torch=torch.__version__, threads=torch.get_num_threads(), batch=args.batch, reps=args.reps,
+                    device=args.device, dtype=args.dtype, hardware=where)
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         tmp = args.json + ".tmp"
         with open(tmp, "w") as fh:

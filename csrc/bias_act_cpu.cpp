@@ -1,6 +1,7 @@
 // bias_act on the CPU: one pass over memory, parallel over rows of the
 // channel dimension with at::parallel_for; the row loops are vectorised and
-// dispatched at run time to AVX-512, AVX2 or SSE2 (cpu_vec.h).
+// dispatched at run time to AVX-512, AVX2 or SSE2 (cpu_vec.h). float16 and
+// bfloat16 are computed in float32 (checks.h: widen).
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
@@ -111,12 +112,22 @@ at::Tensor launch(const at::Tensor& dy_in, const at::Tensor& x_in, const std::op
 
 at::Tensor bias_act_cpu(const at::Tensor& x, const std::optional<at::Tensor>& b, int64_t dim, int64_t act,
                         double alpha, double gain, double clamp) {
+  if (is_half(x)) {  // computed in float32 (checks.h: widen)
+    if (b.has_value() && b->defined()) HPCGAN_CHECK_SAME_DTYPE((*b), x);
+    return narrow_to(launch<-1>(at::Tensor(), widen(x), widen(b), dim, act, alpha, gain, clamp), x.scalar_type());
+  }
   return launch<-1>(at::Tensor(), x, b, dim, act, alpha, gain, clamp);
 }
 
 at::Tensor bias_act_grad_cpu(const at::Tensor& dy, const at::Tensor& x, const std::optional<at::Tensor>& b,
                              int64_t dim, int64_t act, double alpha, double gain, double clamp, int64_t order) {
   TORCH_CHECK(order == 1 || order == 2, "bias_act_grad: order must be 1 or 2, got ", order);
+  if (is_half(x)) {  // computed in float32 (checks.h: widen)
+    HPCGAN_CHECK_SAME_DTYPE(dy, x);
+    if (b.has_value() && b->defined()) HPCGAN_CHECK_SAME_DTYPE((*b), x);
+    return narrow_to(bias_act_grad_cpu(widen(dy), widen(x), widen(b), dim, act, alpha, gain, clamp, order),
+                     x.scalar_type());
+  }
   return order == 1 ? launch<1>(dy, x, b, dim, act, alpha, gain, clamp)
                     : launch<2>(dy, x, b, dim, act, alpha, gain, clamp);
 }

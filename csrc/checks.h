@@ -8,6 +8,8 @@
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
 
+#include <optional>
+
 #define HPCGAN_CHECK_FLOAT(t) \
   TORCH_CHECK(at::isFloatingType((t).scalar_type()), #t " must be a floating-point tensor, got ", (t).scalar_type())
 
@@ -33,6 +35,30 @@ inline bool is_dense(const at::Tensor& t) { return t.is_non_overlapping_and_dens
 inline at::Tensor dense(const at::Tensor& t) {
   if (is_dense(t)) return t;
   return t.contiguous(t.suggest_memory_format());
+}
+
+}  // namespace hpcgan
+
+namespace hpcgan {
+
+// float16 and bfloat16: stored in half precision, computed in float32.
+inline bool is_half(const at::Tensor& t) {
+  return t.defined() && (t.scalar_type() == at::kHalf || t.scalar_type() == at::kBFloat16);
+}
+
+// The CPU kernels compute in float32 or float64. A half-precision call widens
+// its tensors to float32 on entry (keeping their memory layout), runs the
+// float32 kernel (so every sum accumulates in float32) and rounds each result
+// back to the input dtype once.
+inline at::Tensor widen(const at::Tensor& t) { return is_half(t) ? t.to(at::kFloat) : t; }
+
+inline std::optional<at::Tensor> widen(const std::optional<at::Tensor>& t) {
+  if (!t.has_value() || !t->defined()) return t;
+  return widen(*t);
+}
+
+inline at::Tensor narrow_to(const at::Tensor& t, at::ScalarType dtype) {
+  return t.scalar_type() == dtype ? t : t.to(dtype);
 }
 
 }  // namespace hpcgan

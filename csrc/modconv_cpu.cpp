@@ -8,7 +8,8 @@
 //
 // Work is split into tasks of (sample, block of pixels) with at::parallel_for;
 // reductions over pixels go to per-task partial sums that are added at the end,
-// so results do not depend on the thread count.
+// so results do not depend on the thread count. float16 and bfloat16 are
+// computed in float32 (checks.h: widen).
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
@@ -168,6 +169,10 @@ void modulate_kernel(const Act4& g, bool out_cl, const T* x, const T* s, T* xs) 
 
 at::Tensor modulate_cpu(const at::Tensor& x_in, const at::Tensor& s_in, bool channels_last) {
   HPCGAN_CHECK_CPU(x_in);
+  if (is_half(x_in)) {  // computed in float32 (checks.h: widen)
+    HPCGAN_CHECK_SAME_DTYPE(s_in, x_in);
+    return narrow_to(modulate_cpu(widen(x_in), widen(s_in), channels_last), x_in.scalar_type());
+  }
   Act4 g;
   at::Tensor x = as_act4(x_in, true, g, "x");
   at::Tensor s = coef_nc(s_in, x, g, "s");
@@ -218,6 +223,12 @@ void modulate_backward_kernel(const Act4& g, const Act4& gg, const T* gxs, const
 std::tuple<at::Tensor, at::Tensor> modulate_backward_cpu(const at::Tensor& gxs_in, const at::Tensor& x_in,
                                                          const at::Tensor& s_in) {
   HPCGAN_CHECK_CPU(x_in);
+  if (is_half(x_in)) {  // computed in float32 (checks.h: widen)
+    HPCGAN_CHECK_SAME_DTYPE(gxs_in, x_in);
+    HPCGAN_CHECK_SAME_DTYPE(s_in, x_in);
+    auto [gx, gs] = modulate_backward_cpu(widen(gxs_in), widen(x_in), widen(s_in));
+    return {narrow_to(gx, x_in.scalar_type()), narrow_to(gs, x_in.scalar_type())};
+  }
   Act4 g, gg;
   at::Tensor x = as_act4(x_in, true, g, "x");
   at::Tensor gxs = as_act4(gxs_in, true, gg, "gxs");
@@ -269,6 +280,12 @@ at::Tensor modconv_epilogue_cpu(const at::Tensor& z_in, const std::optional<at::
                                 const std::optional<at::Tensor>& noise_in, const std::optional<at::Tensor>& b_in,
                                 int64_t act, double alpha, double gain, double clamp) {
   HPCGAN_CHECK_CPU(z_in);
+  if (is_half(z_in)) {  // computed in float32 (checks.h: widen)
+    const Epi e = epi_prepare(z_in, d_in, noise_in, b_in, act);  // the dtype checks
+    return narrow_to(modconv_epilogue_cpu(widen(e.z), widen(d_in), widen(noise_in), widen(b_in), act, alpha, gain,
+                                          clamp),
+                     z_in.scalar_type());
+  }
   const Epi e = epi_prepare(z_in, d_in, noise_in, b_in, act);
   const at::Tensor& z = e.z;
   at::Tensor y = at::empty_like(z);
@@ -343,6 +360,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> modconv_epilogue_back
     const std::optional<at::Tensor>& noise_in, const std::optional<at::Tensor>& b_in, int64_t act, double alpha,
     double gain, double clamp) {
   HPCGAN_CHECK_CPU(z_in);
+  if (is_half(z_in)) {  // computed in float32 (checks.h: widen)
+    const Epi e = epi_prepare(z_in, d_in, noise_in, b_in, act);  // the dtype checks
+    Act4 gdy;
+    (void)epi_grad_input(dy_in, e, gdy);
+    auto [gz, gd, gn, gb] = modconv_epilogue_backward_cpu(widen(dy_in), widen(e.z), widen(d_in), widen(noise_in),
+                                                          widen(b_in), act, alpha, gain, clamp);
+    const auto dt = z_in.scalar_type();
+    return {narrow_to(gz, dt), narrow_to(gd, dt), narrow_to(gn, dt), narrow_to(gb, dt)};
+  }
   const Epi e = epi_prepare(z_in, d_in, noise_in, b_in, act);
   const at::Tensor& z = e.z;
   const Act4& g = e.g;

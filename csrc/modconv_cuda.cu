@@ -98,13 +98,16 @@ std::tuple<at::Tensor, at::Tensor> modulate_backward_cuda(const at::Tensor& gxs_
             gg.cl);
   });
   C10_CUDA_KERNEL_LAUNCH_CHECK();
-  at::Tensor gs = (gxs * x).sum({2, 3});
+  // gs in float32 for half types: products and sums are not rounded to half
+  const auto acc = at::toOpMathType(x.scalar_type());
+  at::Tensor gs = (gxs.to(acc) * x.to(acc)).sum({2, 3}).to(x.scalar_type());
   return {gx, gs};
 }
 
-// MODE 0: y = epilogue(z). MODE 1: gp = d(epilogue)/d(pre) * dy, gz = gp * d.
+// MODE 0: y = epilogue(z). MODE 1: gp = d(epilogue)/d(pre) * dy (kept in M,
+// the math type, for the reductions that follow), gz = gp * d.
 template <int ACT, int MODE, typename T, typename M>
-__global__ void epilogue_kernel(T* __restrict__ out, T* __restrict__ gp_out, const T* __restrict__ z,
+__global__ void epilogue_kernel(T* __restrict__ out, M* __restrict__ gp_out, const T* __restrict__ z,
                                 const T* __restrict__ dy, const T* __restrict__ d, const T* __restrict__ noise,
                                 const T* __restrict__ b, int64_t total, int64_t C, int64_t HW, bool cl, bool dy_cl,
                                 int64_t noise_bs, M alpha, M gain, M clamp) {
@@ -120,7 +123,7 @@ __global__ void epilogue_kernel(T* __restrict__ out, T* __restrict__ gp_out, con
     } else {
       M gp = static_cast<M>(dy[offset(n, c, hw, C, HW, dy_cl)]) * act_eval<ACT, 1>(v, alpha) * gain;
       if (clamp >= M(0) && !within_clamp(act_eval<ACT, 0>(v, alpha) * gain, clamp)) gp = M(0);
-      gp_out[i] = static_cast<T>(gp);
+      gp_out[i] = gp;
       out[i] = static_cast<T>(gp * dc);
     }
   }
@@ -158,7 +161,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> modconv_epilogue_back
   Act4 gdy;
   at::Tensor dy = epi_grad_input(dy_in, e, gdy);
   at::Tensor gz = at::empty_like(e.z);
-  at::Tensor gp = at::empty_like(e.z);
+  const auto acc = at::toOpMathType(e.z.scalar_type());  // float32 for half types
+  at::Tensor gp = at::empty_like(e.z, e.z.options().dtype(acc));
   const int64_t total = e.z.numel();
   if (total > 0) {
     AT_DISPATCH_FLOATING_TYPES_AND2(
@@ -167,7 +171,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> modconv_epilogue_back
           using M = at::opmath_type<T>;
           HPCGAN_DISPATCH_ACT(act, [&] {
             epilogue_kernel<ACT_, 1, T, M><<<num_blocks(total), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
-                gz.data_ptr<T>(), gp.data_ptr<T>(), e.z.data_ptr<T>(), dy.data_ptr<T>(), ptr_or_null<T>(e.d),
+                gz.data_ptr<T>(), gp.data_ptr<M>(), e.z.data_ptr<T>(), dy.data_ptr<T>(), ptr_or_null<T>(e.d),
                 ptr_or_null<T>(e.noise), ptr_or_null<T>(e.b), total, e.g.C, e.g.HW, e.g.cl, gdy.cl, e.noise_bs,
                 M(alpha), M(gain), M(clamp));
           });
@@ -175,9 +179,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> modconv_epilogue_back
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
   at::Tensor empty = at::empty({0}, e.z.options());
-  at::Tensor gd = e.d.defined() ? (gp * e.z).sum({2, 3}) : empty;
-  at::Tensor gn = e.noise.defined() ? gp.sum({1}, /*keepdim=*/true).contiguous() : empty;
-  at::Tensor gb = e.b.defined() ? gp.sum({0, 2, 3}) : empty;
+  const auto dt = e.z.scalar_type();
+  at::Tensor gd = e.d.defined() ? (gp * e.z.to(acc)).sum({2, 3}).to(dt) : empty;
+  at::Tensor gn = e.noise.defined() ? gp.sum({1}, /*keepdim=*/true).to(dt).contiguous() : empty;
+  at::Tensor gb = e.b.defined() ? gp.sum({0, 2, 3}).to(dt) : empty;
   return {gz, gd, gn, gb};
 }
 

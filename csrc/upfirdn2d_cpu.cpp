@@ -676,11 +676,13 @@ at::Tensor upfirdn2d_cpu(const at::Tensor& x_in, const at::Tensor& f, int64_t up
                          double gain) {
   HPCGAN_CHECK_CPU(x_in);
   HPCGAN_CHECK_CPU(f);
+  if (is_half(x_in))  // computed in float32 (checks.h: widen)
+    return narrow_to(upfirdn2d_cpu(widen(x_in), f, upx, upy, downx, downy, padx0, padx1, pady0, pady1, flip, gain),
+                     x_in.scalar_type());
   at::Tensor x;
   const UpFirDnGeom g = upfirdn2d_prepare(x_in, f, upx, upy, downx, downy, padx0, padx1, pady0, pady1, x);
   TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble,
-              "upfirdn2d (CPU): x must be float32 or float64, got ", x.scalar_type(),
-              " (the Python wrapper computes float16/bfloat16 in float32)");
+              "upfirdn2d (CPU): x must be float16, bfloat16, float32 or float64, got ", x.scalar_type());
   at::Tensor y = upfirdn2d_empty_output(x, g);
   if (y.numel() == 0) return y;
   advise_huge_pages(y.data_ptr(), y.nbytes());

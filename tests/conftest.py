@@ -20,6 +20,42 @@ def _require(what: str, ok: bool, hint: str) -> None:
     pytest.skip(f"{what} missing: {hint}")
 
 
+# --- devices: op tests run on the CPU and on CUDA; CUDA cases carry the `cuda` marker.
+# `pytest -m cuda` runs exactly the CUDA cases (benchmarks/gpu_check.sh does).
+
+DEVICES = [pytest.param("cpu", id="cpu"), pytest.param("cuda", id="cuda", marks=pytest.mark.cuda)]
+
+
+def require_gpu() -> None:
+    """Skip a CUDA case with the reason "no GPU" when torch sees none (the only skip
+    allowed under CI=true); with HPCGAN_REQUIRE_GPU=1 a missing GPU is a failure."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    if os.environ.get("HPCGAN_REQUIRE_GPU", "") == "1":
+        pytest.fail(
+            "HPCGAN_REQUIRE_GPU=1 but torch.cuda.is_available() is False: run on a GPU node "
+            "(check nvidia-smi and that torch is a CUDA build), or unset HPCGAN_REQUIRE_GPU"
+        )
+    pytest.skip("no GPU")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "cuda: runs on a CUDA GPU (skipped with reason 'no GPU' without one)")
+
+
+def pytest_runtest_setup(item):
+    if item.get_closest_marker("cuda") is not None:
+        require_gpu()
+
+
+@pytest.fixture(params=DEVICES)
+def device(request) -> str:
+    """"cpu" and "cuda" (the CUDA case skips without a GPU, see require_gpu)."""
+    return request.param
+
+
 @pytest.fixture(scope="session")
 def data_cxr_root() -> Path:
     root = Path(os.environ.get("HPCGAN_CXR_ROOT", REPO.parent / "shared" / "data" / "cxr"))

@@ -116,16 +116,14 @@ def bias_act(x, b=None, dim=1, act="linear", alpha=None, gain=None, clamp=None, 
         impl: "auto", "native" or "ref" (see hpcgan.ops._native).
 
     Returns:
-        Tensor shaped like ``x``.
+        Tensor shaped like ``x``, of x's dtype. float16 and bfloat16 inputs are
+        computed in float32 (both devices) and rounded once at the end;
+        ``b`` must have x's dtype.
     """
     dim = _check_tensors(x, b, dim)
     p = resolve_act(act, alpha, gain, clamp)
     if not _native.use_native(impl, x):
         return bias_act_ref(x, b, dim, act, p.alpha, p.gain, None if p.clamp < 0 else p.clamp)
-    low = x.dtype in (torch.float16, torch.bfloat16) and x.device.type == "cpu"
-    if low:  # the CPU kernels compute in float32
-        y = torch.ops.hpcgan.bias_act(x.float(), None if b is None else b.float(), dim, p.code, p.alpha, p.gain, p.clamp)
-        return y.to(x.dtype)
     return torch.ops.hpcgan.bias_act(x, b, dim, p.code, p.alpha, p.gain, p.clamp)
 
 
@@ -149,8 +147,18 @@ def bias_act_ref(x, b=None, dim=1, act="linear", alpha=None, gain=None, clamp=No
 # ---------------------------------------------------------------------------
 
 
+HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+
+def sum_fp32(t: torch.Tensor, dims, keepdim: bool = False) -> torch.Tensor:
+    """``t.sum(dims)``, accumulated in float32 when ``t`` is float16/bfloat16; in t's dtype."""
+    if t.dtype in HALF_DTYPES:
+        return t.sum(dim=dims, keepdim=keepdim, dtype=torch.float32).to(t.dtype)
+    return t.sum(dim=dims, keepdim=keepdim)
+
+
 def _reduce_except(t: torch.Tensor, dim: int) -> torch.Tensor:
-    return t.sum(dim=[i for i in range(t.ndim) if i != dim])
+    return sum_fp32(t, [i for i in range(t.ndim) if i != dim])
 
 
 def _register():

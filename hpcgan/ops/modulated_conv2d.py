@@ -34,11 +34,13 @@ convolution, then ``downsample2d`` with the filter.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
 from hpcgan.ops import _native
-from hpcgan.ops.bias_act import bias_act_ref, resolve_act
+from hpcgan.ops.bias_act import bias_act_ref, resolve_act, sum_fp32
 from hpcgan.ops.upfirdn2d import downsample2d, setup_filter, upfirdn2d
 
 DEMOD_EPS = 1e-8
@@ -142,7 +144,17 @@ def modulated_conv2d(
         impl: "auto", "native" or "ref".
 
     Returns:
-        ``[N, Cout, Hout, Wout]``.
+        ``[N, Cout, Hout, Wout]`` in x's dtype.
+
+    Precision (NVlabs' semantics): the convolution runs in x's dtype. ``weight``
+    and ``styles`` may have another dtype (float32 parameters with float16 or
+    bfloat16 activations): the demodulation coefficients are computed from
+    them in float32 (float64 if either is float64), then weight, styles,
+    coefficients, noise and bias are cast to x's dtype. For float16 ``x`` with
+    ``demodulate``, weight and styles are first scaled by their max-abs values
+    (per output channel and per sample) so that ``x * styles`` cannot overflow;
+    demodulation cancels the scaling (up to its eps). Gradients reach each
+    input in its own dtype; half-precision data accumulate in float32.
     """
     up, down, px, py = _validate(x, weight, styles, noise, up, down, padding, resample_filter, bias)
     p = resolve_act(act, alpha, gain, clamp)
@@ -153,13 +165,27 @@ def modulated_conv2d(
     native = _native.use_native(impl, x)
     if not native:
         return modulated_conv2d_ref(x, weight, styles, noise, up, down, (px, py), resample_filter, demodulate, bias, act, p.alpha, p.gain, None if p.clamp < 0 else p.clamp)
-    dtype = x.dtype
-    if dtype in (torch.float16, torch.bfloat16) and x.device.type == "cpu":
-        cast = [None if t is None else t.float() for t in (x, weight, styles, noise, bias)]
-        y = _native_forward(*cast, up, down, px, py, resample_filter, demodulate, p)
-        return y.to(dtype)
-    weight, styles = weight.to(dtype), styles.to(dtype)
-    return _native_forward(x, weight, styles, noise, bias, up, down, px, py, resample_filter, demodulate, p)
+    weight, styles, d = _modulation_inputs(x, weight, styles, demodulate)
+    noise = None if noise is None else noise.to(x.dtype)
+    bias = None if bias is None else bias.to(x.dtype)
+    return _native_forward(x, weight, styles, d, noise, bias, up, down, px, py, resample_filter, p)
+
+
+def _modulation_inputs(x, weight, styles, demodulate):
+    """(weight, styles, d) in x's dtype; d ``[N, Cout]`` (None without demodulation)
+    is computed in float32 or better from the weight and styles as given."""
+    acc = torch.promote_types(torch.promote_types(weight.dtype, styles.dtype), torch.float32)
+    w, s = weight.to(acc), styles.to(acc)
+    d = None
+    if demodulate:
+        if x.dtype == torch.float16:  # keep x * styles finite in float16 (NVlabs' pre-normalisation)
+            tiny = torch.finfo(acc).tiny
+            fan_in = w.shape[1] * w.shape[2] * w.shape[3]
+            w = w / (w.abs().amax(dim=[1, 2, 3], keepdim=True).clamp_min(tiny) * math.sqrt(fan_in))  # [Cout, Cin, kh, kw]
+            s = s / s.abs().amax(dim=1, keepdim=True).clamp_min(tiny)  # [N, Cin]
+        d = (s.square() @ w.square().sum(dim=[2, 3]).t() + DEMOD_EPS).rsqrt()  # [N, Cout]
+        d = d.to(x.dtype)
+    return w.to(x.dtype), s.to(x.dtype), d
 
 
 def _up_pads(x, weight, f, up, px, py):
@@ -175,10 +201,7 @@ def _up_pads(x, weight, f, up, px, py):
     return [pad0x, pad1x, pad0y, pad1y]
 
 
-def _native_forward(x, weight, styles, noise, bias, up, down, px, py, f, demodulate, p):
-    d = None
-    if demodulate:
-        d = (styles.square() @ weight.square().sum(dim=[2, 3]).t() + DEMOD_EPS).rsqrt()  # [N, Cout]
+def _native_forward(x, weight, styles, d, noise, bias, up, down, px, py, f, p):
     # channels_last makes oneDNN's convolution faster from 32x32 on; below that the
     # weights outweigh the activations and layout conversions of the weight cost more.
     cl = x.shape[2] * x.shape[3] >= CHANNELS_LAST_MIN_PIXELS
@@ -202,23 +225,26 @@ def modulated_conv2d_ref(x, weight, styles, noise=None, up=1, down=1, padding=0,
     px, py = _pair(padding, "padding")
     if resample_filter is None and (up > 1 or down > 1):
         resample_filter = setup_filter([1, 3, 3, 1], device=x.device)
-    w = weight[None] * styles[:, None, :, None, None]  # [N, Cout, Cin, kh, kw]
+    # per-sample weights in float32 or better, then in x's dtype (the precision rules of modulated_conv2d)
+    acc = torch.promote_types(torch.promote_types(weight.dtype, styles.dtype), torch.float32)
+    w = weight.to(acc)[None] * styles.to(acc)[:, None, :, None, None]  # [N, Cout, Cin, kh, kw]
     if demodulate:
         w = w * (w.square().sum(dim=[2, 3, 4]) + DEMOD_EPS).rsqrt()[:, :, None, None, None]
-    xg = x.reshape(1, N * Cin, H, W)
+    w = w.to(x.dtype)
+    xg = x.reshape(1, N * Cin, H, W)  # [1, N * Cin, H, W]
     if up > 1:
-        wt = w.flip([3, 4]).transpose(1, 2).reshape(N * Cin, Cout, kh, kw)
-        y = F.conv_transpose2d(xg, wt, stride=up, groups=N).reshape(N, Cout, -1, (W - 1) * up + kw)
+        wt = w.flip([3, 4]).transpose(1, 2).reshape(N * Cin, Cout, kh, kw)  # [N * Cin, Cout, kh, kw]
+        y = F.conv_transpose2d(xg, wt, stride=up, groups=N).reshape(N, Cout, -1, (W - 1) * up + kw)  # [N, Cout, H', W']
         pads = _up_pads(x, weight, resample_filter, up, px, py)
         y = upfirdn2d(y, resample_filter, padding=pads, gain=up * up, impl="ref")
     else:
         y = F.conv2d(xg, w.reshape(N * Cout, Cin, kh, kw), padding=(py, px), groups=N)
-        y = y.reshape(N, Cout, *y.shape[2:])
+        y = y.reshape(N, Cout, *y.shape[2:])  # [N, Cout, Hout, Wout]
     if down > 1:
         y = downsample2d(y, resample_filter, down=down, impl="ref")
     if noise is not None:
-        y = y + noise
-    return bias_act_ref(y, bias, 1, act, alpha, gain, clamp)
+        y = y + noise.to(y.dtype)
+    return bias_act_ref(y, None if bias is None else bias.to(y.dtype), 1, act, alpha, gain, clamp)
 
 
 # ---------------------------------------------------------------------------
@@ -267,7 +293,7 @@ def _register():
         x, s = ctx.saved_tensors
         if torch.is_grad_enabled():  # building a graph of the gradient: differentiable pieces
             gx = gxs * s[:, :, None, None]
-            gs = (gxs * x).sum(dim=[2, 3])
+            gs = sum_fp32(gxs * x, [2, 3])
         else:
             gx, gs = ops.modulate_backward(gxs, x, s)
         return (gx if ctx.needs_input_grad[0] else None), (gs if ctx.needs_input_grad[1] else None), None
@@ -290,7 +316,7 @@ def _register():
         if ctx.needs_input_grad[1] and ggs is not None:
             g_x = ggs[:, :, None, None] * gxs
         if ctx.needs_input_grad[2] and ggx is not None:
-            g_s = (ggx * gxs).sum(dim=[2, 3])
+            g_s = sum_fp32(ggx * gxs, [2, 3])
         return g_gxs, g_x, g_s
 
     torch.library.register_autograd(lib + "modulate_backward", backward_modb, setup_context=setup_modb)
@@ -309,13 +335,13 @@ def _register():
                 pre = pre + noise
             g_pre = ops.bias_act_grad(dy, pre, b, 1, *ctx.params, 1)
             gz = g_pre if d is None else g_pre * d[:, :, None, None]
-            gd = (g_pre * z).sum(dim=[2, 3]) if d is not None else None
-            gn = g_pre.sum(dim=1, keepdim=True) if noise is not None else None
-            gb = g_pre.sum(dim=[0, 2, 3]) if b is not None else None
+            gd = sum_fp32(g_pre * z, [2, 3]) if d is not None else None
+            gn = sum_fp32(g_pre, [1], keepdim=True) if noise is not None else None
+            gb = sum_fp32(g_pre, [0, 2, 3]) if b is not None else None
         else:
             gz, gd, gn, gb = ops.modconv_epilogue_backward(dy, z, d, noise, b, *ctx.params)
         if noise is not None and noise.shape[0] == 1 and gn.shape[0] != 1:
-            gn = gn.sum(dim=0, keepdim=True)
+            gn = sum_fp32(gn, [0], keepdim=True)
         need = ctx.needs_input_grad
         return (
             gz if need[0] else None,

@@ -163,17 +163,16 @@ def upfirdn2d(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1, impl="au
     Returns:
         ``[N, C, outH, outW]`` tensor of x's dtype and memory format, with
         ``outW = (W * upx + padx0 + padx1 - fw) // downx + 1`` (same for H).
+        The filter may have any floating dtype. float64 ``x`` is computed in
+        float64 throughout (filter and gain included); float32, float16 and
+        bfloat16 ``x`` in float32 on both devices, rounded once to x's dtype.
     """
     f, upx, upy, downx, downy, pads, gain = _prepare(x, f, up, down, padding, gain)
     if not _native.use_native(impl, x, f):
         return _ref(x, f, upx, upy, downx, downy, pads, bool(flip_filter), gain)
     if f.ndim == 1:  # separable: the 2-D filter is the outer product (exact in float64)
         f = torch.outer(f.double(), f.double())
-    args = (upx, upy, downx, downy, *pads, bool(flip_filter), gain)
-    if x.device.type == "cpu" and x.dtype in (torch.float16, torch.bfloat16):
-        # the CPU kernel computes in float32 (CUDA uses float math for half types itself)
-        return torch.ops.hpcgan.upfirdn2d(x.float(), f, *args).to(x.dtype)
-    return torch.ops.hpcgan.upfirdn2d(x, f, *args)
+    return torch.ops.hpcgan.upfirdn2d(x, f, upx, upy, downx, downy, *pads, bool(flip_filter), gain)
 
 
 def upfirdn2d_ref(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1):
@@ -210,7 +209,7 @@ def _ref(x, f, upx, upy, downx, downy, pads, flip_filter, gain):
     return F.conv2d(x, wy, stride=(downy, 1), groups=C)
 
 
-def setup_filter(f, normalize=True, flip_filter=False, gain=1, separable=None, device=torch.device("cpu")):
+def setup_filter(f, normalize=True, flip_filter=False, gain=1, separable=None, device=torch.device("cpu"), dtype=None):
     """Make a filter tensor for :func:`upfirdn2d` from a list, array or tensor.
 
     Args:
@@ -223,13 +222,20 @@ def setup_filter(f, normalize=True, flip_filter=False, gain=1, separable=None, d
         separable: keep a 1-D filter 1-D (True) or make it the 2-D outer product
             (False); None: separable when 1-D with at least 8 taps.
         device: where to put the result.
+        dtype: float32 or float64; None: float64 when ``f`` is a float64
+            tensor, else float32. Normalisation and gain are computed in
+            float64 and rounded once to ``dtype``.
 
     Returns:
-        float32 tensor ``[fw]`` (separable) or ``[fh, fw]``.
+        tensor ``[fw]`` (separable) or ``[fh, fw]`` of ``dtype``.
     """
+    if dtype is None:
+        dtype = torch.float64 if isinstance(f, torch.Tensor) and f.dtype == torch.float64 else torch.float32
+    if dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
     if f is None:
         f = 1
-    f = torch.as_tensor(f, dtype=torch.float32)
+    f = torch.as_tensor(f, dtype=torch.float64)
     if f.ndim == 0:
         f = f[None]
     if f.ndim not in (1, 2):
@@ -254,7 +260,7 @@ def setup_filter(f, normalize=True, flip_filter=False, gain=1, separable=None, d
         raise ValueError(f"gain must be >= 0 for a separable (1-D) filter, got {gain}")
     else:
         f = f * math.sqrt(gain)
-    return f.to(device=device)
+    return f.to(device=device, dtype=dtype)
 
 
 def filter2d(x, f, padding=0, flip_filter=False, gain=1, impl="auto"):

@@ -1,6 +1,8 @@
 """upfirdn2d: the native kernel against the plain-PyTorch reference, gradients,
 opcheck, argument validation and the resampling helpers."""
 
+import math
+
 import pytest
 import torch
 
@@ -16,8 +18,8 @@ from hpcgan.ops.upfirdn2d import (
 
 
 def _tol(dtype):
-    if dtype == torch.float64:
-        return dict(rtol=1e-10, atol=1e-10)
+    if dtype == torch.float64:  # float64 is float64 throughout (gain, filter, sums)
+        return dict(rtol=1e-12, atol=1e-12)
     if dtype == torch.float32:
         return dict(rtol=1e-5, atol=1e-5)
     return dict(rtol=1e-2, atol=1e-2)
@@ -69,87 +71,146 @@ ODD_CASES = [
 ]
 
 
-def _filter(spec, dtype=torch.float32):
+def _filter(spec, dtype=torch.float32, device="cpu"):
     if spec is None:
         return None
     if isinstance(spec, int):
-        return torch.rand(spec, dtype=dtype) + 0.1
-    return torch.randn(spec, dtype=dtype)
+        return (torch.rand(spec, dtype=dtype) + 0.1).to(device)
+    return torch.randn(spec, dtype=dtype).to(device)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("up, down, padding, fspec", STYLEGAN_CASES + ODD_CASES)
-def test_native_matches_ref(up, down, padding, fspec, dtype):
-    x = torch.randn(2, 3, 9, 10, dtype=dtype)
-    f = _filter(fspec)
+def test_native_matches_ref(up, down, padding, fspec, dtype, device):
+    x = torch.randn(2, 3, 9, 10, dtype=dtype, device=device)
+    f = _filter(fspec, device=device)
     for flip in (False, True):
         _check(x, f, up=up, down=down, padding=padding, flip_filter=flip, gain=1.5)
 
 
 @pytest.mark.parametrize("up, down, padding, fspec", STYLEGAN_CASES + ODD_CASES[:6])
-def test_channels_last(up, down, padding, fspec):
-    x = torch.randn(2, 5, 8, 7).to(memory_format=torch.channels_last)
-    y = _check(x, _filter(fspec), up=up, down=down, padding=padding, gain=0.7)
+def test_channels_last(up, down, padding, fspec, device):
+    x = torch.randn(2, 5, 8, 7, device=device).to(memory_format=torch.channels_last)
+    y = _check(x, _filter(fspec, device=device), up=up, down=down, padding=padding, gain=0.7)
     assert y.is_contiguous(memory_format=torch.channels_last)
     assert not y.is_contiguous()
 
 
-def test_contiguous_output_stays_contiguous():
-    y = _check(torch.randn(2, 3, 8, 8), _filter(4), up=2, padding=[2, 1, 2, 1])
+def test_contiguous_output_stays_contiguous(device):
+    y = _check(torch.randn(2, 3, 8, 8, device=device), _filter(4, device=device), up=2, padding=[2, 1, 2, 1])
     assert y.is_contiguous()
 
 
-def test_2d_filter_flip_differs():
-    x = torch.randn(1, 2, 6, 6)
-    f = torch.randn(3, 3)
+def test_2d_filter_flip_differs(device):
+    x = torch.randn(1, 2, 6, 6, device=device)
+    f = torch.randn(3, 3, device=device)
     a = _check(x, f, padding=1, flip_filter=False)
     b = _check(x, f, padding=1, flip_filter=True)
     assert not torch.allclose(a, b)
     torch.testing.assert_close(a, upfirdn2d(x, f.flip([0, 1]), padding=1, flip_filter=True))
 
 
-def test_separable_equals_outer_product():
-    x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
-    f = torch.tensor([1.0, 3.0, 3.0, 1.0], dtype=torch.float64)
+def test_separable_equals_outer_product(device):
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64, device=device)
+    f = torch.tensor([1.0, 3.0, 3.0, 1.0], dtype=torch.float64, device=device)
     a = upfirdn2d(x, f, up=2, padding=[2, 1, 2, 1], gain=3.0)
     b = upfirdn2d(x, torch.outer(f, f) * 3.0, up=2, padding=[2, 1, 2, 1])
     torch.testing.assert_close(a, b)
 
 
-def test_non_contiguous_input():
-    base = torch.randn(2, 6, 12, 11)
+def test_non_contiguous_input(device):
+    base = torch.randn(2, 6, 12, 11, device=device)
     x = base[:, 1::2, 1:, ::2]
     assert not x.is_contiguous()
-    _check(x, _filter(4), up=2, down=1, padding=[2, 1, 2, 1])
-    _check(x, _filter((3, 3)), down=2, padding=1)
+    _check(x, _filter(4, device=device), up=2, down=1, padding=[2, 1, 2, 1])
+    _check(x, _filter((3, 3), device=device), down=2, padding=1)
     xc = base.to(memory_format=torch.channels_last)[:, :, 1:-1]
-    _check(xc, _filter(4), down=2, padding=1)
+    _check(xc, _filter(4, device=device), down=2, padding=1)
 
 
-def test_batch_size_one_and_single_channel():
-    _check(torch.randn(1, 1, 5, 7), _filter(4), up=2, padding=[2, 1, 2, 1])
-    _check(torch.randn(1, 4, 1, 1), _filter(3), up=2, padding=2)
+def test_batch_size_one_and_single_channel(device):
+    _check(torch.randn(1, 1, 5, 7, device=device), _filter(4, device=device), up=2, padding=[2, 1, 2, 1])
+    _check(torch.randn(1, 4, 1, 1, device=device), _filter(3, device=device), up=2, padding=2)
 
 
-def test_empty_batch():
-    y = upfirdn2d(torch.randn(0, 3, 8, 8), _filter(4), down=2, padding=1)
+def test_empty_batch(device):
+    y = upfirdn2d(torch.randn(0, 3, 8, 8, device=device), _filter(4, device=device), down=2, padding=1)
     assert y.shape == (0, 3, 4, 4)
 
 
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_low_precision_cpu(dtype):
-    x = torch.randn(2, 3, 8, 8).to(dtype)
-    f = setup_filter([1, 3, 3, 1])
-    y = upsample2d(x, f, impl="native")
+# Half inputs accumulate in float32 and are rounded once: against the float32
+# reference on the same (upcast) inputs the error is the output's rounding
+# (2^-11 relative for float16, 2^-8 for bfloat16) plus float32 noise, relative
+# to the output's scale where sums cancel.
+HALF_TOL = {torch.float16: dict(rtol=1e-3, atol=1e-4), torch.bfloat16: dict(rtol=8e-3, atol=1e-3)}
+HALF = [pytest.param(torch.float16, id="fp16"), pytest.param(torch.bfloat16, id="bf16")]
+
+
+@pytest.mark.parametrize("dtype", HALF)
+@pytest.mark.parametrize("up, down, padding, fspec", STYLEGAN_CASES[:3] + ODD_CASES[:4])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+def test_half_accumulates_in_float32(up, down, padding, fspec, dtype, channels_last, device):
+    x = torch.randn(2, 3, 9, 10, device=device).to(dtype)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    f = _filter(fspec, device=device)
+    y = upfirdn2d(x, f, up=up, down=down, padding=padding, gain=1.5, impl="native")
     assert y.dtype == dtype
-    r = upsample2d(x.float(), f, impl="ref")
-    torch.testing.assert_close(y.float(), r, rtol=1e-2, atol=1e-2)
-    torch.testing.assert_close(y, upsample2d(x, f, impl="ref"), **_tol(dtype))
+    assert y.is_contiguous(memory_format=torch.channels_last) == channels_last or y.shape[2] * y.shape[3] == 1
+    r = upfirdn2d_ref(x.float(), f, up=up, down=down, padding=padding, gain=1.5)
+    torch.testing.assert_close(y.float(), r, **HALF_TOL[dtype])
 
 
-def test_gain_and_impl_ref():
-    x = torch.randn(2, 3, 8, 8)
-    f = _filter(4)
+@pytest.mark.parametrize("dtype", HALF)
+def test_half_gradient_and_opcheck(dtype, device):
+    f = setup_filter([1, 3, 3, 1], device=device)
+    x = torch.randn(2, 3, 8, 8, device=device).to(dtype).requires_grad_()
+    gy = torch.randn(2, 3, 16, 16, device=device).to(dtype)
+    (gx,) = torch.autograd.grad(upsample2d(x, f), x, gy)
+    xr = x.detach().float().requires_grad_()
+    (rx,) = torch.autograd.grad(upsample2d(xr, f, impl="ref"), xr, gy.float())
+    assert gx.dtype == dtype
+    torch.testing.assert_close(gx.float(), rx, **HALF_TOL[dtype])
+    torch.library.opcheck(torch.ops.hpcgan.upfirdn2d.default, (x, f, 2, 2, 1, 1, 2, 1, 2, 1, False, 4.0))
+
+
+@pytest.mark.parametrize("gain", [1.0, 0.3, 1 / 3, math.pi, -2.5, 1e-3])
+@pytest.mark.parametrize("separable", [False, True])
+def test_float64_gain_is_not_rounded_to_float32(gain, separable, device):
+    """Filters made with setup_filter in float64 keep their gain (or its square root) in float64."""
+    taps = [1.0, 3.0, 3.0, 1.0]
+    f = setup_filter(torch.tensor(taps, dtype=torch.float64), gain=abs(gain), separable=separable, device=device)
+    assert f.dtype == torch.float64
+    assert setup_filter(taps, gain=gain if not separable else abs(gain), dtype=torch.float64).dtype == torch.float64
+    t = torch.tensor(taps, dtype=torch.float64, device=device) / 8
+    f2 = torch.outer(t, t) * abs(gain)  # the float64 reference filter, built by hand
+    torch.testing.assert_close(torch.outer(f, f) if separable else f, f2, rtol=1e-15, atol=0)
+    x = torch.randn(2, 3, 7, 6, dtype=torch.float64, device=device)
+    for up, down, pad in ((2, 1, [2, 1, 2, 1]), (1, 2, [1, 1, 1, 1]), (1, 1, [1, 2, 2, 1])):
+        r = upfirdn2d_ref(x, f2, up=up, down=down, padding=pad, gain=gain / abs(gain))
+        for xin in (x, x.to(memory_format=torch.channels_last)):
+            y = upfirdn2d(xin, f, up=up, down=down, padding=pad, gain=gain / abs(gain), impl="native")
+            torch.testing.assert_close(y, r, rtol=1e-12, atol=1e-12 * r.abs().max().item())
+        y = upsample2d(x, f2, gain=gain) if up > 1 else downsample2d(x, f2, gain=gain)
+        torch.testing.assert_close(y, (upsample2d if up > 1 else downsample2d)(x, f2, gain=gain, impl="ref"),
+                                   rtol=1e-12, atol=1e-12 * y.abs().max().item())
+
+
+def test_setup_filter_dtype():
+    assert setup_filter([1, 2, 1]).dtype == torch.float32
+    assert setup_filter(torch.tensor([1.0, 2.0, 1.0], dtype=torch.float64)).dtype == torch.float64
+    assert setup_filter(torch.tensor([1.0, 2.0, 1.0], dtype=torch.float64), dtype=torch.float32).dtype == torch.float32
+    # normalisation and gain in float64, rounded once: float32 result is the correctly rounded value
+    f = setup_filter([1, 3, 3, 1], gain=0.3, separable=True)
+    expected = torch.tensor([1.0, 3.0, 3.0, 1.0], dtype=torch.float64) / 8 * math.sqrt(0.3)
+    assert torch.equal(f, expected.float())
+    with pytest.raises(ValueError, match="dtype"):
+        setup_filter([1, 2, 1], dtype=torch.float16)
+
+
+def test_gain_and_impl_ref(device):
+    x = torch.randn(2, 3, 8, 8, device=device)
+    f = _filter(4, device=device)
     a = upfirdn2d(x, f, padding=1, gain=-2.5)
     b = upfirdn2d(x, f, padding=1)
     torch.testing.assert_close(a, b * -2.5)
@@ -170,9 +231,9 @@ GRAD_CASES = [
 
 
 @pytest.mark.parametrize("up, down, padding, fspec", GRAD_CASES)
-def test_gradcheck(up, down, padding, fspec):
-    x = torch.randn(1, 2, 5, 4, dtype=torch.float64, requires_grad=True)
-    f = _filter(fspec, torch.float64)
+def test_gradcheck(up, down, padding, fspec, device):
+    x = torch.randn(1, 2, 5, 4, dtype=torch.float64, requires_grad=True, device=device)
+    f = _filter(fspec, torch.float64, device=device)
     for flip in (False, True):
 
         def fn(x, flip=flip):
@@ -182,12 +243,12 @@ def test_gradcheck(up, down, padding, fspec):
         assert torch.autograd.gradgradcheck(fn, (x,))
 
 
-def test_grad_matches_ref_channels_last():
-    x = torch.randn(2, 4, 6, 6, dtype=torch.float64).to(memory_format=torch.channels_last)
-    f = setup_filter([1, 3, 3, 1]).double()
+def test_grad_matches_ref_channels_last(device):
+    x = torch.randn(2, 4, 6, 6, dtype=torch.float64, device=device).to(memory_format=torch.channels_last)
+    f = setup_filter([1, 3, 3, 1], device=device).double()
     xn = x.clone().requires_grad_()
     xr = x.clone().requires_grad_()
-    gy = torch.randn(2, 4, 12, 12, dtype=torch.float64)
+    gy = torch.randn(2, 4, 12, 12, dtype=torch.float64, device=device)
     upsample2d(xn, f, impl="native").backward(gy)
     upsample2d(xr, f, impl="ref").backward(gy)
     torch.testing.assert_close(xn.grad, xr.grad)
@@ -202,11 +263,11 @@ def test_grad_matches_ref_channels_last():
     ],
 )
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_opcheck(args, channels_last):
-    x = torch.randn(2, 3, 6, 5, dtype=torch.float64, requires_grad=True)
+def test_opcheck(args, channels_last, device):
+    x = torch.randn(2, 3, 6, 5, dtype=torch.float64, requires_grad=True, device=device)
     if channels_last:
         x = x.detach().to(memory_format=torch.channels_last).requires_grad_()
-    f = torch.randn(4, 4, dtype=torch.float64)
+    f = torch.randn(4, 4, dtype=torch.float64, device=device)
     torch.library.opcheck(torch.ops.hpcgan.upfirdn2d.default, (x, f, *args))
 
 
@@ -305,20 +366,20 @@ def test_resample_helpers_preserve_brightness():
 
 
 @pytest.mark.parametrize("impl", ["native", "ref"])
-def test_resample_helpers_native_vs_ref(impl):
-    x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
-    f = setup_filter([1, 3, 3, 1]).double()
+def test_resample_helpers_native_vs_ref(impl, device):
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64, device=device)
+    f = setup_filter([1, 3, 3, 1], device=device).double()
     for op in (upsample2d, downsample2d, filter2d):
         torch.testing.assert_close(op(x, f, impl=impl), op(x, f, impl="ref"))
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_tall_image_large_filter(channels_last):
+def test_tall_image_large_filter(channels_last, device):
     # outH * fh * fw > 2**18: the kernel builds its tap lists row by row
-    x = torch.randn(1, 2, 1030, 5, dtype=torch.float64)
+    x = torch.randn(1, 2, 1030, 5, dtype=torch.float64, device=device)
     if channels_last:
         x = x.to(memory_format=torch.channels_last)
-    _check(x, torch.randn(16, 16, dtype=torch.float64), up=[1, 2], padding=[8, 7, 8, 8])
+    _check(x, torch.randn(16, 16, dtype=torch.float64, device=device), up=[1, 2], padding=[8, 7, 8, 8])
 
 
 # ---------------------------------------------------------------------------
@@ -338,10 +399,10 @@ FLAT_CASES = [
 
 @pytest.mark.parametrize("up, down, padding, fspec", FLAT_CASES)
 @pytest.mark.parametrize("shape", [(3, 50, 4, 4), (2, 7, 9, 5), (1, 3, 17, 16), (1, 2, 1, 1)])
-def test_flat_many_small_planes(up, down, padding, fspec, shape):
+def test_flat_many_small_planes(up, down, padding, fspec, shape, device):
     # many planes per work item, including a partial last group
-    x = torch.randn(*shape)
-    f = _filter(fspec)
+    x = torch.randn(*shape, device=device)
+    f = _filter(fspec, device=device)
     fh, fw = (f.shape[0], f.shape[0]) if f.ndim == 1 else tuple(f.shape)
     if x.shape[2] * up + sum(padding[2:]) < fh or x.shape[3] * up + sum(padding[:2]) < fw:
         # the filter does not fit the padded input: an error that names the cause, never an empty tensor
@@ -353,16 +414,16 @@ def test_flat_many_small_planes(up, down, padding, fspec, shape):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("up, down, padding, fspec", FLAT_CASES[:4])
-def test_flat_large_planes_banded(up, down, padding, fspec, dtype):
+def test_flat_large_planes_banded(up, down, padding, fspec, dtype, device):
     # planes larger than the per-item cache budget are cut into bands of rows
-    x = torch.randn(1, 2, 203, 231, dtype=dtype)
-    _check(x, _filter(fspec), up=up, down=down, padding=padding, flip_filter=True, gain=0.9)
+    x = torch.randn(1, 2, 203, 231, dtype=dtype, device=device)
+    _check(x, _filter(fspec, device=device), up=up, down=down, padding=padding, flip_filter=True, gain=0.9)
 
 
-def test_flat_threads_and_stylegan_shapes():
-    f = setup_filter([1, 3, 3, 1])
+def test_flat_threads_and_stylegan_shapes(device):
+    f = setup_filter([1, 3, 3, 1], device=device)
     for R, C in ((4, 64), (8, 32), (33, 3)):
-        x = torch.randn(3, C, R, R)
+        x = torch.randn(3, C, R, R, device=device)
         torch.testing.assert_close(upsample2d(x, f, impl="native"), upsample2d(x, f, impl="ref"), rtol=1e-5, atol=1e-5)
         if R >= 8:
             torch.testing.assert_close(downsample2d(x, f, impl="native"), downsample2d(x, f, impl="ref"), rtol=1e-5, atol=1e-5)
