@@ -1,6 +1,6 @@
 """Scaling of preprocessing (MPI ranks) and of the StyleGAN2-ADA step (DDP ranks), with the ring all-reduce model.
 
-A thin wrapper over ``hpcgan bench scaling`` (hpcgan.launch.scaling) with this
+A thin wrapper over ``hpcgan bench scaling`` (hpcgan.bench) with this
 machine's defaults: 1 and 2 ranks (a 2-core machine), one thread per rank, both
 workloads, strong and weak, 3 repeats, the real Kaggle X-rays (``$HPCGAN_CXR_ROOT/kaggle224``,
 default ``../shared/data/cxr``; phantoms when absent) for preprocessing and the

@@ -534,7 +534,7 @@ _SCALING_KEYS = ("what", "ranks", "modes", "repeats", "launcher", "threads", "ti
 
 
 def _cmd_bench_scaling(args: argparse.Namespace) -> int:
-    from hpcgan.launch.scaling import model_main, scaling_main
+    from hpcgan.bench import model_main, scaling_main
 
     if args.model_only:
         kw = dict(preset=args.preset, resolution=args.resolution or 256, nodes=args.nodes,
@@ -552,7 +552,7 @@ def _cmd_bench_scaling(args: argparse.Namespace) -> int:
 
 
 def _add_bench_commands(sub) -> None:
-    """Verbs of the benchmarks (hpcgan.launch.scaling): bench scaling."""
+    """Verbs of the benchmarks (hpcgan.bench): bench scaling."""
     b = sub.add_parser("bench", help="benchmarks that size a cluster allocation: bench scaling",
                        description="Benchmarks of the stages across ranks.")
     bsub = b.add_subparsers(dest="bench_command", metavar="BENCH")

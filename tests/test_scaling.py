@@ -1,4 +1,4 @@
-"""hpcgan.launch.scaling: the model's formulas by hand, and a real mpirun run of the scaling worker at tiny size."""
+"""hpcgan.bench (scaling): the model's formulas by hand, and a real mpirun run of the scaling worker at tiny size."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from hpcgan.errors import HpcganError
-from hpcgan.launch import scaling as sc
+from hpcgan import bench as sc
+from hpcgan.bench import driver
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -119,12 +120,12 @@ def test_srun_launcher_packs_ranks_onto_nodes(monkeypatch):
     """--launcher srun: N ranks on ceil(N / tasks per node) nodes of the allocation, never more than it has."""
     for v in ("SLURM_NTASKS_PER_NODE", "SLURM_TASKS_PER_NODE", "SLURM_JOB_NUM_NODES", "SLURM_NNODES"):
         monkeypatch.delenv(v, raising=False)
-    assert sc._srun_nodes(4) is None  # outside an allocation: srun decides
+    assert driver._srun_nodes(4) is None  # outside an allocation: srun decides
     monkeypatch.setenv("SLURM_JOB_NUM_NODES", "4")
     monkeypatch.setenv("SLURM_TASKS_PER_NODE", "4(x4)")
-    assert [sc._srun_nodes(n) for n in (1, 2, 4, 5, 8, 16, 64)] == [1, 1, 1, 2, 2, 4, 4]
+    assert [driver._srun_nodes(n) for n in (1, 2, 4, 5, 8, 16, 64)] == [1, 1, 1, 2, 2, 4, 4]
     monkeypatch.setenv("SLURM_NTASKS_PER_NODE", "1")  # wins over SLURM_TASKS_PER_NODE
-    assert [sc._srun_nodes(n) for n in (1, 2, 3)] == [1, 2, 3]
+    assert [driver._srun_nodes(n) for n in (1, 2, 3)] == [1, 2, 3]
 
 
 @pytest.mark.mpi

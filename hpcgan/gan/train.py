@@ -235,6 +235,9 @@ class Trainer:
                                     self.rank * self.rounds * bg, (self.rank + 1) * self.rounds * bg)
         self._stop_signal: str | None = None
         self._tracked = self._tracked_buffers()
+        # tools (hpcgan.bench) may wrap each phase's gradient all-reduce: sync_wrapper(do_sync, nbytes) must call
+        # do_sync() once and return what it returns
+        self.sync_wrapper: Callable[[Callable[[], bool], int], bool] | None = None
         self._nonfinite = {"grad_nonfinite": 0, "grad_nonfinite_phases": 0}  # this tick's sanitised gradients
 
     # -- helpers -----------------------------------------------------------------
@@ -244,6 +247,11 @@ class Trainer:
         dev_t = t.to(self.device)
         torch.distributed.all_reduce(dev_t)
         return dev_t.to(t.device)
+
+    @property
+    def tracked_buffers(self) -> list[torch.Tensor]:
+        """The float buffers averaged over slices and ranks after each phase (w_avg, pl_mean, ...)."""
+        return list(self._tracked)
 
     def _tracked_buffers(self) -> list[torch.Tensor]:
         bufs = [b for b in [*self.G.buffers(), *self.D.buffers()] if b.is_floating_point()]
@@ -354,6 +362,14 @@ class Trainer:
             off += n
         return False
 
+    def _sync_phase(self, params: list[torch.nn.Parameter], failed: bool) -> bool:
+        """:meth:`_sync` of one phase, through :attr:`sync_wrapper` when a tool set one."""
+        if self.sync_wrapper is None:
+            return self._sync(params, self._tracked, failed)
+        nbytes = 4 * (sum(p.grad.numel() for p in params if p.grad is not None)
+                      + sum(b.numel() for b in self._tracked) + 1)
+        return self.sync_wrapper(lambda: self._sync(params, self._tracked, failed), nbytes)
+
     def train_step(self, reals: torch.Tensor, real_labels: torch.Tensor) -> dict[str, list[float]]:
         cfg, B, bg = self.cfg, self.cfg.batch, self.batch_gpu
         gen = torch.Generator().manual_seed(_seed(cfg.seed, self.step, 0xDA7A))
@@ -394,7 +410,7 @@ class Trainer:
                 for b, a in zip(self._tracked, after):
                     b.copy_(a)
             if self.ddp:
-                if self._sync(list(net.parameters()), self._tracked, error is not None):
+                if self._sync_phase(list(net.parameters()), error is not None):
                     if error is None:
                         error = NonFiniteLossError("a loss term (on another rank)", phase, float("nan"))
             if error is not None:

@@ -1,0 +1,213 @@
+"""The rank worker of ``hpcgan bench scaling``: runs on every rank of one launch and times each measurement.
+
+``python -m hpcgan.bench.worker SPEC.json`` (started by :mod:`hpcgan.bench.driver` under
+mpirun or srun, or called in-process by ``--launcher current``): preprocessing over MPI
+ranks with every collective timed by :class:`TimedComm`, the GAN step over DDP ranks with
+the trainer's gradient all-reduce timed through its public ``sync_wrapper`` hook; rank 0
+gathers every rank's numbers and writes them as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+import socket
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from hpcgan import dist as hdist
+from hpcgan.atomic import atomic_write_text
+from hpcgan.bench.model import gan_comm_profile
+from hpcgan.errors import HpcganError
+
+
+class TimedComm:
+    """An mpi4py communicator whose collectives are timed: a barrier first (wait), then the call (comm).
+
+    Offers what :func:`hpcgan.data.preprocess.run_preprocess` uses: ``Get_rank``,
+    ``Get_size``, ``allgather``, ``bcast``, ``barrier``. ``calls`` lists
+    ``(name, payload bytes)`` of every collective (the pickled object of this rank).
+    """
+
+    def __init__(self, comm):
+        self.comm = comm
+        self.wait = self.time = 0.0
+        self.calls: list[tuple[str, int]] = []
+
+    def Get_rank(self) -> int:  # noqa: N802 - mpi4py's names
+        return self.comm.Get_rank()
+
+    def Get_size(self) -> int:  # noqa: N802
+        return self.comm.Get_size()
+
+    def _timed(self, name: str, fn, payload):
+        t0 = time.perf_counter()
+        self.comm.Barrier()
+        t1 = time.perf_counter()
+        out = fn()
+        t2 = time.perf_counter()
+        self.wait += t1 - t0
+        self.time += t2 - t1
+        self.calls.append((name, len(pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL))))
+        return out
+
+    def allgather(self, obj):
+        return self._timed("allgather", lambda: self.comm.allgather(obj), obj)
+
+    def bcast(self, obj, root: int = 0):
+        return self._timed("bcast", lambda: self.comm.bcast(obj, root=root), obj)
+
+    def barrier(self):
+        return self._timed("barrier", self.comm.Barrier, None)
+
+
+def _mpi_world():
+    """COMM_WORLD of mpi4py (also for one process), or None when mpi4py is missing."""
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        return None
+    return MPI.COMM_WORLD
+
+
+def _preprocess_task(t: dict, comm) -> dict:
+    from hpcgan.data.preprocess import PreprocessConfig, run_preprocess
+
+    tc = TimedComm(comm)
+    out = Path(t["out"])
+    if tc.Get_rank() == 0 and out.exists():
+        shutil.rmtree(out)  # a fresh output: a re-run would resume and skip the work
+    comm.Barrier()
+    cfg = PreprocessConfig(**t["preprocess"])
+    comm.Barrier()
+    t0 = time.perf_counter()
+    summary = run_preprocess(cfg, comm=tc)
+    total = time.perf_counter() - t0
+    return {"seconds": total, "comm_s": tc.time, "wait_s": tc.wait, "inputs": summary["inputs"],
+            "written": summary["written"], "collectives": tc.calls}
+
+
+def _gan_task(t: dict) -> dict:
+    import torch
+
+    from hpcgan.gan.config import TrainConfig
+    from hpcgan.gan.train import Trainer
+
+    cfg = TrainConfig(**t["train"])
+    trainer = Trainer(cfg, run_dir=Path(t["run_dir"]))
+    dev = trainer.device
+    acc = {"wait": 0.0, "comm": 0.0, "calls": 0, "bytes": 0}
+
+    def sync_point():
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
+    if trainer.ddp:
+        def timed_sync(do_sync, nbytes: int) -> bool:  # the trainer's hook around each gradient all-reduce
+            sync_point()
+            t0 = time.perf_counter()
+            torch.distributed.barrier()
+            t1 = time.perf_counter()
+            out = do_sync()
+            sync_point()
+            t2 = time.perf_counter()
+            acc["wait"] += t1 - t0
+            acc["comm"] += t2 - t1
+            acc["calls"] += 1
+            acc["bytes"] += nbytes
+            return out
+
+        trainer.sync_wrapper = timed_sync
+
+    loader = iter(torch.utils.data.DataLoader(trainer.dataset, batch_sampler=trainer.batches, num_workers=0))
+    phases: list[list[str]] = []
+    times = []
+    for i in range(t["warmup"] + t["steps"]):
+        reals, labels = next(loader)
+        if i == t["warmup"]:
+            acc.update(wait=0.0, comm=0.0, calls=0, bytes=0)
+        sync_point()
+        hdist.barrier()
+        t0 = time.perf_counter()
+        if i >= t["warmup"]:
+            phases.append(trainer.loss.phases_for_step(trainer.step))
+        trainer.train_step(reals, labels)
+        sync_point()
+        times.append(time.perf_counter() - t0)
+    timed = times[t["warmup"]:]
+    n_g = sum(p.numel() for p in trainer.G.parameters())
+    n_d = sum(p.numel() for p in trainer.D.parameters())
+    n_buf = sum(b.numel() for b in trainer.tracked_buffers)
+    prof = gan_comm_profile(n_g, n_d, n_buf, phases)
+    k = len(timed)
+    return {"seconds": sum(timed), "step_s": sum(timed) / k, "comm_s": acc["comm"] / k, "wait_s": acc["wait"] / k,
+            "sync_calls_per_step": acc["calls"] / k, "sync_bytes_per_step": acc["bytes"] / k,
+            "bytes_per_step": prof["bytes_per_step"], "allreduce_calls_per_step": prof["allreduce_calls_per_step"],
+            "params_G": n_g, "params_D": n_d, "global_batch": cfg.batch, "batch_gpu": trainer.batch_gpu,
+            "device": str(dev), "backend": hdist.info().backend}
+
+
+def run_worker(spec: dict) -> list[dict] | None:
+    """Run the spec's measurements on every rank of this job; returns them on rank 0 (None elsewhere).
+
+    Every measurement's numbers are gathered from all ranks and averaged (``seconds``,
+    ``comm_s``, ``wait_s``, ...); ``per_rank`` keeps each rank's own.
+    """
+    import torch
+
+    torch.set_num_threads(int(spec["threads"]))
+    comm = _mpi_world()
+    results = []
+    first_pre = next((t for t in spec["tasks"] if t["what"] == "preprocess"), None)
+    if first_pre is not None and comm is not None and spec.get("warmup", 1) > 0:
+        _preprocess_task(first_pre, comm)  # untimed: imports, first-use costs and the file cache warm up
+    for t in spec["tasks"]:
+        if t["what"] == "preprocess":
+            if comm is None or comm.Get_size() != hdist.world_size():
+                raise HpcganError("the preprocessing benchmark runs over MPI ranks: start it with mpirun or "
+                                  "srun --mpi=pmix, with mpi4py installed (not torchrun)")
+            r = _preprocess_task(t, comm)
+            r["host"] = socket.gethostname()
+            rows = comm.allgather(r)
+        else:
+            r = _gan_task(t)
+            r["host"] = socket.gethostname()
+            rows = hdist.all_gather_object(r)
+        if hdist.is_rank0():
+            merged = dict(rows[0])
+            merged["hosts"] = [x["host"] for x in rows]  # where each rank ran
+            merged["nodes"] = len(set(merged["hosts"]))
+            merged.pop("host", None)
+            for key in ("seconds", "step_s", "comm_s", "wait_s"):
+                if key in merged:
+                    merged[key] = statistics.fmean(x[key] for x in rows)
+            merged["per_rank"] = [{k: x[k] for k in ("seconds", "comm_s", "wait_s") if k in x} for x in rows]
+            merged.pop("collectives", None)
+            if t["what"] == "preprocess":
+                merged["collective_bytes"] = [b for _, b in r["collectives"]]
+                merged["collective_max_bytes"] = [max(x["collectives"][i][1] for x in rows)
+                                                  for i in range(len(r["collectives"]))]
+            results.append({**{k: t[k] for k in ("what", "mode", "ranks", "repeat")}, **merged})
+    if hdist.is_rank0():
+        info = hdist.info().to_dict()
+        for r in results:
+            r["dist"] = info
+        if spec.get("out"):
+            atomic_write_text(spec["out"], json.dumps(results, indent=1))
+        return results
+    return None
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        print("usage: python -m hpcgan.bench.worker SPEC.json  (the worker; use `hpcgan bench scaling`)",
+              file=sys.stderr)
+        sys.exit(2)
+    try:
+        run_worker(json.loads(Path(sys.argv[1]).read_text()))
+    except HpcganError as exc:
+        print(f"{hdist.log_prefix()}scaling worker: error: {exc}", file=sys.stderr)
+        sys.exit(2)
