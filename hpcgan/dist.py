@@ -22,9 +22,10 @@ under MPI rank 0's address and a free port broadcast over mpi4py; under a plain
 SLURM step the first host of ``SLURM_STEP_NODELIST`` (``scontrol show hostnames``,
 or :func:`expand_hostlist` when scontrol is missing) and :func:`port_from_job_id`.
 
-Collectives that work in every setting (:func:`barrier`, :func:`broadcast_object`,
-:func:`all_gather_object`): torch.distributed when it is initialised, else mpi4py's
-COMM_WORLD when several MPI ranks run, else the trivial single-process result.
+Collectives that work in every setting (:class:`Comm`, and :func:`barrier`,
+:func:`broadcast_object`, :func:`all_gather_object` over it): torch.distributed when it is
+initialised, else mpi4py's COMM_WORLD when several MPI ranks run, else the trivial
+single-process result; ``Comm(timed=True)`` also times them (the scaling benchmark).
 :func:`info` returns a :class:`DistInfo` whose ``summary()`` line stages log.
 """
 
@@ -516,41 +517,111 @@ def collective_errors(what: str):
             "(train-gan continues from its last snapshot with --resume latest)") from exc
 
 
+class Comm:
+    """Object collectives of this job (``barrier``, ``bcast``, ``allgather``, ``check``) over one backend.
+
+    ``Comm()`` picks it as the module functions do: torch.distributed when it is
+    initialised, else mpi4py's COMM_WORLD when several MPI ranks run, else this process
+    alone. ``Comm.over(mpi)`` uses the given mpi4py communicator (None: this process
+    alone), never torch.distributed. ``timed=True`` puts a barrier in front of every
+    collective: the barrier's seconds add up in ``wait_s`` (waiting for the slowest rank),
+    the call's in ``comm_s``, and ``calls`` lists ``(name, pickled bytes of this rank's
+    object)``; the scaling benchmark reads them.
+    """
+
+    def __init__(self, timed: bool = False, *, _mpi="auto"):
+        self._td = _torch_dist() if _mpi == "auto" else None
+        self._mpi = (mpi_comm() if self._td is None else None) if _mpi == "auto" else _mpi
+        self.timed = timed
+        self.wait_s = self.comm_s = 0.0
+        self.calls: list[tuple[str, int]] = []
+
+    @classmethod
+    def over(cls, mpi, timed: bool = False) -> Comm:
+        """Collectives over the mpi4py communicator ``mpi`` (None: a single process)."""
+        return cls(timed, _mpi=mpi)
+
+    @property
+    def rank(self) -> int:
+        if self._td is not None:
+            return self._td.get_rank()
+        return self._mpi.Get_rank() if self._mpi is not None else 0
+
+    @property
+    def size(self) -> int:
+        if self._td is not None:
+            return self._td.get_world_size()
+        return self._mpi.Get_size() if self._mpi is not None else 1
+
+    def _barrier(self) -> None:
+        if self._td is not None:
+            self._td.barrier()
+        elif self._mpi is not None:
+            self._mpi.Barrier()
+
+    def _run(self, name: str, fn, payload):
+        if not self.timed:
+            return fn()
+        import pickle
+        import time
+
+        t0 = time.perf_counter()
+        self._barrier()
+        t1 = time.perf_counter()
+        out = fn()
+        self.wait_s += t1 - t0
+        self.comm_s += time.perf_counter() - t1
+        self.calls.append((name, len(pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL))))
+        return out
+
+    def barrier(self) -> None:
+        """Wait for every rank."""
+        self._run("barrier", self._barrier, None)
+
+    def bcast(self, obj=None, root: int = 0):
+        """Rank ``root``'s picklable ``obj`` on every rank (others pass anything, e.g. None)."""
+        def call():
+            if self._td is not None:
+                box = [obj]
+                self._td.broadcast_object_list(box, src=root)
+                return box[0]
+            return self._mpi.bcast(obj, root=root) if self._mpi is not None else obj
+
+        return self._run("bcast", call, obj)
+
+    def allgather(self, obj) -> list:
+        """Every rank's picklable ``obj``, as a list indexed by rank (on every rank)."""
+        def call():
+            if self._td is not None:
+                out = [None] * self._td.get_world_size()
+                self._td.all_gather_object(out, obj)
+                return out
+            return self._mpi.allgather(obj) if self._mpi is not None else [obj]
+
+        return self._run("allgather", call, obj)
+
+    def check(self, error: str | None) -> None:
+        """Raise HpcganError on every rank when any rank reports an error (no rank is left waiting)."""
+        errors = [e for e in self.allgather(error) if e]
+        if errors:
+            from hpcgan.errors import HpcganError
+
+            raise HpcganError(errors[0])
+
+
 def barrier() -> None:
     """Wait for every rank (torch.distributed, else MPI, else nothing to wait for)."""
-    td = _torch_dist()
-    if td is not None:
-        td.barrier()
-        return
-    comm = mpi_comm()
-    if comm is not None:
-        comm.barrier()
+    Comm().barrier()
 
 
 def broadcast_object(obj=None, src: int = 0):
     """Rank ``src``'s picklable ``obj`` on every rank (others pass anything, e.g. None)."""
-    td = _torch_dist()
-    if td is not None:
-        box = [obj]
-        td.broadcast_object_list(box, src=src)
-        return box[0]
-    comm = mpi_comm()
-    if comm is not None:
-        return comm.bcast(obj, root=src)
-    return obj
+    return Comm().bcast(obj, root=src)
 
 
 def all_gather_object(obj) -> list:
     """Every rank's picklable ``obj``, as a list indexed by rank (on every rank)."""
-    td = _torch_dist()
-    if td is not None:
-        out = [None] * td.get_world_size()
-        td.all_gather_object(out, obj)
-        return out
-    comm = mpi_comm()
-    if comm is not None:
-        return comm.allgather(obj)
-    return [obj]
+    return Comm().allgather(obj)
 
 
 # --------------------------------------------------------------------------- summary

@@ -5,7 +5,7 @@ Two workloads, each over a list of rank counts N:
 * ``preprocess``: :func:`hpcgan.data.preprocess.run_preprocess` over N MPI ranks
   (images/s). Strong scaling keeps the image count, weak scaling gives every rank
   the same count (``images * N`` in all). Every collective of the stage goes
-  through :class:`TimedComm`, which puts a barrier before it: the barrier's time is
+  through a timed :class:`hpcgan.dist.Comm`, which puts a barrier before it: the barrier's time is
   *wait* (load imbalance), the collective's own time is *comm*.
 * ``gan-step``: the StyleGAN2-ADA training step of :class:`hpcgan.gan.train.Trainer`
   over N DDP ranks (gloo on CPUs, nccl on GPUs). The trainer averages each phase's
@@ -58,9 +58,9 @@ from hpcgan.bench.driver import LAUNCHERS, ScalingConfig, aggregate, model_main,
 from hpcgan.bench.model import (MODES, WHATS, allgather_seconds, count_parameters, efficiency, gan_comm_profile,
                                 hierarchical_allreduce_seconds, model_table, predict_step, ring_allreduce_seconds)
 from hpcgan.bench.report import format_markdown, format_model_markdown, plot, write_json
-from hpcgan.bench.worker import TimedComm, run_worker
+from hpcgan.bench.worker import run_worker
 
 __all__ = ["ScalingConfig", "run_scaling", "aggregate", "scaling_main", "model_main", "ring_allreduce_seconds",
            "hierarchical_allreduce_seconds", "allgather_seconds", "predict_step", "efficiency", "gan_comm_profile",
            "count_parameters", "model_table", "format_markdown", "format_model_markdown", "plot", "write_json",
-           "TimedComm", "run_worker", "WHATS", "MODES", "LAUNCHERS"]
+           "run_worker", "WHATS", "MODES", "LAUNCHERS"]

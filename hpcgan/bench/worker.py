@@ -2,7 +2,7 @@
 
 ``python -m hpcgan.bench.worker SPEC.json`` (started by :mod:`hpcgan.bench.driver` under
 mpirun or srun, or called in-process by ``--launcher current``): preprocessing over MPI
-ranks with every collective timed by :class:`TimedComm`, the GAN step over DDP ranks with
+ranks with every collective timed by a timed :class:`hpcgan.dist.Comm`, the GAN step over DDP ranks with
 the trainer's gradient all-reduce timed through its public ``sync_wrapper`` hook; rank 0
 gathers every rank's numbers and writes them as JSON.
 """
@@ -10,7 +10,6 @@ gathers every rank's numbers and writes them as JSON.
 from __future__ import annotations
 
 import json
-import pickle
 import shutil
 import socket
 import statistics
@@ -22,46 +21,6 @@ from hpcgan import dist as hdist
 from hpcgan.atomic import atomic_write_text
 from hpcgan.bench.model import gan_comm_profile
 from hpcgan.errors import HpcganError
-
-
-class TimedComm:
-    """An mpi4py communicator whose collectives are timed: a barrier first (wait), then the call (comm).
-
-    Offers what :func:`hpcgan.data.preprocess.run_preprocess` uses: ``Get_rank``,
-    ``Get_size``, ``allgather``, ``bcast``, ``barrier``. ``calls`` lists
-    ``(name, payload bytes)`` of every collective (the pickled object of this rank).
-    """
-
-    def __init__(self, comm):
-        self.comm = comm
-        self.wait = self.time = 0.0
-        self.calls: list[tuple[str, int]] = []
-
-    def Get_rank(self) -> int:  # noqa: N802 - mpi4py's names
-        return self.comm.Get_rank()
-
-    def Get_size(self) -> int:  # noqa: N802
-        return self.comm.Get_size()
-
-    def _timed(self, name: str, fn, payload):
-        t0 = time.perf_counter()
-        self.comm.Barrier()
-        t1 = time.perf_counter()
-        out = fn()
-        t2 = time.perf_counter()
-        self.wait += t1 - t0
-        self.time += t2 - t1
-        self.calls.append((name, len(pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL))))
-        return out
-
-    def allgather(self, obj):
-        return self._timed("allgather", lambda: self.comm.allgather(obj), obj)
-
-    def bcast(self, obj, root: int = 0):
-        return self._timed("bcast", lambda: self.comm.bcast(obj, root=root), obj)
-
-    def barrier(self):
-        return self._timed("barrier", self.comm.Barrier, None)
 
 
 def _mpi_world():
@@ -76,9 +35,9 @@ def _mpi_world():
 def _preprocess_task(t: dict, comm) -> dict:
     from hpcgan.data.preprocess import PreprocessConfig, run_preprocess
 
-    tc = TimedComm(comm)
+    tc = hdist.Comm.over(comm, timed=True)  # a barrier before each collective: wait, then comm
     out = Path(t["out"])
-    if tc.Get_rank() == 0 and out.exists():
+    if tc.rank == 0 and out.exists():
         shutil.rmtree(out)  # a fresh output: a re-run would resume and skip the work
     comm.Barrier()
     cfg = PreprocessConfig(**t["preprocess"])
@@ -86,7 +45,7 @@ def _preprocess_task(t: dict, comm) -> dict:
     t0 = time.perf_counter()
     summary = run_preprocess(cfg, comm=tc)
     total = time.perf_counter() - t0
-    return {"seconds": total, "comm_s": tc.time, "wait_s": tc.wait, "inputs": summary["inputs"],
+    return {"seconds": total, "comm_s": tc.comm_s, "wait_s": tc.wait_s, "inputs": summary["inputs"],
             "written": summary["written"], "collectives": tc.calls}
 
 

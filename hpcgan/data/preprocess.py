@@ -333,35 +333,11 @@ def _read_jsonl(paths) -> list[dict]:
     return rows
 
 
-class _Comm:
-    """The few collectives the driver needs, over mpi4py or a single process."""
-
-    def __init__(self, comm):
-        self.comm = comm
-        self.rank = comm.Get_rank() if comm else 0
-        self.size = comm.Get_size() if comm else 1
-
-    def allgather(self, obj):
-        return self.comm.allgather(obj) if self.comm else [obj]
-
-    def barrier(self):
-        if self.comm:
-            self.comm.barrier()
-
-    def bcast(self, obj):
-        return self.comm.bcast(obj, root=0) if self.comm else obj
-
-    def check(self, error: str | None) -> None:
-        """Raise on every rank when any rank reported an error (no rank is left waiting)."""
-        errors = [e for e in self.allgather(error) if e]
-        if errors:
-            raise HpcganError(errors[0])
-
-
 def run_preprocess(cfg: PreprocessConfig, comm=None) -> dict:
     """The data stage: raw images to ``cfg.out`` (manifest + shards). Returns the summary.
 
-    Runs on every rank of an MPI job (``comm`` defaults to hpcgan.dist.mpi_comm()):
+    Runs on every rank of an MPI job (``comm``: an mpi4py communicator or an
+    :class:`hpcgan.dist.Comm`; default hpcgan.dist.mpi_comm()):
     the images are split into contiguous blocks, one per rank; each rank processes
     its block with ``cfg.workers`` processes and writes the shards of its block;
     rank 0 writes the manifest after a gather. Image order within a split is the
@@ -371,7 +347,7 @@ def run_preprocess(cfg: PreprocessConfig, comm=None) -> dict:
     with matching checksums are kept.
     """
     cfg.validate()
-    c = _Comm(comm if comm is not None else dist.mpi_comm())
+    c = comm if isinstance(comm, dist.Comm) else dist.Comm.over(comm if comm is not None else dist.mpi_comm())
     out = Path(cfg.out)
     work = out / ".work"
     fp = cfg.fingerprint()
@@ -569,7 +545,7 @@ def _reset_output(out: Path) -> None:
             (out / name).unlink()
 
 
-def _scan(todo, kw, cfg, c: _Comm, work: Path, arrays: dict, block_len: int) -> dict:
+def _scan(todo, kw, cfg, c: dist.Comm, work: Path, arrays: dict, block_len: int) -> dict:
     """Process ``todo`` with the worker pool; journal each result; keep arrays in ``arrays``."""
     from hpcgan.progress import Progress
 
