@@ -31,10 +31,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hpcgan.ops._native import IMPLS, check_impl
 from hpcgan.ops.bias_act import ACTIVATIONS, bias_act
 from hpcgan.ops.upfirdn2d import downsample2d, setup_filter, upfirdn2d, upsample2d
-
-IMPLS = ("auto", "native", "ref")
 
 __all__ = ["IMPLS", "FullyConnected", "Conv2d", "MinibatchStd", "normalize_2nd_moment", "set_impl", "check_impl",
            "half_dtype", "fp16_resolution"]
@@ -62,13 +61,6 @@ def fp16_resolution(img_resolution: int, num_fp16_res: int) -> int:
         return 2 * img_resolution
     log2 = int(math.log2(img_resolution))
     return max(2 ** (log2 + 1 - num_fp16_res), 8)
-
-
-def check_impl(impl: str) -> str:
-    """Validate an ``impl`` setting ("auto", "native" or "ref") and return it."""
-    if impl not in IMPLS:
-        raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
-    return impl
 
 
 def set_impl(module: nn.Module, impl: str) -> nn.Module:

@@ -76,6 +76,13 @@ def import_error() -> Exception | None:
     return _IMPORT_ERROR
 
 
+def check_impl(impl: str) -> str:
+    """Validate an ``impl`` setting ("auto", "native" or "ref") and return it."""
+    if impl not in IMPLS:
+        raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+    return impl
+
+
 def use_native(impl: str, *tensors: torch.Tensor) -> bool:
     """Return True to run the native kernel, False for the reference.
 
@@ -83,8 +90,7 @@ def use_native(impl: str, *tensors: torch.Tensor) -> bool:
     native kernel is required but missing.
     """
     global _warned_ref
-    if impl not in IMPLS:
-        raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+    check_impl(impl)
     if impl == "ref":
         return False
     if _C is None:
