@@ -40,19 +40,12 @@ import torch
 import torch.nn.functional as F
 
 from hpcgan.ops import _native
+from hpcgan.ops._args import int_pair
 from hpcgan.ops.bias_act import bias_act_ref, resolve_act, sum_fp32
 from hpcgan.ops.upfirdn2d import downsample2d, setup_filter, upfirdn2d
 
 DEMOD_EPS = 1e-8
 CHANNELS_LAST_MIN_PIXELS = 32 * 32
-
-
-def _pair(v, name):
-    if isinstance(v, int):
-        return v, v
-    if isinstance(v, (list, tuple)) and len(v) == 2 and all(isinstance(u, int) for u in v):
-        return int(v[0]), int(v[1])
-    raise ValueError(f"{name} must be an int or a pair [x, y] of ints, got {v!r}")
 
 
 def _validate(x, weight, styles, noise, up, down, padding, resample_filter, bias):
@@ -72,8 +65,8 @@ def _validate(x, weight, styles, noise, up, down, padding, resample_filter, bias
         raise ValueError(f"weight has {weight.shape[1]} input channels but x has {Cin} (weight.shape[1] must equal x.shape[1])")
     if styles.shape != (N, Cin):
         raise ValueError(f"styles must have shape [N, Cin] = [{N}, {Cin}], got {tuple(styles.shape)}")
-    upx, upy = _pair(up, "up")
-    downx, downy = _pair(down, "down")
+    upx, upy = int_pair(up, "up")
+    downx, downy = int_pair(down, "down")
     if upx != upy or downx != downy:
         raise ValueError(f"up and down must be the same in x and y, got up={up}, down={down}")
     if upx < 1:
@@ -82,7 +75,7 @@ def _validate(x, weight, styles, noise, up, down, padding, resample_filter, bias
         raise ValueError(f"down must be >= 1, got {down}")
     if upx > 1 and downx > 1:
         raise ValueError("up and down cannot both be > 1 in one modulated convolution")
-    px, py = _pair(padding, "padding")
+    px, py = int_pair(padding, "padding")
     if resample_filter is not None and (not isinstance(resample_filter, torch.Tensor) or resample_filter.ndim not in (1, 2)):
         raise ValueError("resample_filter must be None or a 1-D or 2-D tensor (see setup_filter)")
     if bias is not None:
@@ -222,7 +215,7 @@ def modulated_conv2d_ref(x, weight, styles, noise=None, up=1, down=1, padding=0,
     """Plain-PyTorch reference (the test oracle): per-sample weights and a grouped convolution."""
     N, Cin, H, W = x.shape
     Cout, _, kh, kw = weight.shape
-    px, py = _pair(padding, "padding")
+    px, py = int_pair(padding, "padding")
     if resample_filter is None and (up > 1 or down > 1):
         resample_filter = setup_filter([1, 3, 3, 1], device=x.device)
     # per-sample weights in float32 or better, then in x's dtype (the precision rules of modulated_conv2d)

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from hpcgan.ops import _native
+from hpcgan.ops._args import int_pair, is_int
 
 __all__ = ["upfirdn2d", "upfirdn2d_ref", "setup_filter", "filter2d", "upsample2d", "downsample2d"]
 
@@ -41,18 +42,9 @@ __all__ = ["upfirdn2d", "upfirdn2d_ref", "setup_filter", "filter2d", "upsample2d
 # ---------------------------------------------------------------------------
 
 
-def _is_int(v) -> bool:
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
-
-
 def _parse_scaling(v, name: str) -> tuple[int, int]:
     """``up``/``down``: an int or ``[x, y]``, each >= 1."""
-    if _is_int(v):
-        vx = vy = int(v)
-    elif isinstance(v, (list, tuple)) and len(v) == 2 and all(_is_int(e) for e in v):
-        vx, vy = int(v[0]), int(v[1])
-    else:
-        raise ValueError(f"{name} must be an int or a pair [x, y] of ints, got {v!r}")
+    vx, vy = int_pair(v, name)
     if vx < 1 or vy < 1:
         raise ValueError(f"{name} must be >= 1, got {v!r}")
     return vx, vy
@@ -60,10 +52,10 @@ def _parse_scaling(v, name: str) -> tuple[int, int]:
 
 def _parse_padding(padding) -> tuple[int, int, int, int]:
     """``padding``: an int, ``[x, y]`` or ``[x0, x1, y0, y1]`` (negative crops)."""
-    if _is_int(padding):
+    if is_int(padding):
         p = int(padding)
         return p, p, p, p
-    if isinstance(padding, (list, tuple)) and all(_is_int(e) for e in padding):
+    if isinstance(padding, (list, tuple)) and all(is_int(e) for e in padding):
         if len(padding) == 2:
             px, py = int(padding[0]), int(padding[1])
             return px, px, py, py

@@ -203,6 +203,8 @@ def test_opcheck_fused_pieces(device):
         (lambda a: a.update(styles=a["styles"][:, :2]), "styles must have shape"),
         (lambda a: a.update(up=0), "up must be"),
         (lambda a: a.update(down=0), "down must be"),
+        (lambda a: a.update(up=True), "up must be an int"),  # bool is not an int, as in upfirdn2d
+        (lambda a: a.update(padding=[1, False]), "padding must be an int"),
         (lambda a: a.update(noise=torch.zeros(3, 2, 6, 6)), "noise must have shape"),
         (lambda a: a.update(bias=torch.zeros(7)), "bias must have shape"),
         (lambda a: a.update(act="nope"), "act"),
