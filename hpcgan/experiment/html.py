@@ -195,6 +195,8 @@ def _metric_value(v) -> str:
             s = f"{_f(v['mean'], 4)} ± {_f(v.get('std'), 4)}"
             return s + (f" ({v['n_infinite']} inf)" if v.get("n_infinite") else "")
         return "; ".join(f"{k}: {_metric_value(x)}" for k, x in v.items())
+    if isinstance(v, int) and not isinstance(v, bool):
+        return str(v)
     if _num(v):
         return _f(float(v), 4)
     return "-" if v is None else str(v)
@@ -208,9 +210,9 @@ def _image_metrics_table(res: dict) -> str:
     head = ["metric", f"generated vs real {res.get('split_real', '?')}",
             f"real {res.get('split_train', '?')} vs real {res.get('split_real', '?')} (baseline)"]
     parts = [table(head, rows, f"extractor: {res.get('extractor') or '-'}; image counts: "
-                   + ", ".join(f"{k} {v}" for k, v in (res.get("n") or {}).items()))]
+                   + ", ".join(f"{k} {_metric_value(v)}" for k, v in (res.get("n") or {}).items()))]
     for k, v in res.items():  # anything else numeric-keyed the metrics add (per-class FID, labels)
-        if k not in ("generated", "baseline", "memorisation", "n", "notes", "metrics") and isinstance(v, dict):
+        if k not in ("generated", "baseline", "memorisation", "n", "notes", "metrics") and isinstance(v, dict) and v:
             parts.append(f"<p><b>{E(k)}</b>: {E(_metric_value(v))}</p>")
     for note in res.get("notes") or []:
         parts.append(f'<p class="note">note: {E(str(note))}</p>')
@@ -247,9 +249,9 @@ def _memorisation_section(d) -> str:
     from hpcgan.experiment.pictures import closest_pairs
 
     out = ["<h2>Memorisation check</h2>",
-           "<p>The generated images closest to a real training image (RMSE in [0, 1] pixel units), each on the left "
-           "of its nearest training image. Copies of training images would show as identical pairs with a "
-           "distance near 0.</p>"]
+           "<p>The generated images closest to a real training image of their class (RMSE in [0, 1] pixel units), "
+           "each on the left of its nearest training image. Copies of training images would show as identical "
+           "pairs with a distance near 0.</p>"]
     for g in d.cfg.gan_data or []:
         memo = ((d.imetrics or {}).get(g) or {}).get("memorisation")
         try:
@@ -270,8 +272,8 @@ def _memorisation_section(d) -> str:
         out.append('<div class="pair">')
         for k, p in enumerate(found["pairs"]):
             out.append(f"<figure>{_img(p['png'], f'closest pair {k + 1}', pixelated=True)}<figcaption>"
-                       f"#{k + 1}: distance {p['distance']:.4f}<br>generated {p['generated']} | train "
-                       f"{p['train']}</figcaption></figure>")
+                       f"#{k + 1} {E(p['class'])}: distance {p['distance']:.4f}<br>generated {p['generated']} | "
+                       f"train {p['train']}</figcaption></figure>")
         out.append("</div>")
     return "\n".join(out)
 

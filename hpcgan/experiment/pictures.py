@@ -63,26 +63,36 @@ def class_grids(data: str, gan_data: list | None, classes: list[str]) -> list[di
     return out
 
 
-def closest_pairs(data: str, g: str, num: int | None, k: int = 8, split_train: str = "train") -> dict:
-    """The ``k`` generated images of ``g`` closest (RMSE) to a real training image, each with that image.
+def closest_pairs(data: str, g: str, num: int | None = None, k: int = 8, split_train: str = "train") -> dict:
+    """The ``k`` generated images of ``g`` closest (RMSE) to a real training image of their class, each with it.
 
-    The same image sets as the memorisation check of ``compare_shards`` (``num``: its
-    seeded subsets). Returns ``{"pairs": [{"png", "distance", "generated", "train"}],
-    "n_generated", "n_train", "median_distance"}``; each pair's PNG is the generated image
-    (left) beside its nearest training image (right).
+    As the memorisation check of ``compare_shards``: each generated image of class c
+    against the whole training split of c (never capped); ``num`` caps the generated
+    images per class (None: all). Returns ``{"pairs": [{"png", "distance", "class",
+    "generated", "train"}], "n_generated", "n_train", "median_distance"}``; each pair's
+    PNG is the generated image (left) beside its nearest training image (right).
     """
+    from hpcgan.data.shards import read_manifest
     from hpcgan.metrics.compare import load_images
     from hpcgan.metrics.similarity import nearest_distances
 
-    fake, _, _ = load_images(g, None, num)
-    train, _, _ = load_images(data, [split_train], num)
-    idx, dist = nearest_distances(fake, train, "rmse")
-    order = np.argsort(dist.numpy(), kind="stable")[:k]
+    have = {c for per in read_manifest(g)["counts"].values() for c, n in per.items() if n}
+    real = read_manifest(data)["counts"].get(split_train, {})
+    found, dists, n_fake, n_train = [], [], 0, 0
+    for c in [c for c in real if real[c] and c in have]:
+        fake = load_images(g, None, None, classes=[c])[0]
+        fake = fake[: num] if num else fake
+        pool = load_images(data, [split_train], None, classes=[c])[0]
+        idx, dist = nearest_distances(fake, pool, "rmse")
+        n_fake, n_train = n_fake + len(fake), n_train + len(pool)
+        dists.append(dist.numpy())
+        found += [(float(dist[i]), c, i, fake[i], int(idx[i]), pool[int(idx[i])]) for i in range(len(fake))]
+    found.sort(key=lambda f: f[0])
     pairs = []
-    for i in order:
-        j = int(idx[i])
-        cells = np.stack([fake[i].numpy()[0], train[j].numpy()[0]])  # [2, R, R]: generated, nearest real
-        pairs.append({"png": png_bytes(image_grid(cells, 1, 2)), "distance": float(dist[i]), "generated": int(i),
+    for d, c, i, img, j, nearest in found[:k]:
+        cells = np.stack([img.numpy()[0], nearest.numpy()[0]])  # [2, R, R]: generated, nearest real
+        pairs.append({"png": png_bytes(image_grid(cells, 1, 2)), "distance": d, "class": c, "generated": int(i),
                       "train": j})
-    return {"pairs": pairs, "n_generated": int(len(fake)), "n_train": int(len(train)),
-            "median_distance": float(np.median(dist.numpy())) if len(dist) else None}
+    all_d = np.concatenate(dists) if dists else np.zeros(0)
+    return {"pairs": pairs, "n_generated": int(n_fake), "n_train": int(n_train),
+            "median_distance": float(np.median(all_d)) if len(all_d) else None}
