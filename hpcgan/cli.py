@@ -375,7 +375,8 @@ def _add_metrics_commands(sub) -> None:
     p.set_defaults(func=_cmd_metrics)
 
 
-_CLASSIFY_KEYS = ("data", "outdir", "model", "aug", "gan_data", "gan_n", "gan_classes", "classes", "positive_class",
+_CLASSIFY_KEYS = ("data", "outdir", "model", "aug", "gan_data", "gan_n", "gan_classes", "balance", "select",
+                  "classes", "positive_class",
                   "epochs", "batch", "lr", "image_size", "pretrained", "limit_per_class", "seed", "workers", "device",
                   "progress", "amp", "channels_last")
 
@@ -395,7 +396,8 @@ def _add_classify_commands(sub) -> None:
         "classify", help="train and test a chest X-ray classifier (InceptionV3, EfficientNet-B0, small CNN)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train a classifier on the train split of --data (optionally with classical augmentation and/or "
-        "synthetic images from `hpcgan generate`), keep the epoch with the best validation accuracy and evaluate it "
+        "synthetic images from `hpcgan generate`), keep the epoch with the best validation score (--select) and "
+        "evaluate it "
         "on the test split. --outdir gets config.yaml, metrics.jsonl (one line per epoch), best.pt, last.pt, "
         "test_metrics.json, curves.png and roc.png.\n\n"
         "A re-run with the same settings returns the finished result; a killed run resumes from last.pt. "
@@ -407,9 +409,12 @@ def _add_classify_commands(sub) -> None:
     c.add_argument("--outdir", default=None, help="this run's directory (made if missing)")
     c.add_argument("--model", default=None, choices=("inception_v3", "efficientnet_b0", "small_cnn"),
                    help="classifier (default inception_v3)")
-    c.add_argument("--aug", default=None, choices=("none", "classic", "gan", "classic+gan"),
+    c.add_argument("--aug", default=None, choices=("none", "classic", "gan", "classic+gan", "rebalance"),
                    help="training-set augmentation: none (default), classic (rotation +-5 deg, shifts 0.05, shear "
-                   "0.05, zoom 0.1, brightness 0.6-1.4), gan (add --gan-n synthetic images) or both")
+                   "0.05, zoom 0.1, brightness 0.6-1.4), gan (add --gan-n synthetic images), classic+gan (both) or "
+                   "rebalance (the gan arm's control: add as many copies of real training images per class as gan "
+                   "adds synthetic ones: the counts of gan's draw from --gan-data when given, else --gan-n split "
+                   "over --gan-classes, else all to the class with the fewest images)")
     c.add_argument("--gan-data", dest="gan_data", default=None,
                    help="comma-separated `hpcgan generate` output folders (aug gan, classic+gan)")
     c.add_argument("--gan-n", dest="gan_n", type=int, default=None,
@@ -417,6 +422,13 @@ def _add_classify_commands(sub) -> None:
     c.add_argument("--gan-classes", dest="gan_classes", default=None,
                    help="comma-separated classes of synthetic images to use (default: all in --gan-data); each must "
                    "be one of the real classes")
+    c.add_argument("--balance", default=None, choices=("none", "weight", "oversample"),
+                   help="class-balance correction of training: none (default), weight (loss weight N/(K n_c) per "
+                   "class) or oversample (batches drawn with replacement, every class equally likely)")
+    c.add_argument("--select", default=None, choices=("accuracy", "balanced", "auc"),
+                   help="validation score that picks the tested epoch: balanced accuracy (default; the validation "
+                   "split keeps the training imbalance, the test split is balanced), accuracy, or ROC AUC of the "
+                   "positive class")
     c.add_argument("--classes", default=None, help="comma-separated real classes, 2 or 4, in label order "
                    "(default: all in the manifest)")
     c.add_argument("--positive-class", dest="positive_class", default=None,
@@ -445,6 +457,34 @@ def _add_classify_commands(sub) -> None:
                    "recent GPUs; the same result up to rounding)")
     _add_progress_flags(c)
     c.set_defaults(func=_cmd_classify)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from hpcgan.classify.evaluate import evaluate_main
+
+    return evaluate_main(args.run, args.data, split=args.split, name=args.name, device=args.device, batch=args.batch)
+
+
+def _add_evaluate_command(sub) -> None:
+    """``hpcgan evaluate``: a finished classifier on another data set (hpcgan.classify.evaluate)."""
+    v = sub.add_parser(
+        "evaluate", help="test a trained classifier on another data set (external validation)",
+        description="Load the tested model of a finished `hpcgan classify` run (RUN/best.pt), predict every image "
+        "of another `hpcgan preprocess` output (e.g. another hospital's X-rays) and add an entry to "
+        "RUN/external_metrics.json (atomically; entries of other sets are kept). Classes are matched by name; the "
+        "set may lack some of the run's classes (a COVID-only set gives the sensitivity; specificity and AUC are "
+        "then n/a).",
+    )
+    v.add_argument("--run", required=True, help="a classifier run directory (the --outdir of `hpcgan classify`, "
+                   "or an experiment task folder)")
+    v.add_argument("--data", required=True, help="the other data set: an `hpcgan preprocess` output folder")
+    v.add_argument("--split", default="all", choices=("all", "test"),
+                   help="images to test: all (default: every split of --data; it was never trained on) or test")
+    v.add_argument("--name", default=None, help="entry name in external_metrics.json (default: the --data folder's "
+                   "name)")
+    v.add_argument("--batch", type=int, default=64, help="images per forward pass (default 64)")
+    v.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default auto: CUDA if present")
+    v.set_defaults(func=_cmd_evaluate)
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
@@ -729,6 +769,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_gan_commands(sub)
     _add_metrics_commands(sub)
     _add_classify_commands(sub)
+    _add_evaluate_command(sub)
     _add_launch_commands(sub)
     _add_bench_commands(sub)
     _add_experiment_commands(sub)

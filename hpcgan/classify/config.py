@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from hpcgan.errors import HpcganError
 
 MODELS = ("inception_v3", "efficientnet_b0", "small_cnn")
-AUGS = ("none", "classic", "gan", "classic+gan")
+AUGS = ("none", "classic", "gan", "classic+gan", "rebalance")
+BALANCES = ("none", "weight", "oversample")
+SELECTS = ("accuracy", "balanced", "auc")
 PRETRAINED = ("auto", "yes", "no")
 DEVICES = ("auto", "cpu", "cuda")
 AMPS = ("off", "bf16", "fp16")  # torch.autocast dtype of the forward passes (fp16 with a GradScaler)
@@ -33,10 +35,12 @@ class ClassifyConfig:
     data: str = ""                # real shards (hpcgan preprocess output folder)
     outdir: str = ""              # this run's directory (made if missing)
     model: str = "inception_v3"   # inception_v3 | efficientnet_b0 | small_cnn
-    aug: str = "none"             # none | classic | gan | classic+gan
-    gan_data: list | None = None  # `hpcgan generate` output folders (aug gan / classic+gan)
-    gan_n: int = 2000             # synthetic images added to the training set (total)
+    aug: str = "none"             # none | classic | gan | classic+gan | rebalance
+    gan_data: list | None = None  # `hpcgan generate` output folders (aug gan / classic+gan; rebalance: optional)
+    gan_n: int = 2000             # synthetic images added to the training set (total); rebalance: real copies
     gan_classes: list | None = None  # class names of synthetic images to use (default all in gan_data)
+    balance: str = "none"         # none | weight (class-weighted loss) | oversample (class-balanced sampler)
+    select: str = "balanced"      # best epoch by validation accuracy | balanced (accuracy) | auc
     classes: list | None = None   # real classes to use (default all in the manifest); 2 or 4
     positive_class: str | None = None  # for TPR/TNR/FPR/FNR/ROC in the 2-class case (default: first class)
     epochs: int = 6
@@ -79,6 +83,10 @@ def validate(cfg: ClassifyConfig) -> ClassifyConfig:
         raise HpcganError(f"model {cfg.model!r} is unknown; use one of {', '.join(MODELS)}")
     if cfg.aug not in AUGS:
         raise HpcganError(f"aug {cfg.aug!r} is unknown; use one of {', '.join(AUGS)}")
+    if cfg.balance not in BALANCES:
+        raise HpcganError(f"balance {cfg.balance!r} is unknown; use one of {', '.join(BALANCES)}")
+    if cfg.select not in SELECTS:
+        raise HpcganError(f"select {cfg.select!r} is unknown; use one of {', '.join(SELECTS)}")
     if cfg.pretrained not in PRETRAINED:
         raise HpcganError(f"pretrained {cfg.pretrained!r} is unknown; use one of {', '.join(PRETRAINED)}")
     if cfg.device not in DEVICES:
@@ -94,6 +102,7 @@ def validate(cfg: ClassifyConfig) -> ClassifyConfig:
     if "gan" in cfg.aug:
         if not cfg.gan_data:
             raise HpcganError(f"aug {cfg.aug!r} needs gan_data: give --gan-data with `hpcgan generate` output folders")
+    if "gan" in cfg.aug or cfg.aug == "rebalance":
         if int(cfg.gan_n) < 1:
             raise HpcganError(f"gan_n must be >= 1 with aug {cfg.aug!r}, got {cfg.gan_n}")
     if cfg.classes is not None and len(cfg.classes) not in (2, 4):

@@ -3,12 +3,16 @@
 One run, in ``cfg.outdir``:
 
 - ``config.yaml``: the resolved :class:`~hpcgan.classify.config.ClassifyConfig`;
-- ``metrics.jsonl``: one line per epoch ``{epoch, train_loss, train_acc, val_loss, val_acc, sec}``
-  (loss = mean cross-entropy per image; acc = fraction correct);
+- ``metrics.jsonl``: one line per epoch ``{epoch, train_loss, train_acc, val_loss, val_acc, val_balanced_acc,
+  val_auc, sec}`` (loss = mean cross-entropy per image; acc = fraction correct; balanced acc = mean per-class
+  recall; auc = ROC AUC of the positive class, macro one-vs-rest with 4 classes);
 - ``last.pt``: model, optimiser and counters after the newest epoch (resume point);
-- ``best.pt``: the model of the epoch with the best validation accuracy (the first one on ties);
+- ``best.pt``: the model of the epoch with the best validation score (the first one on ties). The score is
+  ``select``: balanced accuracy by default, because the validation split keeps the training set's class
+  ratio while the test split is balanced (accuracy on an imbalanced split rewards predicting the big class);
+  ``accuracy`` or ``auc`` on request;
 - ``test_metrics.json``: that model on the test split (:func:`hpcgan.metrics.classification.classification_metrics`)
-  plus ``best_epoch, best_val_accuracy, train_mix, model, aug, seed, pretrained_weights, image_size``;
+  plus ``best_epoch, select, best_val_score, balance, train_mix, model, aug, seed, pretrained_weights, image_size``;
 - ``curves.png`` (loss and accuracy per epoch) and ``roc.png`` (ROC curves on the test split).
 
 Batch norm: before each validation the running statistics are re-estimated from
@@ -20,6 +24,9 @@ evaluation mode while it was 85 % right in training mode.
 
 Training loss: cross-entropy of the logits; for InceptionV3 with its auxiliary
 head, ``CE(main) + 0.4 * CE(aux)``; evaluation uses the main logits only.
+``balance: weight`` weights each class's term by N / (K n_c) of the training set
+(:func:`hpcgan.classify.data.class_weights`); ``balance: oversample`` replaces the
+shuffled sampler by :class:`hpcgan.classify.data.BalancedSampler`.
 Optimiser: Adam(lr). ``batch`` is the global batch: each of W ranks takes
 ``batch / W`` images per step from its :class:`~hpcgan.data.dataset.ShardSampler`
 part; gradients are averaged by DDP (gloo on CPU, nccl on GPU).
@@ -62,17 +69,21 @@ from torch.utils.data import DataLoader
 from hpcgan import dist
 from hpcgan.atomic import atomic_open, atomic_path, atomic_write_text
 from hpcgan.classify.config import EXECUTION_FIELDS, ClassifyConfig, resolved_image_size, validate
-from hpcgan.classify.data import build_datasets, set_epoch
+from hpcgan.classify.data import BalancedSampler, build_datasets, class_weights, set_epoch, train_labels
 from hpcgan.classify.models import AUX_LOSS_WEIGHT, build_model, split_logits, weights_path
 from hpcgan.config import load as load_config
 from hpcgan.config import to_dict, write_resolved
 from hpcgan.data.dataset import ShardSampler
 from hpcgan.errors import HpcganError
-from hpcgan.metrics.classification import classification_metrics, roc_curve
+from hpcgan.metrics.classification import (balanced_accuracy, classification_metrics, confusion_matrix, roc_auc,
+                                           roc_curve)
 
 __all__ = ["run_classify", "classify_main", "TEST_METRICS"]
 
 TEST_METRICS = "test_metrics.json"
+# Fields added after runs were made whose default differs from what those runs did: before ``select``
+# existed the best epoch was the one with the best validation accuracy.
+LEGACY = {"select": "accuracy"}
 # Training images whose batch statistics replace batch norm's running averages before each validation.
 BN_RECALIBRATION_IMAGES = 2048
 
@@ -120,7 +131,8 @@ def _check_outdir(cfg: ClassifyConfig, out: Path) -> dict | None:
     except (OSError, yaml.YAMLError) as exc:
         raise HpcganError(f"cannot read {path} ({exc}); delete {out} or use another outdir") from exc
     new = to_dict(cfg)
-    old = {**to_dict(ClassifyConfig()), **old}  # fields added since that run was made have their defaults
+    # fields added since that run was made have their defaults, or the value the run really used (LEGACY)
+    old = {**to_dict(ClassifyConfig()), **LEGACY, **old}
     if _identity(old, EXECUTION_FIELDS + ("epochs",)) != _identity(new, EXECUTION_FIELDS + ("epochs",)):
         diff = sorted(k for k in set(old) | set(new) if k not in EXECUTION_FIELDS + ("epochs",)
                       and old.get(k) != new.get(k))
@@ -133,6 +145,22 @@ def _check_outdir(cfg: ClassifyConfig, out: Path) -> dict | None:
         except (OSError, json.JSONDecodeError):
             return None  # rewritten below
     return None
+
+
+def val_scores(probs: np.ndarray, labels: np.ndarray, positive: int) -> dict:
+    """Validation ``{accuracy, balanced, auc}`` of class probabilities (N, K): the candidates of ``select``.
+
+    auc: ROC AUC of class ``positive`` with 2 classes, the macro one-vs-rest mean with more; None when the
+    split lacks a class.
+    """
+    k = probs.shape[1]
+    cm = confusion_matrix(labels, probs.argmax(1), k)
+    if k == 2:
+        auc = roc_auc(probs[:, positive], labels == positive)
+    else:
+        aucs = [roc_auc(probs[:, c], labels == c) for c in range(k)]
+        auc = None if any(a is None for a in aucs) else float(np.mean(aucs))
+    return {"accuracy": float(np.trace(cm) / max(cm.sum(), 1)), "balanced": balanced_accuracy(cm), "auc": auc}
 
 
 def _loss(out, y: torch.Tensor, crit: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
@@ -303,7 +331,7 @@ def run_classify(cfg: ClassifyConfig, on_epoch: Callable[[dict], None] | None = 
     opt = torch.optim.Adam(core.parameters(), lr=cfg.lr)
     scaler = torch.amp.GradScaler(dev.type, enabled=cfg.amp == "fp16")  # loss scaling for float16 only
 
-    start, best_epoch, best_acc, best_state = 0, 0, -1.0, None
+    start, best_epoch, best_score, best_state = 0, 0, -1.0, None
     last_pt, best_pt, jsonl = out / "last.pt", out / "best.pt", out / "metrics.jsonl"
     if last_pt.is_file():
         try:
@@ -314,24 +342,32 @@ def run_classify(cfg: ClassifyConfig, on_epoch: Callable[[dict], None] | None = 
                 scaler.load_state_dict(ck["scaler"])
         except Exception as exc:  # a damaged checkpoint is the user's to remove
             raise HpcganError(f"cannot resume from {last_pt} ({exc}); delete it to start the run over") from exc
-        start, best_epoch, best_acc = int(ck["epoch"]), int(ck["best_epoch"]), float(ck["best_val_accuracy"])
+        start, best_epoch = int(ck["epoch"]), int(ck["best_epoch"])
+        best_score = float(ck.get("best_val_score", ck.get("best_val_accuracy", -1.0)))  # older runs: accuracy
         if start > cfg.epochs:
             raise HpcganError(f"{last_pt} is at epoch {start}, beyond epochs {cfg.epochs}; raise epochs or use "
                               "another outdir")
         best_state = torch.load(best_pt, map_location="cpu", weights_only=True)["model"]
-        _log(f"resuming from {last_pt} after epoch {start} (best epoch {best_epoch}, val acc {best_acc:.4f})")
+        _log(f"resuming from {last_pt} after epoch {start} (best epoch {best_epoch}, val {cfg.select} "
+             f"{best_score:.4f})")
     records = _read_records(jsonl, start)
 
     model: nn.Module = core
     if distributed:
         model = nn.parallel.DistributedDataParallel(core, device_ids=[dev.index] if dev.type == "cuda" else None)
     per_rank = cfg.batch // world
-    sampler = ShardSampler(len(sets["train"]), world, rank, seed=cfg.seed)
+    labels = train_labels(sets["train"])
+    if cfg.balance == "oversample":
+        sampler = BalancedSampler(labels, world, rank, seed=cfg.seed)
+    else:
+        sampler = ShardSampler(len(sets["train"]), world, rank, seed=cfg.seed)
     gen = torch.Generator()
     loader = DataLoader(sets["train"], batch_size=per_rank, sampler=sampler, num_workers=cfg.workers,
                         generator=gen, pin_memory=dev.type == "cuda")
     val_loader = DataLoader(sets["val"], batch_size=per_rank, shuffle=False, num_workers=cfg.workers)
-    crit = nn.CrossEntropyLoss()
+    weight = class_weights(labels, len(names)).to(dev) if cfg.balance == "weight" else None
+    crit = nn.CrossEntropyLoss(weight=weight)
+    positive = names.index(cfg.positive_class) if cfg.positive_class is not None else 0
     from hpcgan.progress import track
 
     for epoch in range(start + 1, cfg.epochs + 1):
@@ -368,25 +404,28 @@ def run_classify(cfg: ClassifyConfig, on_epoch: Callable[[dict], None] | None = 
             torch.distributed.all_reduce(sums)
             for b in core.buffers():  # batch-norm statistics: rank 0's, so every rank evaluates the same model
                 torch.distributed.broadcast(b, 0)
-        val_loss, val_acc, _, _ = _evaluate(core, val_loader, dev, cfg.amp, cfg.channels_last)
-        if val_acc > best_acc:
-            best_epoch, best_acc = epoch, val_acc
+        val_loss, val_acc, vprobs, vlabels = _evaluate(core, val_loader, dev, cfg.amp, cfg.channels_last)
+        scores = val_scores(vprobs, vlabels, positive)
+        score = scores[cfg.select] if scores[cfg.select] is not None else -1.0  # undefined AUC never wins
+        if best_state is None or score > best_score:
+            best_epoch, best_score = epoch, score
             best_state = copy.deepcopy({k: v.detach().cpu() for k, v in core.state_dict().items()})
             if dist.is_rank0():
-                _save({"model": best_state, "epoch": epoch, "val_accuracy": val_acc, "class_names": names,
-                            "model_name": cfg.model, "image_size": size, "config": to_dict(cfg)},
-                           best_pt)
+                _save({"model": best_state, "epoch": epoch, "val_accuracy": val_acc, "select": cfg.select,
+                       "val_score": score, "class_names": names, "model_name": cfg.model, "image_size": size,
+                       "config": to_dict(cfg)}, best_pt)
         rec = {"epoch": epoch, "train_loss": float(sums[0] / max(sums[2], 1)),
                "train_acc": float(sums[1] / max(sums[2], 1)), "val_loss": val_loss, "val_acc": val_acc,
+               "val_balanced_acc": scores["balanced"], "val_auc": scores["auc"],
                "sec": round(time.perf_counter() - t0, 3)}
         records.append(rec)
         if dist.is_rank0():
-            _save({"model": core.state_dict(), "optimizer": opt.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch,
-                        "best_epoch": best_epoch, "best_val_accuracy": best_acc, "config": to_dict(cfg)},
+            _save({"model": core.state_dict(), "optimizer": opt.state_dict(), "scaler": scaler.state_dict(),
+                   "epoch": epoch, "best_epoch": best_epoch, "best_val_score": best_score, "config": to_dict(cfg)},
                        last_pt)
             _write_records(jsonl, records)
             _log(f"epoch {epoch}/{cfg.epochs}: train loss {rec['train_loss']:.4f} acc {rec['train_acc']:.4f}, "
-                 f"val loss {val_loss:.4f} acc {val_acc:.4f} ({rec['sec']:.1f} s)")
+                 f"val loss {val_loss:.4f} acc {val_acc:.4f} balanced {scores['balanced']:.4f} ({rec['sec']:.1f} s)")
         if on_epoch is not None:
             on_epoch(rec)
 
@@ -394,15 +433,17 @@ def run_classify(cfg: ClassifyConfig, on_epoch: Callable[[dict], None] | None = 
     test_loader = DataLoader(sets["test"], batch_size=per_rank, shuffle=False, num_workers=cfg.workers)
     _, _, probs, labels = _evaluate(core, test_loader, dev, cfg.amp, cfg.channels_last)
     result = classification_metrics(labels, probs, names, cfg.positive_class)
-    result.update(best_epoch=best_epoch, best_val_accuracy=best_acc, train_mix=sets["train_mix"], model=cfg.model,
-                  aug=cfg.aug, seed=cfg.seed, pretrained_weights=info["pretrained_weights"], image_size=size,
+    result.update(best_epoch=best_epoch, select=cfg.select, best_val_score=best_score, balance=cfg.balance,
+                  train_mix=sets["train_mix"], model=cfg.model, aug=cfg.aug, seed=cfg.seed,
+                  pretrained_weights=info["pretrained_weights"], image_size=size,
                   aux_logits=info["aux_logits"], world_size=world)
     if dist.is_rank0():
         _plot_curves(records, out / "curves.png")
         _plot_roc(probs, labels, names, result, out / "roc.png")
         with atomic_open(out / TEST_METRICS) as fh:
             json.dump(result, fh, indent=1)
-        _log(f"test: accuracy {result['accuracy']:.4f}, TPR {result['tpr']:.4f}, TNR {result['tnr']:.4f} "
+        _log(f"test: accuracy {result['accuracy']:.4f}, balanced {result['balanced_accuracy']:.4f}, "
+             f"TPR {result['tpr']:.4f}, TNR {result['tnr']:.4f} "
              f"(best epoch {best_epoch}); wrote {out / TEST_METRICS}")
     if distributed:
         torch.distributed.barrier()
@@ -414,7 +455,8 @@ def classify_main(overrides: dict, config_file: str | None = None) -> int:
     cfg = load_config(ClassifyConfig, config_file, overrides)
     res = run_classify(cfg)
     if dist.is_rank0():
-        print(f"{cfg.outdir}: accuracy {res['accuracy']:.4f}, TPR {res['tpr']:.4f}, TNR {res['tnr']:.4f}, "
+        print(f"{cfg.outdir}: accuracy {res['accuracy']:.4f}, balanced accuracy {res['balanced_accuracy']:.4f}, "
+              f"TPR {res['tpr']:.4f}, TNR {res['tnr']:.4f}, "
               f"FPR {res['fpr']:.4f}, AUC {res['roc_auc'] if res['roc_auc'] is None else round(res['roc_auc'], 4)} "
               f"(n_test {res['n_test']}, best epoch {res['best_epoch']})")
     return 0

@@ -7,7 +7,8 @@ Stages, each writing its own folder under ``OUT`` (default ``demo``):
 3. ``gan/``: a short conditional StyleGAN2-ADA run on the CPU preset ``configs/gan/cpu-smoke.yaml``;
 4. ``synthetic/``: ``hpcgan generate``, the same number of images for each class;
 5. ``experiments/demo/``: the grid of ``configs/demo.yaml`` (small CNN x none, classic, gan,
-   classic+gan x runs), with the image metrics of ``synthetic/`` against ``shards/``;
+   classic+gan, rebalance x runs), with the image metrics of ``synthetic/`` against ``shards/``.
+   The positive class is Opacity, the disease: TPR is the share of Opacity images found;
 6. ``experiments/demo/report/``: ``hpcgan report`` (report.md, the CSVs, and report.html, whose path the
    demo prints last).
 

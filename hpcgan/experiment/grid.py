@@ -51,12 +51,16 @@ __all__ = ["ExperimentConfig", "Task", "load_experiment", "expand", "experiment_
            "run_local", "aggregate", "ensure_image_metrics", "list_text", "experiment_main", "METRIC_KEYS"]
 
 MODELS = ("inception_v3", "efficientnet_b0", "small_cnn")
-AUGS = ("none", "classic", "gan", "classic+gan")
+AUGS = ("none", "classic", "gan", "classic+gan", "rebalance")
 GAN_AUGS = ("gan", "classic+gan")
 # Settings that change how, not what, is computed: they may differ between runs into one directory.
 EXECUTION_KEYS = ("workers", "device", "progress", "outdir")
+# Settings that only add to a finished experiment (external test sets): changing them keeps the tasks.
+ADDITIVE_KEYS = ("external", "external_split")
 # Per-task numbers carried into results.json / results.csv.
-METRIC_KEYS = ("accuracy", "tpr", "tnr", "fpr", "fnr", "precision", "f1", "roc_auc")
+METRIC_KEYS = ("accuracy", "balanced_accuracy", "tpr", "tnr", "fpr", "fnr", "precision", "f1", "roc_auc")
+# Per-task numbers of each external set (hpcgan.classify.evaluate), carried as external_<set>_<key>.
+EXTERNAL_KEYS = ("sensitivity", "specificity", "accuracy", "balanced_accuracy", "roc_auc", "n")
 RESULT_FILE = "test_metrics.json"
 
 
@@ -79,9 +83,15 @@ class ExperimentConfig:
     image_size: int | None = None
     pretrained: str = "auto"
     limit_per_class: int | None = None
-    gan_n: int = 2000
+    gan_n: int = 2000                 # gan modes: synthetic images added; rebalance: copies of real ones
     gan_classes: list | None = None
     positive_class: str | None = None
+    balance: str = "none"             # classifier's class-balance correction: none | weight | oversample
+    select: str = "balanced"          # validation score picking the tested epoch: accuracy | balanced | auc
+    # external test sets, {name: hpcgan preprocess output}: every finished task's best model is tested on each
+    # (hpcgan.classify.evaluate, <task>/external_metrics.json); external_split: all (every split) or test
+    external: dict | None = None
+    external_split: str = "all"
     workers: int = 0
     device: str = "auto"
     amp: str = "off"                  # classifier mixed precision: off | bf16 | fp16 (ClassifyConfig.amp)
@@ -162,6 +172,20 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         raise HpcganError(f"experiment setting amp must be one of {', '.join(AMPS)}, got {cfg.amp!r}")
     if cfg.pretrained not in ("auto", "yes", "no"):
         raise HpcganError(f"experiment setting pretrained must be auto, yes or no, got {cfg.pretrained!r}")
+    if cfg.balance not in ("none", "weight", "oversample"):
+        raise HpcganError(f"experiment setting balance must be none, weight or oversample, got {cfg.balance!r}")
+    if cfg.select not in ("accuracy", "balanced", "auc"):
+        raise HpcganError(f"experiment setting select must be accuracy, balanced or auc, got {cfg.select!r}")
+    if cfg.external is not None:
+        if not isinstance(cfg.external, dict) or not cfg.external:
+            raise HpcganError(f"experiment setting external must map set names to shard folders, e.g. "
+                              f"{{hannover: shards/hannover}}; got {cfg.external!r}")
+        bad = [k for k in cfg.external if not re.fullmatch(r"[A-Za-z0-9_.+-]+", str(k))]
+        if bad:
+            raise HpcganError(f"experiment setting external: set names {bad} must be letters, digits, _ . + -")
+        cfg.external = {str(k): str(v) for k, v in cfg.external.items()}
+    if cfg.external_split not in ("all", "test"):
+        raise HpcganError(f"experiment setting external_split must be all or test, got {cfg.external_split!r}")
     if cfg.fid_method not in ("sqrtm", "eigh"):
         raise HpcganError(f"experiment setting fid_method must be sqrtm or eigh, got {cfg.fid_method!r}")
     if cfg.metrics_num is not None and cfg.metrics_num < 2:
@@ -181,6 +205,8 @@ def load_experiment(path, overrides: dict | None = None) -> ExperimentConfig:
     cfg.outdir = str(Path(cfg.outdir).resolve())
     if cfg.gan_data:
         cfg.gan_data = [str(Path(g).resolve()) for g in cfg.gan_data]
+    if cfg.external:
+        cfg.external = {k: str(Path(v).resolve()) for k, v in cfg.external.items()}
     return cfg
 
 
@@ -212,10 +238,12 @@ def expand(cfg: ExperimentConfig) -> list[Task]:
             for aug in cfg.augs:
                 for r in range(1, cfg.runs + 1):
                     name = _safe(f"{model}-{aug}-{cname}-run{r}")
-                    gan = aug in GAN_AUGS
+                    # rebalance reads gan_data too: it copies as many real images per class as gan adds
+                    gan = aug in GAN_AUGS or (aug == "rebalance" and bool(cfg.gan_data))
                     kw = dict(data=cfg.data, outdir=str(root / name), model=model, aug=aug,
                               gan_data=list(cfg.gan_data) if gan else None, gan_n=cfg.gan_n,
-                              gan_classes=list(cfg.gan_classes) if (gan and cfg.gan_classes) else None,
+                              gan_classes=list(cfg.gan_classes) if (gan or aug == "rebalance") and cfg.gan_classes
+                              else None, balance=cfg.balance, select=cfg.select,
                               classes=list(cset) if cset else None, positive_class=cfg.positive_class,
                               epochs=cfg.epochs, batch=cfg.batch, lr=cfg.lr, image_size=cfg.image_size,
                               pretrained=cfg.pretrained, limit_per_class=cfg.limit_per_class, seed=r,
@@ -239,7 +267,7 @@ def list_text(cfg: ExperimentConfig) -> str:
 
 
 def _comparable(d: dict) -> dict:
-    return {k: v for k, v in d.items() if k not in EXECUTION_KEYS}
+    return {k: v for k, v in d.items() if k not in EXECUTION_KEYS + ADDITIVE_KEYS}
 
 
 def prepare_dir(cfg: ExperimentConfig) -> Path:
@@ -296,6 +324,7 @@ def run_task(cfg: ExperimentConfig, index: int, threads: int | None = None) -> d
     task = tasks[index]
     done = _read_result(task)
     if done is not None:
+        ensure_task_external(cfg, task)
         return done
     if threads:
         import torch
@@ -304,7 +333,18 @@ def run_task(cfg: ExperimentConfig, index: int, threads: int | None = None) -> d
     from hpcgan.classify.config import ClassifyConfig
     from hpcgan.classify.train import run_classify
 
-    return run_classify(ClassifyConfig(**task.classify))
+    res = run_classify(ClassifyConfig(**task.classify))
+    ensure_task_external(cfg, task)
+    return res
+
+
+def ensure_task_external(cfg: ExperimentConfig, task: Task) -> dict:
+    """The external-set entries of a finished task (``external_metrics.json``), evaluated where missing."""
+    if not cfg.external:
+        return {}
+    from hpcgan.classify.evaluate import ensure_external
+
+    return ensure_external(task.outdir, cfg.external, split=cfg.external_split, device=cfg.device)
 
 
 def _log_path(cfg: ExperimentConfig, task: Task) -> Path:
@@ -403,6 +443,13 @@ def run_local(cfg: ExperimentConfig, parallel: int = 1) -> dict:
                     res = {"ok": False, "error": f"worker process died: {type(exc).__name__}: {exc}"}
                 done(t, res)
     bar.close()
+    for t in tasks:  # external sets of tasks finished earlier (or added to the config since)
+        if cfg.external and _read_result(t) is not None and t.name not in {f["name"] for f in failed}:
+            try:
+                ensure_task_external(cfg, t)
+            except HpcganError as exc:
+                failed.append({"index": t.index, "name": t.name, "log": None, "error": f"external: {exc}"})
+                print(f"task {t.index} {t.name}: external evaluation FAILED: {exc}", file=sys.stderr)
     if cfg.image_metrics and cfg.gan_data:
         try:
             ensure_image_metrics(cfg)
@@ -448,6 +495,19 @@ def _clean(o):
     return o
 
 
+def _task_external(cfg: ExperimentConfig, task: Task) -> dict:
+    """{set: entry} of the task's external_metrics.json for the sets of the config whose entry is current."""
+    if not cfg.external:
+        return {}
+    p = Path(task.outdir) / "external_metrics.json"
+    try:
+        have = json.loads(p.read_text()) if p.is_file() else {}
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return {n: have[n] for n, d in cfg.external.items()
+            if n in have and have[n].get("split") == cfg.external_split and have[n].get("data") == d}
+
+
 def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
     v = [float(x) for x in values if x is not None and math.isfinite(float(x))]
     if not v:
@@ -489,6 +549,9 @@ def aggregate(experiment_dir) -> dict:
         row.update({k: res.get(k) for k in METRIC_KEYS})
         row.update(best_epoch=res.get("best_epoch"), n_test=res.get("n_test"), train_mix=res.get("train_mix"),
                    positive_class=res.get("positive_class"), class_names=res.get("class_names"))
+        row["external"] = {n: {k: e.get(k) for k in EXTERNAL_KEYS} for n, e in _task_external(cfg, t).items()}
+        for name, e in row["external"].items():
+            row.update({f"external_{name}_{k}": e.get(k) for k in EXTERNAL_KEYS})
         rows.append(row)
     cells = []
     for cset in dict.fromkeys(t.class_set for t in tasks):
@@ -500,13 +563,27 @@ def aggregate(experiment_dir) -> dict:
                 for k in METRIC_KEYS:
                     cell[f"{k}_mean"], cell[f"{k}_std"] = _mean_std([r[k] for r in rs if r[k] is not None])
                 cells.append(cell)
+    external = {}
+    for name, data in (cfg.external or {}).items():
+        ecells = []
+        for c in cells:
+            rs = [r for r in rows if (r["class_set"], r["model"], r["aug"]) == (c["class_set"], c["model"], c["aug"])
+                  and name in r["external"]]
+            ec = {"class_set": c["class_set"], "model": c["model"], "aug": c["aug"], "n_runs": len(rs),
+                  "seeds": [r["seed"] for r in rs], "n": rs[0]["external"][name].get("n") if rs else None}
+            for k in EXTERNAL_KEYS[:-1]:
+                ec[f"{k}_mean"], ec[f"{k}_std"] = _mean_std([r["external"][name].get(k) for r in rs
+                                                             if r["external"][name].get(k) is not None])
+            ecells.append(ec)
+        external[name] = {"data": data, "split": cfg.external_split, "cells": ecells}
     results = {"experiment": cfg.name, "experiment_dir": str(exp), "n_tasks": len(tasks), "n_done": len(rows),
                "missing": missing, "runs": cfg.runs, "models": cfg.models, "augs": cfg.augs,
                "class_sets": list(dict.fromkeys(t.class_set for t in tasks)), "std": "sample (ddof=1)",
-               "rows": rows, "cells": cells}
+               "rows": rows, "cells": cells, "external": external}
     atomic_write_text(exp / "results.json", json.dumps(_clean(results), indent=1))
     buf = io.StringIO()
     cols = ["index", "name", "model", "aug", "class_set", "run", "seed", *METRIC_KEYS, "best_epoch", "n_test"]
+    cols += [f"external_{name}_{k}" for name in (cfg.external or {}) for k in EXTERNAL_KEYS]
     w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
     w.writeheader()
     for r in rows:

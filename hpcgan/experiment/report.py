@@ -3,12 +3,14 @@
 Writes into ``EXPERIMENT_DIR/report/``:
 
 * ``report.md``: what was run (n runs, seeds, data counts, settings), the study's table
-  (mean ± std over runs of accuracy, TPR, TNR, FPR per model x aug x class set), the
-  paired comparisons, the image-metric table (FID/KID, RMSE, PSNR, SRE, SAM, SSIM,
-  memorisation) of every gan_data folder;
+  (mean ± std over runs of accuracy, balanced accuracy, TPR, TNR, FPR per model x aug x class set),
+  the paired comparisons (accuracy and balanced accuracy; gan modes also against rebalance), the
+  image-metric table (FID/KID, RMSE, PSNR, SRE, SAM, SSIM, memorisation) of every gan_data folder,
+  one table per external set (sensitivity, specificity, accuracy, balanced accuracy, AUC);
 * ``table.csv``: one row per cell with ``<metric>_mean`` and ``<metric>_std``;
-* ``runs.csv``: one row per run (accuracy, TPR, TNR, FPR, ...);
-* ``comparisons.csv``: the paired tests;
+* ``runs.csv``: one row per run (accuracy, balanced accuracy, TPR, TNR, FPR, ..., external sets);
+* ``comparisons.csv``: the paired tests, one row per metric x pair;
+* ``external.csv``, ``external.json``: the external sets' cells (with ``external`` in the config);
 * ``accuracy.png``: mean accuracy per cell with std error bars (``balanced_accuracy.png`` likewise
   when the runs measured it); ``roc.png``: mean ROC per cell; ``fid-<k>.png``: FID/KID over the
   training of the k-th gan_data folder's GAN run, when its stats.jsonl holds FIDs;
@@ -45,9 +47,12 @@ from hpcgan.errors import HpcganError
 __all__ = ["paired_comparison", "verdict", "write_report", "report_main", "collect", "write_tables", "write_plots",
            "markdown", "ReportData", "plot_fid_curve", "read_stats", "TABLE_METRICS"]
 
-TABLE_METRICS = ("accuracy", "tpr", "tnr", "fpr")
+TABLE_METRICS = ("accuracy", "balanced_accuracy", "tpr", "tnr", "fpr")
+# Metrics of the paired comparisons (one row per metric and pair of modes).
+COMPARE_METRICS = ("accuracy", "balanced_accuracy")
 LABEL = {"accuracy": "accuracy", "tpr": "TPR", "tnr": "TNR", "fpr": "FPR", "fnr": "FNR", "precision": "precision",
          "f1": "F1", "roc_auc": "ROC AUC", "balanced_accuracy": "balanced accuracy"}
+SELECT_LABEL = {"balanced": "balanced accuracy", "accuracy": "accuracy", "auc": "ROC AUC"}
 
 
 def paired_comparison(a, b, alpha: float = 0.05, n_boot: int = 9999, seed: int = 0,
@@ -111,24 +116,52 @@ def _pm(cell: dict, k: str) -> str:
     return "-" if m is None else f"{m:.4f} ± {s:.4f}"
 
 
-def comparisons(results: dict, alpha: float = 0.05) -> list[dict]:
-    """Paired accuracy comparisons: each aug against ``none``, and gan / classic+gan against classic."""
-    augs = results["augs"]
+def comparison_pairs(augs: list[str]) -> list[tuple[str, str]]:
+    """(A, B) pairs tested: each aug against ``none``; gan / classic+gan against classic and against rebalance
+    (the control with the gan arm's class counts made of real copies: a gain over rebalance is not balance)."""
     pairs = [(a, "none") for a in augs if a != "none" and "none" in augs]
     pairs += [(a, "classic") for a in ("gan", "classic+gan") if a in augs and "classic" in augs]
+    pairs += [(a, "rebalance") for a in ("gan", "classic+gan") if a in augs and "rebalance" in augs]
+    return pairs
+
+
+def comparisons(results: dict, alpha: float = 0.05) -> list[dict]:
+    """Paired comparisons of :func:`comparison_pairs` on each metric of :data:`COMPARE_METRICS` the rows hold."""
+    pairs = comparison_pairs(results["augs"])
     out = []
-    for cset in results["class_sets"]:
-        for model in results["models"]:
-            for a, b in pairs:
-                ra = {r["seed"]: r["accuracy"] for r in results["rows"]
-                      if (r["class_set"], r["model"], r["aug"]) == (cset, model, a) and r["accuracy"] is not None}
-                rb = {r["seed"]: r["accuracy"] for r in results["rows"]
-                      if (r["class_set"], r["model"], r["aug"]) == (cset, model, b) and r["accuracy"] is not None}
-                seeds = sorted(set(ra) & set(rb))
-                c = paired_comparison([ra[s] for s in seeds], [rb[s] for s in seeds], alpha=alpha)
-                c.update(class_set=cset, model=model, a=a, b=b, seeds=seeds)
-                out.append(c)
+    for metric in COMPARE_METRICS:
+        if metric != "accuracy" and not any(r.get(metric) is not None for r in results["rows"]):
+            continue  # runs made before the metric existed
+        for cset in results["class_sets"]:
+            for model in results["models"]:
+                for a, b in pairs:
+                    ra, rb = ({r["seed"]: r.get(metric) for r in results["rows"]
+                               if (r["class_set"], r["model"], r["aug"]) == (cset, model, m)
+                               and r.get(metric) is not None} for m in (a, b))
+                    seeds = sorted(set(ra) & set(rb))
+                    c = paired_comparison([ra[s] for s in seeds], [rb[s] for s in seeds], alpha=alpha)
+                    c.update(metric=metric, class_set=cset, model=model, a=a, b=b, seeds=seeds)
+                    out.append(c)
     return out
+
+
+def external_tables(results: dict) -> list[str]:
+    """report.md: one table per external set of the experiment (``results["external"]``)."""
+    L = []
+    for name, ext in (results.get("external") or {}).items():
+        L += [f"## External set {name}", "",
+              f"`{ext['data']}`, split {ext['split']}: the tested model of every run (`hpcgan evaluate`, "
+              "`tasks/<task>/external_metrics.json`); n/a where the set lacks a class (a one-class set has a "
+              "sensitivity or a specificity only).", "",
+              "| class set | model | augmentation | runs | images | sensitivity | specificity | accuracy | "
+              "balanced accuracy | ROC AUC |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for c in ext["cells"]:
+            vals = ["n/a" if c.get(f"{k}_mean") is None else _pm(c, k)
+                    for k in ("sensitivity", "specificity", "accuracy", "balanced_accuracy", "roc_auc")]
+            L.append(f"| {c['class_set']} | {c['model']} | {c['aug']} | {c['n_runs']} | {c['n'] or '-'} | "
+                     + " | ".join(vals) + " |")
+        L.append("")
+    return L
 
 
 def _csv_text(rows: list[dict], cols: list[str]) -> str:
@@ -384,7 +417,8 @@ def summary_lines(d: ReportData) -> list[str]:
          f"(seeds {', '.join(map(str, seeds))}): same seeds in every cell, so cells are paired",
          f"classifier: {cfg.epochs} epochs, batch {cfg.batch}, lr {cfg.lr}, image size "
          f"{cfg.image_size or 'model default'}, pretrained {cfg.pretrained}, real images per class capped at "
-         f"{cfg.limit_per_class if cfg.limit_per_class else 'no cap'}; the best-validation epoch is tested",
+         f"{cfg.limit_per_class if cfg.limit_per_class else 'no cap'}; class-balance correction {cfg.balance}; "
+         f"the epoch with the best validation {SELECT_LABEL[cfg.select]} is tested",
          f"real data `{cfg.data}`: {_data_counts(cfg.data)}"]
     n_test = sorted({r["n_test"] for r in results["rows"] if r.get("n_test") is not None})
     if n_test:
@@ -395,6 +429,10 @@ def summary_lines(d: ReportData) -> list[str]:
     mixes = [r["train_mix"] for r in results["rows"] if r.get("train_mix") and r["aug"] in ("gan", "classic+gan")]
     if mixes:
         L.append(f"training mix of a gan run: real {mixes[0].get('real')}, synthetic {mixes[0].get('synthetic')}")
+    mixes = [r["train_mix"] for r in results["rows"] if r.get("train_mix") and r["aug"] == "rebalance"]
+    if mixes:
+        L.append(f"training mix of a rebalance run: real {mixes[0].get('real')}, copies of real images "
+                 f"{mixes[0].get('oversampled')} (the gan arm's class counts)")
     L.append("std is the sample standard deviation over runs (ddof=1)")
     return L
 
@@ -416,10 +454,12 @@ def _md_class_set(d: ReportData, cset: str) -> list[str]:
     cells = [c for c in results["cells"] if c["class_set"] == cset]
     pos = positive_classes(d, cset)
     L = [f"## Classes {cset}" + (f" (positive class for TPR/TNR/FPR: {', '.join(pos)})" if pos else ""), "",
-         "Mean test accuracy over runs (the study's table):", "",
-         "| augmentation | " + " | ".join(results["models"]) + " |", "| --- |" + " --- |" * len(results["models"])]
+         "Mean test accuracy and balanced accuracy over runs (the study's table):", "",
+         "| augmentation | " + " | ".join(f"{m} {w}" for m in results["models"] for w in ("accuracy", "balanced acc."))
+         + " |", "| --- |" + " --- |" * (2 * len(results["models"]))]
     for aug in results["augs"]:
-        row = [_pm(next(c for c in cells if c["model"] == m and c["aug"] == aug), "accuracy") for m in results["models"]]
+        row = [_pm(next(c for c in cells if c["model"] == m and c["aug"] == aug), k) for m in results["models"]
+               for k in ("accuracy", "balanced_accuracy")]
         L.append(f"| {aug} | " + " | ".join(row) + " |")
     L += ["", "| model | augmentation | runs | " + " | ".join(LABEL[k] for k in TABLE_METRICS) + " | ROC AUC |",
           "| --- | --- | --- |" + " --- |" * (len(TABLE_METRICS) + 1)]
@@ -429,12 +469,15 @@ def _md_class_set(d: ReportData, cset: str) -> list[str]:
     L.append("")
     cc = [c for c in d.comps if c["class_set"] == cset]
     if cc:
-        L += [f"Paired comparisons of accuracy (same seeds; t-test `scipy.stats.ttest_rel`, "
-              f"{int(100 * cc[0]['confidence'])}% percentile bootstrap CI of the mean difference):", "",
-              "| model | A vs B | pairs | mean A - B | 95% CI | t | p | verdict |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        L += [f"Paired comparisons of accuracy and balanced accuracy (same seeds; t-test `scipy.stats.ttest_rel`, "
+              f"{int(100 * cc[0]['confidence'])}% percentile bootstrap CI of the mean difference)"
+              + ("; gan vs rebalance separates realism from rebalancing:" if any(c["b"] == "rebalance" for c in cc)
+                 else ":"), "",
+              "| metric | model | A vs B | pairs | mean A - B | 95% CI | t | p | verdict |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for c in cc:
-            L.append(f"| {c['model']} | {c['a']} vs {c['b']} | {c['n']} | {comparison_cells(c)} | {c['verdict']} |")
+            L.append(f"| {LABEL[c['metric']]} | {c['model']} | {c['a']} vs {c['b']} | {c['n']} | {comparison_cells(c)} "
+                     f"| {c['verdict']} |")
         L.append("")
     return L
 
@@ -453,6 +496,9 @@ def markdown(d: ReportData) -> str:
     L = [f"# Experiment report: {d.results['experiment']}", ""] + [f"- {s}" for s in summary_lines(d)] + [""]
     for cset in d.results["class_sets"]:
         L += _md_class_set(d, cset)
+    L += external_tables(d.results)
+    if d.results.get("external"):
+        L += ["External sets: `external.csv`, `external.json`.", ""]
     L += ["Per-run numbers: `runs.csv`; cells: `table.csv`; tests: `comparisons.csv`. With pictures (sample grids, "
           "FID curve, memorisation pairs, configs): `report.html`.", ""]
     L += [f"![{name}]({Path(path).name})\n" for name, path in d.plots.items()]
@@ -467,15 +513,18 @@ def markdown(d: ReportData) -> str:
 
 RUN_COLS = ["class_set", "model", "aug", "run", "seed", "accuracy", "tpr", "tnr", "fpr", "fnr", "precision", "f1",
             "roc_auc", "best_epoch", "n_test", "name"]
-COMPARISON_COLS = ["class_set", "model", "a", "b", "n", "seeds", "mean_a", "mean_b", "mean_diff", "ci_low", "ci_high",
+COMPARISON_COLS = ["metric", "class_set", "model", "a", "b", "n", "seeds", "mean_a", "mean_b", "mean_diff", "ci_low", "ci_high",
                    "t", "p", "significant", "verdict"]
 
 
 def run_columns(d: ReportData) -> list[str]:
     """runs.csv's columns: the fixed ones plus any metric of grid.METRIC_KEYS the rows carry."""
+    from hpcgan.experiment.grid import EXTERNAL_KEYS
+
     extra = [k for k in table_metrics(d) if k not in RUN_COLS]
     i = RUN_COLS.index("best_epoch")
-    return RUN_COLS[:i] + extra + RUN_COLS[i:]
+    ext = [f"external_{n}_{k}" for n in (d.results.get("external") or {}) for k in EXTERNAL_KEYS]
+    return RUN_COLS[:i] + extra + RUN_COLS[i:] + ext
 
 
 def write_tables(d: ReportData) -> None:
@@ -489,6 +538,22 @@ def write_tables(d: ReportData) -> None:
     atomic_write_text(d.out / "comparisons.csv", _csv_text(
         [dict(c, seeds=" ".join(map(str, c["seeds"]))) for c in d.comps], COMPARISON_COLS))
     atomic_write_text(d.out / "comparisons.json", json.dumps(d.comps, indent=1))
+    write_external_tables(d)
+
+
+def write_external_tables(d: ReportData) -> None:
+    """external.csv (one row per external set x cell) and external.json (``results["external"]``)."""
+    from hpcgan.experiment.grid import EXTERNAL_KEYS
+
+    ext = d.results.get("external") or {}
+    if not ext:
+        return
+    rows = [dict(c, set=n, data=e["data"], split=e["split"], seeds=" ".join(map(str, c["seeds"])))
+            for n, e in ext.items() for c in e["cells"]]
+    cols = ["set", "data", "split", "class_set", "model", "aug", "n_runs", "seeds", "n"]
+    cols += [f"{k}_{s}" for k in EXTERNAL_KEYS if k != "n" for s in ("mean", "std")]
+    atomic_write_text(d.out / "external.csv", _csv_text(rows, cols))
+    atomic_write_text(d.out / "external.json", json.dumps(ext, indent=1))
 
 
 def fid_floors(d: ReportData, g: str) -> dict:

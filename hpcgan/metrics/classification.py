@@ -8,6 +8,8 @@ columns = predicted class), with ``p`` the positive class:
     FP = sum_i C[i, p] - TP        TN = sum C - TP - FN - FP
 
     accuracy  = trace(C) / sum(C)
+    balanced accuracy = mean over the classes with images of C[c, c] / sum_j C[c, j]
+                (the mean recall; equals accuracy on a set with equal class counts)
     TPR (sensitivity, recall) = TP / (TP + FN)      FNR = FN / (TP + FN) = 1 - TPR
     TNR (specificity)         = TN / (TN + FP)      FPR = FP / (TN + FP) = 1 - TNR
     precision = TP / (TP + FP)
@@ -59,6 +61,14 @@ def rates(cm: np.ndarray, positive: int) -> dict:
     precision = _ratio(tp, tp + fp)
     return {"tp": tp, "fn": fn, "fp": fp, "tn": tn, "tpr": tpr, "tnr": tnr, "fpr": _ratio(fp, fp + tn),
             "fnr": _ratio(fn, fn + tp), "precision": precision, "f1": _ratio(2 * precision * tpr, precision + tpr)}
+
+
+def balanced_accuracy(cm: np.ndarray) -> float:
+    """Mean per-class recall over the classes that have images (rows of ``cm`` with a non-zero sum)."""
+    cm = np.asarray(cm)
+    support = cm.sum(axis=1)
+    seen = support > 0
+    return float(np.mean(np.diag(cm)[seen] / support[seen])) if seen.any() else 0.0
 
 
 def roc_curve(scores, labels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -125,6 +135,7 @@ def classification_metrics(labels, probs, class_names: list[str], positive_class
     fpr, tpr, _ = roc_curve(probs[:, pos], labels == pos)
     return {
         "accuracy": _ratio(np.trace(cm), cm.sum()),
+        "balanced_accuracy": balanced_accuracy(cm),
         **head,
         "confusion": cm.tolist(),
         "class_names": list(class_names),

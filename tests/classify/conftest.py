@@ -6,7 +6,7 @@ import pytest
 
 from data.helpers import phantom_shards
 
-from .helpers import blob_folder
+from .helpers import blob_folder, link_subset
 
 
 @pytest.fixture(scope="session")
@@ -27,3 +27,18 @@ def classify_four(tmp_path_factory):
     """A 4-class shard folder (A, B, C, D) of learnable blob images."""
     return blob_folder(tmp_path_factory.mktemp("classify_four"), ["A", "B", "C", "D"],
                        {"train": 8, "val": 3, "test": 3}, seed=1)
+
+
+@pytest.fixture(scope="session")
+def classify_real_shards(data_cxr_root, tmp_path_factory):
+    """12 + 12 real Kaggle X-rays (every 50th; flat layout) preprocessed at 48 px."""
+    from hpcgan.data.preprocess import PreprocessConfig, run_preprocess
+
+    root = tmp_path_factory.mktemp("classify_kaggle")
+    for c in ("COVID", "Normal"):
+        link_subset(data_cxr_root / "kaggle224" / c, root / c, 12, step=50)
+    out = tmp_path_factory.mktemp("classify_kaggle_shards")
+    run_preprocess(PreprocessConfig(str(root), str(out), classes=["COVID", "Normal"], layout="flat", resolution=48,
+                                    test_per_class=3, val_fraction=0.2, annotations="keep", workers=1,
+                                    progress=False))
+    return out

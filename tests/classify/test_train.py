@@ -12,9 +12,10 @@ from hpcgan.errors import HpcganError
 
 from .helpers import tiny_config
 
-CONTRACT_KEYS = {"accuracy", "tpr", "tnr", "fpr", "fnr", "precision", "f1", "roc_auc", "confusion", "class_names",
-                 "positive_class", "best_epoch", "best_val_accuracy", "n_test", "roc", "scores", "labels", "per_class",
-                 "macro", "train_mix", "model", "aug", "seed", "pretrained_weights"}
+CONTRACT_KEYS = {"accuracy", "balanced_accuracy", "tpr", "tnr", "fpr", "fnr", "precision", "f1", "roc_auc",
+                 "confusion", "class_names", "positive_class", "best_epoch", "select", "best_val_score", "balance",
+                 "n_test", "roc", "scores", "labels", "per_class", "macro", "train_mix", "model", "aug", "seed",
+                 "pretrained_weights"}
 
 
 def test_outputs_and_contract(classify_shards, tmp_path):
@@ -30,12 +31,15 @@ def test_outputs_and_contract(classify_shards, tmp_path):
     assert on_disk == json.loads(json.dumps(res))
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in lines] == [1, 2, 3]
-    assert set(lines[0]) == {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "sec"}
-    best = max(lines, key=lambda r: (r["val_acc"], -r["epoch"]))
-    assert res["best_epoch"] == best["epoch"] and res["best_val_accuracy"] == best["val_acc"]
+    assert set(lines[0]) == {"epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_balanced_acc", "val_auc",
+                             "sec"}
+    best = max(lines, key=lambda r: (r["val_balanced_acc"], -r["epoch"]))  # select: balanced by default
+    assert res["select"] == "balanced" and res["balance"] == "none"
+    assert res["best_epoch"] == best["epoch"] and res["best_val_score"] == best["val_balanced_acc"]
     assert res["n_test"] == len(res["scores"]) == len(res["labels"]) == sum(map(sum, res["confusion"]))
     assert res["positive_class"] == res["class_names"][0] == "Clear"
-    assert res["train_mix"]["synthetic"] == {} and sum(res["train_mix"]["real"].values()) > 0
+    assert res["train_mix"]["synthetic"] == {} and res["train_mix"]["oversampled"] == {}
+    assert sum(res["train_mix"]["real"].values()) > 0
 
 
 def test_same_seed_same_metrics_and_idempotent(classify_shards, tmp_path):

@@ -18,18 +18,27 @@ def test_demo_quick_end_to_end(exp_demo_quick):
         assert (report.parent / name).stat().st_size > 0, name
     with open(report.parent / "table.csv") as fh:
         table = list(csv.DictReader(fh))
-    augs = ["none", "classic", "gan", "classic+gan"]
+    augs = ["none", "classic", "gan", "classic+gan", "rebalance"]
     assert [(r["model"], r["aug"]) for r in table] == [("small_cnn", a) for a in augs]
-    assert all(int(r["n_runs"]) == 2 and r["accuracy_mean"] != "" for r in table)
+    assert all(int(r["n_runs"]) == 2 and r["accuracy_mean"] != "" and r["balanced_accuracy_mean"] != ""
+               for r in table)
     with open(report.parent / "runs.csv") as fh:
-        assert len(list(csv.DictReader(fh))) == 8
+        assert len(list(csv.DictReader(fh))) == 10
+    with open(report.parent / "comparisons.csv") as fh:
+        pairs = {(c["metric"], c["a"], c["b"]) for c in csv.DictReader(fh)}
+    assert {(m, "gan", "rebalance") for m in ("accuracy", "balanced_accuracy")} <= pairs
     text = report.read_text()
+    assert "positive class for TPR/TNR/FPR: Opacity" in text  # TPR is about finding the disease
     assert "## Generated against real images" in text and "memorisation" in text
     assert "not distinguishable from noise" in text or "significant at alpha" in text or "equal" in text
     # the synthetic images really went into the gan runs
     mix = json.loads((out / "experiments" / "demo" / "tasks" / "small_cnn-gan-all-run1" / "test_metrics.json")
                      .read_text())["train_mix"]
     assert mix["synthetic"] == {"Opacity": 24}
+    tasks = out / "experiments" / "demo" / "tasks"
+    reb = json.loads((tasks / "small_cnn-rebalance-all-run1" / "test_metrics.json").read_text())
+    assert reb["train_mix"]["oversampled"] == {"Opacity": 24} and reb["train_mix"]["real"] == mix["real"]
+    assert reb["positive_class"] == "Opacity" and reb["class_names"] == ["Clear", "Opacity"]
     gen = json.loads((out / "synthetic" / "manifest.json").read_text())
     assert gen["counts"]["train"] == {"Clear": 24, "Opacity": 24}
 

@@ -83,7 +83,8 @@ def test_aggregate_and_report_tables_match_the_task_files(half_then_full):
     assert len(runs) == 4 and {"accuracy", "tpr", "tnr", "fpr", "seed"} <= set(runs[0])
     with open(md.parent / "comparisons.csv") as fh:
         comp = list(csv.DictReader(fh))
-    assert [(c["a"], c["b"], c["n"]) for c in comp] == [("classic", "none", "2")]
+    assert [(c["metric"], c["a"], c["b"], c["n"]) for c in comp] == [("accuracy", "classic", "none", "2"),
+                                                                     ("balanced_accuracy", "classic", "none", "2")]
     acc = {(t.aug, t.seed): json.loads((Path(t.outdir) / "test_metrics.json").read_text())["accuracy"] for t in tasks}
     assert float(comp[0]["mean_diff"]) == pytest.approx(np.mean([acc["classic", s] - acc["none", s] for s in (1, 2)]))
     assert "seeds 1, 2" in text and "2 runs" in text
