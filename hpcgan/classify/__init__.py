@@ -5,6 +5,8 @@
 - :mod:`hpcgan.classify.augment`: resize, the study's classical augmentation, normalisation.
 - :mod:`hpcgan.classify.data`: real shards per split plus the recorded synthetic mix.
 - :mod:`hpcgan.classify.train`: :func:`run_classify` (train, best-validation epoch, test metrics).
+- :mod:`hpcgan.classify.evaluate`: :func:`evaluate_run` (a finished run on another data set: external
+  validation, ``external_metrics.json``).
 
 Imports only lower layers (metrics, data, dist); never hpcgan.gan, the experiment or the CLI.
 """
