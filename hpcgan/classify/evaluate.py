@@ -69,7 +69,7 @@ def _checkpoint(run: Path) -> dict:
         raise HpcganError(f"{run} has no best.pt: give the folder of a finished `hpcgan classify` run (--outdir)")
     try:
         ck = torch.load(best, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - a damaged file is the user's to replace
+    except Exception as exc:  # a damaged file is the user's to replace
         raise HpcganError(f"cannot load {best} ({exc}); run the classifier again") from exc
     for key in ("model", "class_names", "model_name", "image_size", "config"):
         if key not in ck:
