@@ -139,8 +139,13 @@ FID_KIMG = 12.0  # training length of the FID test (CPU preset, batch 16: 750 st
 FID_MARGIN = 0.10  # FID(last) must be below (1 - margin) * FID(first)
 
 
-def test_fid_falls_during_training(fid_phantom_shards, tmp_path):
+@pytest.mark.parametrize("precision", ["fp32", "mixed"])
+def test_fid_falls_during_training(fid_phantom_shards, tmp_path, precision):
     """FID of G_ema (the real 2015 Inception) falls from the first to the last measurement.
+
+    In both precisions: ``mixed`` trains the 3 highest resolutions (8-32 px, fp16_res 4
+    clamped at 8x8) of G and D in bfloat16 with conv_clamp 256, as ``--precision mixed``
+    does on a CPU; the same margin must hold.
 
     The CPU preset (configs/gan/cpu-smoke.yaml) trains for FID_KIMG kimg on 184 phantoms
     at 32 px, seed 0; FID (64 generated images against 128 training images) is measured
@@ -170,13 +175,14 @@ def test_fid_falls_during_training(fid_phantom_shards, tmp_path):
     cfg = load(TrainConfig, repo / "configs" / "gan" / "cpu-smoke.yaml",
                dict(data=str(fid_phantom_shards), outdir=str(tmp_path), kimg=FID_KIMG, tick_kimg=0.5, snap=0,
                     metric_every=ticks, fid_num_fake=64, fid_num_real=128, progress=False, seed=0,
-                    fid_cache_dir=str(tmp_path / "c")))
+                    fid_cache_dir=str(tmp_path / "c"), precision=precision))
     train(cfg)
     (run,) = tmp_path.glob("0*")
     recs = [json.loads(x) for x in (run / "stats.jsonl").read_text().splitlines()]
     fids = [(r["kimg"], r[r["fid_key"]]) for r in recs if "fid_key" in r]
-    print("FID per measurement (kimg, FID):", fids)
+    print(f"FID per measurement ({precision}; kimg, FID):", fids)
     assert len(fids) >= 2 and fids[0][0] < 0.1 and fids[-1][0] == pytest.approx(FID_KIMG, abs=0.02)
     assert all(r["fid_extractor"] == "fid-inception-2015-12-05" and r["fid_key"] == "fid64_128" and
                r["fid_label"] == "FID (64 gen / 128 real)" for r in recs if "fid_key" in r)
     assert fids[-1][1] < (1 - FID_MARGIN) * fids[0][1], fids
+    assert all(r["grad_nonfinite"] == 0 for r in recs if "tick" in r), "bfloat16 has float32's range: no overflow"
