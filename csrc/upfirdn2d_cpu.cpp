@@ -15,12 +15,12 @@
 // (a tap outside its k range reads padding). These tap lists depend only on
 // (oy, p) and are built once per call (Plan::rows).
 //
-// Layouts: NCHW works one output row of one plane at a time, phase by phase
-// into a small row buffer that is interleaved into the output at the end
-// (vectorised along k); NHWC works one output pixel at a time with the
-// channels as the contiguous, vectorised inner loop. Both run in parallel over
-// output rows and keep partial sums in registers across all taps, so every
-// output element is written once.
+// Layouts: NHWC works one output pixel at a time with the channels as the
+// contiguous, vectorised inner loop, in parallel over output rows, keeping
+// partial sums in registers across all taps, so every output element is
+// written once. NCHW uses the "flat" path below (polyphase components of the
+// zero-padded input). Filters must be finite (the flat path multiplies padding
+// by every weight); the Python function rejects others with a clear error.
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
@@ -198,58 +198,6 @@ HPCGAN_INLINE void accumulate_interior(T* __restrict__ o, const T* __restrict__ 
   }
 }
 
-// The same for k in [ka, kb) near the borders, where taps may be out of range.
-template <typename T>
-HPCGAN_INLINE void accumulate_border(T* __restrict__ o, const T* __restrict__ x, const Tap<T>* taps, int64_t nt,
-                                     int64_t ka, int64_t kb, int64_t xs) {
-  for (int64_t k = ka; k < kb; ++k) {
-    T s = T(0);
-    for (int64_t t = 0; t < nt; ++t)
-      if (k >= taps[t].k0 && k < taps[t].k1) s += taps[t].w * x[taps[t].off + k * xs];
-    o[k] = s;
-  }
-}
-
-// NCHW: r indexes (plane, oy); one output row at a time, phase by phase.
-template <typename T, int SS>
-HPCGAN_INLINE void nchw_rows(const Plan<T>& pl, const T* x, T* y, int64_t r0, int64_t r1) {
-  const UpFirDnGeom& g = pl.g;
-  const int64_t P = pl.P, Kmax = pl.Kmax, S = pl.S;
-  std::vector<T> tmp(P > 1 ? P * Kmax : 0);
-  RowTaps<T> scratch;
-  for (int64_t r = r0; r < r1; ++r) {
-    const int64_t plane = r / g.outH, oy = r - plane * g.outH;
-    const T* xp = x + plane * g.H * g.W;
-    T* yr = y + r * g.outW;
-    const RowTaps<T>& rt = row_taps(pl, oy, scratch);
-    for (int64_t p = 0; p < P && p < g.outW; ++p) {
-      const int64_t Kp = (g.outW - p + P - 1) / P;
-      T* o = P == 1 ? yr : tmp.data() + p * Kmax;
-      const Tap<T>* taps = rt.taps.data() + rt.begin[p];
-      const int64_t nt = rt.begin[p + 1] - rt.begin[p];
-      const int64_t kin0 = rt.kin0[p], kin1 = rt.kin1[p];
-      accumulate_border(o, xp, taps, nt, 0, kin0, S);
-      accumulate_interior<T, SS>(o + kin0, xp + kin0 * S, taps, nt, kin1 - kin0, S);
-      accumulate_border(o, xp, taps, nt, kin1, Kp, S);
-    }
-    if (P == 2) {
-      const T* __restrict__ a0 = tmp.data();
-      const T* __restrict__ a1 = a0 + Kmax;
-      const int64_t n1 = g.outW / 2;  // pixels of phase 1
-      for (int64_t k = 0; k < n1; ++k) {
-        yr[2 * k] = a0[k];
-        yr[2 * k + 1] = a1[k];
-      }
-      if (g.outW & 1) yr[g.outW - 1] = a0[n1];
-    } else if (P > 2) {
-      for (int64_t p = 0; p < P; ++p) {
-        const T* a = tmp.data() + p * Kmax;
-        for (int64_t k = 0, ox = p; ox < g.outW; ++k, ox += P) yr[ox] = a[k];
-      }
-    }
-  }
-}
-
 // NHWC: r indexes (n, oy); one output pixel (C contiguous values) at a time,
 // the channels being the vectorised dimension.
 template <typename T>
@@ -285,20 +233,11 @@ HPCGAN_INLINE void nhwc_rows(const Plan<T>& pl, const T* x, T* y, int64_t r0, in
 
 // The row loops compiled twice: for the baseline ISA of the build and, on
 // x86-64, for AVX2 (picked at run time when the CPU has it).
-template <typename T, int SS>
-void nchw_rows_base(const Plan<T>& pl, const T* x, T* y, int64_t r0, int64_t r1) {
-  nchw_rows<T, SS>(pl, x, y, r0, r1);
-}
 template <typename T>
 void nhwc_rows_base(const Plan<T>& pl, const T* x, T* y, int64_t r0, int64_t r1) {
   nhwc_rows<T>(pl, x, y, r0, r1);
 }
 #if HPCGAN_HAVE_AVX2_CLONE
-template <typename T, int SS>
-__attribute__((target("avx2,fma"))) void nchw_rows_avx2(const Plan<T>& pl, const T* x, T* y, int64_t r0,
-                                                         int64_t r1) {
-  nchw_rows<T, SS>(pl, x, y, r0, r1);
-}
 template <typename T>
 __attribute__((target("avx2,fma"))) void nhwc_rows_avx2(const Plan<T>& pl, const T* x, T* y, int64_t r0,
                                                         int64_t r1) {
@@ -637,18 +576,6 @@ inline bool cpu_has_avx2() {
 #endif
 }
 
-template <typename T, int SS>
-void run_nchw(const Plan<T>& pl, const T* x, T* y) {
-  const UpFirDnGeom& g = pl.g;
-  const int64_t rows = g.N * g.C * g.outH;
-  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, g.outW));
-  auto* fn = &nchw_rows_base<T, SS>;
-#if HPCGAN_HAVE_AVX2_CLONE
-  if (cpu_has_avx2()) fn = &nchw_rows_avx2<T, SS>;
-#endif
-  at::parallel_for(0, rows, grain, [&](int64_t r0, int64_t r1) { fn(pl, x, y, r0, r1); });
-}
-
 template <typename T>
 void run_nhwc(const Plan<T>& pl, const T* x, T* y) {
   const UpFirDnGeom& g = pl.g;
@@ -691,18 +618,12 @@ at::Tensor upfirdn2d_cpu(const at::Tensor& x_in, const at::Tensor& f, int64_t up
     const Plan<T> pl = make_plan<T>(g, f, flip, gain);
     const T* xp = x.data_ptr<T>();
     T* yp = y.data_ptr<T>();
-    bool finite = true;
-    for (T v : pl.w) finite = finite && std::isfinite(v);
+    // the flat path multiplies padding (zeros) by the weights: they must be finite
+    for (T v : pl.w) TORCH_CHECK(std::isfinite(v), "upfirdn2d: the filter times gain must be finite, got ", v);
     if (g.channels_last) {
       run_nhwc<T>(pl, xp, yp);
-    } else if (finite) {  // NCHW: the flat path (the row path keeps non-finite weights off padding)
-      run_flat<T>(make_flat_plan<T>(g, pl.w), xp, yp);
-    } else if (pl.S == 1) {
-      run_nchw<T, 1>(pl, xp, yp);
-    } else if (pl.S == 2) {
-      run_nchw<T, 2>(pl, xp, yp);
     } else {
-      run_nchw<T, 0>(pl, xp, yp);
+      run_flat<T>(make_flat_plan<T>(g, pl.w), xp, yp);
     }
   });
   return y;

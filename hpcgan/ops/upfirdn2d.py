@@ -104,6 +104,10 @@ def _check_f(f, x: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"f must be a floating-point tensor, got dtype {f.dtype}")
     if f.device != x.device:
         raise ValueError(f"f must be on the device of x ({x.device}), got {f.device}")
+    # Checked on the host only: for a CUDA filter the check would synchronise the
+    # device on every call (setup_filter checks the filters it makes).
+    if f.device.type == "cpu" and not bool(torch.isfinite(f).all()):
+        raise ValueError(f"f must be finite, got {f.tolist()}")
     return f
 
 
@@ -234,6 +238,8 @@ def setup_filter(f, normalize=True, flip_filter=False, gain=1, separable=None, d
         raise ValueError(f"f must be 1-D or 2-D, got shape {tuple(f.shape)}")
     if f.numel() == 0:
         raise ValueError("f must not be empty")
+    if not bool(torch.isfinite(f).all()):
+        raise ValueError(f"f must be finite, got {f.tolist()}")
     if separable is None:
         separable = f.ndim == 1 and f.numel() >= 8
     if f.ndim == 1 and not separable:

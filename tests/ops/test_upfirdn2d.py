@@ -311,6 +311,23 @@ def test_bad_arguments():
         upfirdn2d_ref(x, f, up=0)
 
 
+@pytest.mark.parametrize("bad", [float("inf"), float("-inf"), float("nan")])
+def test_non_finite_filters_rejected(bad):
+    x = torch.randn(1, 2, 8, 8)
+    f = torch.ones(3, 3)
+    f[1, 2] = bad
+    with pytest.raises(ValueError, match="f must be finite"):
+        upfirdn2d(x, f, padding=1)
+    with pytest.raises(ValueError, match="f must be finite"):
+        upfirdn2d(x.to(memory_format=torch.channels_last), f[1], padding=1)
+    with pytest.raises(ValueError, match="f must be finite"):
+        setup_filter([1.0, bad, 1.0])
+    with pytest.raises(RuntimeError, match="finite"):  # the CPU kernel itself, called directly
+        torch.ops.hpcgan.upfirdn2d(x, f, 1, 1, 1, 1, 1, 1, 1, 1, False, 1.0)
+    with pytest.raises(RuntimeError, match="finite"):  # finite filter, gain overflows float32
+        torch.ops.hpcgan.upfirdn2d(x, torch.ones(3, 3), 1, 1, 1, 1, 1, 1, 1, 1, False, 1e300)
+
+
 def test_native_op_checks_raise():
     x = torch.randn(1, 2, 8, 8)
     f = torch.ones(3, 3)
