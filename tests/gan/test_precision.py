@@ -18,7 +18,7 @@ from hpcgan.gan.networks import Discriminator, Generator
 
 from .helpers import TINY_FLAGS, Z_DIM, cli, make_pair, tiny_train_config
 
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU"))]
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]  # the cuda marker: "no GPU" skip, or a failure with HPCGAN_REQUIRE_GPU=1
 
 # Relative L2 distance ||g_mixed - g_fp32|| / ||g_fp32|| of one phase's whole gradient allowed between
 # a mixed-precision step and the fp32 step of the same networks, batch and random draws (see the test).
