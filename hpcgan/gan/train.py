@@ -518,6 +518,16 @@ class Trainer:
         keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln).get("nimg", 0) <= self.cur_nimg]
         atomic_write_text(path, "".join(ln + "\n" for ln in keep))
 
+    def _interrupted(self, log, written: bool = False, snapshot: Path | None = None) -> Path | None:
+        """Stop on a signal: write the snapshot (every rank takes part) unless this step already ``written``
+        it (``snapshot``: its path on rank 0), and say how to resume."""
+        if not written:
+            snapshot = self.write_snapshot()
+        log(f"{hdist.log_prefix()}received {self._stop_signal or 'a stop signal on another rank'}: "
+            f"wrote {snapshot or 'the snapshot'} at kimg {self.cur_nimg / 1000:.3f}; "
+            f"continue with `hpcgan train-gan --resume latest --outdir {self.cfg.outdir}`")
+        return snapshot
+
     def run(self) -> dict:
         cfg = self.cfg
         total_nimg = int(round(cfg.kimg * 1000))
@@ -563,14 +573,12 @@ class Trainer:
                     torch.distributed.all_reduce(flag)
                     stop = float(flag) > 0
                 done = self.cur_nimg >= total_nimg
-                if stop and not done:
-                    last_snapshot = self.write_snapshot()
-                    status = "interrupted"
-                    log(f"{hdist.log_prefix()}received {self._stop_signal or 'a stop signal on another rank'}: "
-                        f"wrote {last_snapshot or 'the snapshot'} at kimg {self.cur_nimg / 1000:.3f}; "
-                        f"continue with `hpcgan train-gan --resume latest --outdir {cfg.outdir}`")
+                interrupt = stop and not done
+                tick_end = done or self.tick == 0 or self.cur_nimg >= self.tick_start_nimg + cfg.tick_kimg * 1000
+                if interrupt and not tick_end:
+                    last_snapshot, status = self._interrupted(log), "interrupted"
                     break
-                if not (done or self.tick == 0 or self.cur_nimg >= self.tick_start_nimg + cfg.tick_kimg * 1000):
+                if not tick_end:
                     continue
                 # -- end of a tick
                 tick_idx = self.tick
@@ -578,7 +586,7 @@ class Trainer:
                 self.tick_start_nimg = self.cur_nimg
                 dt = time.perf_counter() - tick_t0
                 record = self._tick_record(tick_idx, tick_stats, dt, self.cur_nimg - tick_nimg0)
-                if fid is not None and (done or tick_idx % cfg.metric_every == 0):
+                if fid is not None and not interrupt and (done or tick_idx % cfg.metric_every == 0):  # no FID when stopping
                     t0 = time.perf_counter()
                     record.update(fid.record(self.G_ema, cfg.fid_num_fake, seed=cfg.seed))  # fid5k_full, per class
                     record["fid_sec"] = round(time.perf_counter() - t0, 3)
@@ -595,10 +603,17 @@ class Trainer:
                         f"sec/kimg {record['sec_per_kimg']:.2f} " +
                         " ".join(f"{k} {record[k]:.4g}" for k in ("loss_G", "loss_D", "aug_p", record.get("fid_key"))
                                  if k in record))
-                if done or (cfg.snap > 0 and tick_idx % cfg.snap == 0):
+                snapped = done or (cfg.snap > 0 and tick_idx % cfg.snap == 0)
+                if snapped:
                     if self.rank0:
                         self.write_grid()
                     last_snapshot = self.write_snapshot()
+                # -- a stop signal at a tick's last step: the tick is complete (so a resumed run keeps the
+                # uninterrupted run's tick boundaries), then stop with its snapshot
+                if interrupt:
+                    last_snapshot = self._interrupted(log, snapped, last_snapshot)
+                    status = "interrupted"
+                    break
                 tick_stats = {}
                 tick_t0 = time.perf_counter()
                 tick_nimg0 = self.cur_nimg

@@ -62,6 +62,28 @@ def test_resume_is_exact(gan_shards, tmp_path):
     assert got == [8, 24, 40, 48]  # re-done ticks are not duplicated
 
 
+@pytest.mark.parametrize("snap", [1, 2])
+def test_stop_signal_at_a_tick_boundary_keeps_the_ticks(gan_shards, tmp_path, snap):
+    """SIGTERM on the step that ends tick 1 (nimg 24): the tick completes, the snapshot is written, and the
+    resumed run has the uninterrupted run's ticks and final state (snap 2: the tick itself writes no snapshot)."""
+    straight = train(tiny_train_config(gan_shards, tmp_path / "a", snap=snap))
+
+    def stop_at_24(ctx):
+        if ctx["cur_nimg"] == 24:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    first = train(tiny_train_config(gan_shards, tmp_path / "b", snap=snap), on_step=stop_at_24)
+    assert first["status"] == "interrupted" and first["kimg"] == pytest.approx(0.024)
+    resumed = train(tiny_train_config(gan_shards, tmp_path / "b", snap=snap, resume="latest"))
+    ticks = [[(r["tick"], r["nimg"]) for r in map(json.loads, (Path(run["run_dir"]) / "stats.jsonl").read_text().splitlines())]
+             for run in (straight, resumed)]
+    assert ticks[0] == ticks[1] == [(0, 8), (1, 24), (2, 40), (3, 48)]
+    a, b = load_snapshot(straight["snapshot"]), load_snapshot(resumed["snapshot"])
+    assert a["counters"] == b["counters"] and float(a["ada"]["p"]) == float(b["ada"]["p"])
+    for k, v in a["G"].items():
+        torch.testing.assert_close(v, b["G"][k], atol=1e-6, rtol=1e-5, msg=f"G.{k}")
+
+
 def test_resume_refuses_changed_settings(gan_cond_run):
     snap = gan_cond_run["snapshot"]
     cfg = resolve_config({"resume": snap, "kimg": 1.0, "snap": 3})
