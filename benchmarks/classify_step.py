@@ -29,7 +29,6 @@ import os
 import platform
 import statistics
 import sys
-import time
 
 import torch
 
@@ -37,6 +36,7 @@ REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, REPO)
 
 from hpcgan.atomic import atomic_write_text  # noqa: E402
+from hpcgan.bench.timing import timed_steps  # noqa: E402
 from hpcgan.classify.models import build_model  # noqa: E402
 from hpcgan.classify.train import _loss, autocast  # noqa: E402
 
@@ -70,14 +70,7 @@ class Stepper:
             self.skipped += 1
 
     def run(self, n: int) -> float:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        t0 = time.perf_counter()
-        for _ in range(n):
-            self.step()
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        return n * self.batch / (time.perf_counter() - t0)
+        return n * self.batch / timed_steps(self.step, n, self.device)
 
 
 def main(argv=None) -> int:

@@ -64,6 +64,7 @@ sys.path.insert(0, REPO)
 
 from hpcgan.gan import AugmentPipe, Discriminator, Generator, StyleGAN2Loss, lazy_regularization_adam, set_impl  # noqa: E402
 from hpcgan.atomic import atomic_write_text  # noqa: E402
+from hpcgan.bench.timing import timed_steps  # noqa: E402
 from hpcgan.gan.loss import sanitize_gradients  # noqa: E402
 
 MIXED_CONV_CLAMP = 256.0  # what `--precision mixed` clamps with (hpcgan.gan.config.MIXED_CONV_CLAMP)
@@ -143,14 +144,7 @@ class Stepper:
     def run(self, n: int) -> float:
         """sec/kimg of ``n`` steps starting at a D-regularisation step."""
         self.i = 0
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        t0 = time.perf_counter()
-        for _ in range(n):
-            self.step()
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        return (time.perf_counter() - t0) / (n * self.s["batch"]) * 1000
+        return timed_steps(self.step, n, self.device) / (n * self.s["batch"]) * 1000
 
 
 def peak_memory_child(case: str, variant: str, args) -> float:
