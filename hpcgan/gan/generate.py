@@ -32,7 +32,7 @@ import torch
 
 from hpcgan.config import load as load_config
 from hpcgan.dist import select_device
-from hpcgan.data.imagegrid import class_rows, image_grid
+from hpcgan.data.imagegrid import class_rows, image_grid, write_png
 from hpcgan.config import write_resolved
 from hpcgan.errors import HpcganError
 
@@ -121,7 +121,7 @@ def generate(cfg: GenerateConfig) -> dict:
     from hpcgan.data.shards import FORMAT_VERSION, MANIFEST, atomic_write_text, sha256_file, write_shard
     from hpcgan.data.sources import FLAG_NAMES, FLAG_SYNTHETIC
     from hpcgan.gan.snapshot import build_generator, load_snapshot, resolve_resume
-    from hpcgan.gan.train import _write_png, to_uint8
+    from hpcgan.gan.train import to_uint8
 
     t0 = time.perf_counter()
     if not cfg.network or not cfg.out:
@@ -190,8 +190,8 @@ def generate(cfg: GenerateConfig) -> dict:
         for name, _, _ in classes:
             (out / "png" / name).mkdir(parents=True, exist_ok=True)
         for img, src, lab in zip(images, sources, labels):
-            _write_png(out / "png" / names[lab] / f"{src.rsplit('-', 1)[1]}.png", img[0])
-        _write_png(out / "grid.png", _class_grid(images, len(classes), len(seeds)))
+            write_png(out / "png" / names[lab] / f"{src.rsplit('-', 1)[1]}.png", img[0])
+        write_png(out / "grid.png", _class_grid(images, len(classes), len(seeds)))
     try:
         from hpcgan import __version__ as version
     except ImportError:  # pragma: no cover

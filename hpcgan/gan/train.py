@@ -61,11 +61,11 @@ import numpy as np
 import torch
 import yaml
 
-from hpcgan.atomic import atomic_path, atomic_write_text
+from hpcgan.atomic import atomic_write_text
 from hpcgan import dist as hdist
 from hpcgan.config import load as load_config
 from hpcgan.config import write_resolved
-from hpcgan.data.imagegrid import class_rows, image_grid
+from hpcgan.data.imagegrid import class_rows, image_grid, write_png
 from hpcgan.errors import HpcganError
 from hpcgan.gan.config import RESUMABLE_OVERRIDES, TrainConfig
 from hpcgan.gan.loss import NonFiniteLossError, sanitize_gradients
@@ -79,13 +79,6 @@ EXIT_INTERRUPTED = 3  # the CLI's exit status after a signal-triggered snapshot
 
 def _seed(*parts: int) -> int:
     return int(np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(1)[0])
-
-
-def _write_png(path: Path, img: np.ndarray) -> None:
-    from PIL import Image
-
-    with atomic_path(path) as tmp:
-        Image.fromarray(img).save(tmp, format="PNG")
 
 
 def to_uint8(img: torch.Tensor) -> np.ndarray:
@@ -462,7 +455,7 @@ class Trainer:
             cc = None if c is None else c[i:i + 32].to(self.device)
             imgs.append(to_uint8(self.G_ema(z[i:i + 32].to(self.device), cc, noise_mode="const")))
         path = self.run_dir / f"fakes-{self.cur_nimg:010d}.png"
-        _write_png(path, image_grid(np.concatenate(imgs), rows, cols))
+        write_png(path, image_grid(np.concatenate(imgs), rows, cols))
         return path
 
     def write_reals(self) -> None:
@@ -481,7 +474,7 @@ class Trainer:
             idx = [i % len(self.dataset) for i in range(rows * cols)]
         items = self.dataset.__getitems__(idx)
         imgs = to_uint8(torch.stack([x for x, _ in items]))
-        _write_png(self.run_dir / "reals.png", image_grid(imgs, rows, cols))
+        write_png(self.run_dir / "reals.png", image_grid(imgs, rows, cols))
 
     def _fid_evaluator(self):
         if self.cfg.metric_every <= 0 or not self.rank0:
