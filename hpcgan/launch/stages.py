@@ -1,0 +1,297 @@
+"""The stages a job can run: stage name -> how its config is made from a request, and the stage call.
+
+A *request* is JSON-able data (what ``run.json`` stores): for the config-driven stages the
+resolved config as a dict (``hpcgan.config.to_dict``), for the others the stage function's
+keyword arguments. :func:`load_request` turns it into what the stage function takes (a config
+dataclass or a kwargs dict) on the login node, so a bad request fails at submission;
+:func:`run_stage` calls the stage function inside the job and returns a small result (what it
+wrote, counters, metrics). The CLI builds requests from its flags (``hpcgan.cli``); this module
+never parses a flag.
+
+The stage modules are imported inside the functions: ``hpcgan submit --help`` stays fast and a
+job imports only the stage it runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from hpcgan.errors import HpcganError
+
+
+def config_from_dict(cls, request: dict):
+    """``cls(**request)`` with a clear error for unknown fields (a request is a resolved config: every
+    value, None included, is kept as it is)."""
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(request) - fields)
+    if unknown:
+        raise HpcganError(f"{cls.__name__} request has unknown fields {unknown}; known: {sorted(fields)}")
+    try:
+        return cls(**request)
+    except TypeError as exc:
+        raise HpcganError(f"incomplete {cls.__name__} request: {exc}") from exc
+
+
+def _rank0() -> bool:
+    from hpcgan import dist
+
+    return dist.is_rank0()
+
+
+# -- phantom -------------------------------------------------------------------------------------
+
+
+def _phantom(kw: dict) -> dict:
+    from hpcgan.data.phantom import generate_phantoms
+
+    report = generate_phantoms(**kw)
+    print(f"{kw['out']}: {kw['n']} phantoms per class in the Kaggle layout, {len(report['annotated'])} with markers")
+    return {"out": str(kw["out"]), "n": kw["n"], "annotated": len(report["annotated"])}
+
+
+# -- preprocess, data ----------------------------------------------------------------------------
+
+
+def _preprocess_config(request: dict):
+    from hpcgan.data.preprocess import PreprocessConfig
+
+    return config_from_dict(PreprocessConfig, request)
+
+
+def _preprocess(cfg) -> dict:
+    from hpcgan.data.preprocess import format_summary, run_preprocess
+
+    summary = run_preprocess(cfg)
+    if _rank0():
+        print(format_summary(summary, cfg.out))
+    return {"out": cfg.out, "summary": summary}
+
+
+def _data_request(request: dict) -> dict:
+    if request.get("action") not in ("info", "verify"):
+        raise HpcganError(f"data request: action must be info or verify, got {request.get('action')!r}")
+    return dict(request)
+
+
+def _data(kw: dict) -> dict:
+    from hpcgan.data.shards import info, read_manifest, verify
+
+    out = kw["out"]
+    if kw["action"] == "info":
+        print(info(out))
+        return {"out": out, "action": "info"}
+    problems = verify(out, checksums=kw.get("checksums", True))
+    for p in problems:
+        print(f"MISMATCH {p}")
+    n = len(read_manifest(out)["shards"])
+    print(f"{out}: {n} shards checked, {len(problems)} problem(s)")
+    if problems:  # the CLI exits 1: the job fails
+        raise HpcganError(f"data verify {out}: {len(problems)} problem(s), first: {problems[0]}")
+    return {"out": out, "action": "verify", "shards": n, "problems": 0}
+
+
+# -- GAN -----------------------------------------------------------------------------------------
+
+
+def _train_config(request: dict):
+    from hpcgan.gan.config import TrainConfig
+
+    return config_from_dict(TrainConfig, request)
+
+
+def train_and_report(cfg) -> dict:
+    """``train(cfg)`` as ``hpcgan train-gan`` runs it (one clear error for a dead rank) and its summary line;
+    returns train's result ({"status": "done"|"interrupted", "snapshot", "run_dir", "kimg", "signal", ...})."""
+    from hpcgan import dist
+    from hpcgan.gan.train import train
+
+    with dist.collective_errors("training"):
+        result = train(cfg)
+    if dist.is_rank0():
+        if result["status"] == "interrupted":
+            print(f"interrupted by {result['signal']}: snapshot {result['snapshot']} at kimg {result['kimg']:.3f}; "
+                  f"resume with: hpcgan train-gan --outdir {cfg.outdir} --resume latest")
+        else:
+            print(f"done: {result['run_dir']} (kimg {result['kimg']:.3f}, last snapshot {result['snapshot']})")
+    return result
+
+
+def _generate_config(request: dict):
+    from hpcgan.gan.generate import GenerateConfig
+
+    return config_from_dict(GenerateConfig, request)
+
+
+def _generate(cfg) -> dict:
+    from hpcgan.gan.generate import generate
+
+    m = generate(cfg)
+    g = m["generator"]
+    print(f"{cfg.out}: {m['summary']['written']} images of {', '.join(g['classes'])} "
+          f"({len(g['seeds'])} seeds each, trunc {g['trunc']}) from {g['snapshot']} at kimg {g['kimg']:.3f}")
+    return {"out": cfg.out, "written": m["summary"]["written"], "classes": list(g["classes"]),
+            "snapshot": g["snapshot"], "kimg": g["kimg"]}
+
+
+# -- metrics, classify ---------------------------------------------------------------------------
+
+
+def _metrics_request(request: dict) -> dict:
+    if not isinstance(request.get("kwargs"), dict):
+        raise HpcganError("metrics request: {'kwargs': compare_shards arguments, 'json': path or None}")
+    return dict(request)
+
+
+def _metrics(req: dict) -> dict:
+    from hpcgan.metrics.compare import compare_shards, format_markdown, write_json
+
+    res = compare_shards(**req["kwargs"])
+    print(format_markdown(res))
+    if req.get("json"):
+        write_json(req["json"], res)
+        print(f"wrote {req['json']}")
+    return {"json": req.get("json"), "metrics": res}
+
+
+def _classify_config(request: dict):
+    from hpcgan.classify.config import ClassifyConfig
+
+    return config_from_dict(ClassifyConfig, request)
+
+
+def _classify(cfg) -> dict:
+    from hpcgan.classify.train import run_classify
+
+    res = run_classify(cfg)
+    if _rank0():
+        auc = res["roc_auc"] if res["roc_auc"] is None else round(res["roc_auc"], 4)
+        print(f"{cfg.outdir}: accuracy {res['accuracy']:.4f}, balanced accuracy {res['balanced_accuracy']:.4f}, "
+              f"TPR {res['tpr']:.4f}, TNR {res['tnr']:.4f}, FPR {res['fpr']:.4f}, AUC {auc} "
+              f"(n_test {res['n_test']}, best epoch {res['best_epoch']})")
+    keys = ("accuracy", "balanced_accuracy", "tpr", "tnr", "fpr", "roc_auc", "n_test", "best_epoch")
+    return {"outdir": cfg.outdir, **{k: res.get(k) for k in keys}}
+
+
+# -- experiment, report --------------------------------------------------------------------------
+
+
+def experiment_config(request: dict):
+    """The grid's ExperimentConfig from its request (a resolved config: paths already absolute)."""
+    from hpcgan.experiment.grid import ExperimentConfig, validate
+
+    return validate(config_from_dict(ExperimentConfig, request))
+
+
+def run_experiment_task(cfg, index: int) -> dict:
+    """Task ``index`` of the grid (idempotent); its name, folder and accuracy."""
+    from hpcgan.experiment.grid import expand, run_task
+
+    res = run_task(cfg, index)  # checks the index
+    t = expand(cfg)[index]
+    print(f"task {index} {t.name}: accuracy {res.get('accuracy')} ({t.outdir})")
+    return {"index": index, "name": t.name, "outdir": t.outdir, "accuracy": res.get("accuracy")}
+
+
+def _report_request(request: dict) -> dict:
+    if not request.get("experiment_dir"):
+        raise HpcganError("report request: {'experiment_dir', 'alpha', 'compute_image_metrics'}")
+    return {"alpha": 0.05, "compute_image_metrics": True, **request}
+
+
+def write_experiment_report(kw: dict) -> dict:
+    """Aggregate the grid and write its report/ (``hpcgan report``); the counts of results.json."""
+    import json
+    from pathlib import Path
+
+    from hpcgan.experiment.report import write_report
+
+    path = write_report(kw["experiment_dir"], alpha=kw["alpha"], compute_image_metrics=kw["compute_image_metrics"])
+    print(f"report: {path} (tables table.csv, runs.csv, comparisons.csv; plots accuracy.png, roc.png in {path.parent})")
+    results = json.loads((Path(kw["experiment_dir"]) / "results.json").read_text())
+    return {"experiment_dir": str(kw["experiment_dir"]), "report": str(path), "n_done": results.get("n_done")}
+
+
+# -- bench ---------------------------------------------------------------------------------------
+
+
+def _bench_request(request: dict) -> dict:
+    from hpcgan.bench import ScalingConfig
+
+    if request.get("model_only"):
+        return dict(request)
+    return {**request, "config": config_from_dict(ScalingConfig, request["config"])}
+
+
+def _bench(req: dict) -> dict:
+    from hpcgan.bench import format_markdown, format_model_markdown, model_table, plot, run_scaling, write_json
+
+    written = []
+    if req.get("model_only"):
+        result = model_table(**req["model"])
+        print(format_model_markdown(result))
+    else:
+        result = run_scaling(req["config"])
+        if result is None:  # not rank 0 of a --launcher current run
+            return {"written": []}
+        print(format_markdown(result))
+        if req.get("plot"):
+            written.append(str(plot(result, req["plot"])))
+    if req.get("json"):
+        written.insert(0, str(write_json(result, req["json"])))
+    for path in written:
+        print(f"wrote {path}")
+    return {"written": written}
+
+
+# -- the registry --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A job-able stage: ``load`` makes what the stage function takes from a JSON-able request, ``call``
+    runs it and returns a small JSON-able result."""
+
+    name: str
+    load: Callable[[dict], Any]
+    call: Callable[[Any], dict]
+
+
+def _kwargs(request: dict) -> dict:
+    return dict(request)
+
+
+REGISTRY: dict[str, Stage] = {s.name: s for s in (
+    Stage("phantom", _kwargs, _phantom),
+    Stage("preprocess", _preprocess_config, _preprocess),
+    Stage("data", _data_request, _data),
+    Stage("train-gan", _train_config, train_and_report),  # as a job: hpcgan.launch.submit.TrainGanJob
+    Stage("generate", _generate_config, _generate),
+    Stage("metrics", _metrics_request, _metrics),
+    Stage("classify", _classify_config, _classify),
+    Stage("experiment", experiment_config, run_experiment_task),  # as jobs: ExperimentTask array + ReportJob
+    Stage("report", _report_request, write_experiment_report),
+    Stage("bench", _bench_request, _bench),
+)}
+
+
+def get(stage: str) -> Stage:
+    try:
+        return REGISTRY[stage]
+    except KeyError:
+        raise HpcganError(f"submit: unknown stage {stage!r}; one of {', '.join(REGISTRY)}") from None
+
+
+def load_request(stage: str, request: dict):
+    """What ``stage``'s function takes (a config or kwargs), made from its JSON-able request."""
+    if not isinstance(request, dict):
+        raise HpcganError(f"submit {stage}: the request must be a dict (the stage's resolved config or kwargs), "
+                          f"got {type(request).__name__}")
+    return get(stage).load(request)
+
+
+def run_stage(stage: str, config) -> dict:
+    """Run ``stage`` with what :func:`load_request` made; its small result."""
+    return get(stage).call(config)
