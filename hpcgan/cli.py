@@ -127,7 +127,7 @@ def _add_data_commands(sub) -> None:
     p.add_argument("--workers", type=int, default=None, help="worker processes per rank "
                    "(default 0 = this node's cores divided by the ranks on the node)")
     _add_progress_flags(p)
-    p.set_defaults(func=_cmd_preprocess)
+    p.set_defaults(func=_cmd_preprocess, job=_preprocess_job)
 
     d = sub.add_parser("data", help="inspect preprocessed shards: info, verify",
                        description="Inspect the output of `hpcgan preprocess`.")
@@ -136,13 +136,13 @@ def _add_data_commands(sub) -> None:
     di = dsub.add_parser("info", help="print classes and image counts per split",
                          description="Print the settings, classes, counts per split and class, and exclusions.")
     di.add_argument("out", help="a preprocessing output folder (holds manifest.json)")
-    di.set_defaults(func=_cmd_data_info)
+    di.set_defaults(func=_cmd_data_info, job=_data_info_job)
     dv = dsub.add_parser("verify", help="re-check every shard's checksum and shapes; exit 1 on a mismatch",
                          description="Re-check every shard listed in the manifest: sha256, dataset shapes, "
                          "dtypes, labels and counts. Exits 1 when anything does not match.")
     dv.add_argument("out", help="a preprocessing output folder (holds manifest.json)")
     dv.add_argument("--no-checksums", action="store_true", help="skip the sha256 check (shapes and counts only)")
-    dv.set_defaults(func=_cmd_data_verify)
+    dv.set_defaults(func=_cmd_data_verify, job=_data_verify_job)
 
     ph = sub.add_parser("phantom", help="write procedural chest-X-ray-like phantoms in the Kaggle layout",
                         description="Write N phantoms per class (Clear, Opacity) as OUT/<Class>/images/*.png "
@@ -153,7 +153,7 @@ def _add_data_commands(sub) -> None:
     ph.add_argument("--size", type=int, default=299, help="image side in pixels (default 299, as Kaggle)")
     ph.add_argument("--annotations", type=float, default=0.0,
                     help="fraction of images with a burnt-in side marker (default 0)")
-    ph.set_defaults(func=_cmd_phantom)
+    ph.set_defaults(func=_cmd_phantom, job=_phantom_job)
 
 
 def _csv(value: str | None) -> list | None:
@@ -271,7 +271,7 @@ def _add_gan_commands(sub) -> None:
     t.add_argument("--device", default=None, choices=("auto", "cpu", "cuda"), help="default auto: CUDA if present")
     t.add_argument("--workers", type=int, default=None, help="DataLoader worker processes per rank (default 0)")
     _add_progress_flags(t)
-    t.set_defaults(func=_cmd_train_gan)
+    t.set_defaults(func=_cmd_train_gan, job=_train_gan_job)
 
     g = sub.add_parser(
         "generate", help="synthetic images from a snapshot, as HDF5 shards (and PNGs)",
@@ -296,7 +296,7 @@ def _add_gan_commands(sub) -> None:
     g.add_argument("--shard-size", dest="shard_size", type=int, default=None, help="images per shard (default 1024)")
     g.add_argument("--compression", default=None, choices=("none", "lzf", "gzip"), help="HDF5 compression (lzf)")
     _add_progress_flags(g)
-    g.set_defaults(func=_cmd_generate)
+    g.set_defaults(func=_cmd_generate, job=_generate_job)
 
 
 def _cmd_metrics(args: argparse.Namespace) -> int:
@@ -372,7 +372,7 @@ def _add_metrics_commands(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the KID subsets (default 0)")
     p.add_argument("--json", default=None, metavar="OUT", help="also write all numbers to this JSON file (atomically)")
     _add_progress_flags(p)
-    p.set_defaults(func=_cmd_metrics)
+    p.set_defaults(func=_cmd_metrics, job=_metrics_job)
 
 
 _CLASSIFY_KEYS = ("data", "outdir", "model", "aug", "gan_data", "gan_n", "gan_classes", "balance", "select",
@@ -456,7 +456,7 @@ def _add_classify_commands(sub) -> None:
                    help="model and images in channels_last memory layout (faster convolutions with --amp and on "
                    "recent GPUs; the same result up to rounding)")
     _add_progress_flags(c)
-    c.set_defaults(func=_cmd_classify)
+    c.set_defaults(func=_cmd_classify, job=_classify_job)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -487,13 +487,133 @@ def _add_evaluate_command(sub) -> None:
     v.set_defaults(func=_cmd_evaluate)
 
 
+# -- stage requests for `hpcgan submit` (owned with the launch layer) ----------------------------------------
+# Each job-able verb has a `job` default: a function from its parsed flags to the stage's JSON-able request
+# (hpcgan.launch.stages: the resolved config as a dict, or the stage function's keyword arguments).
+
+
+def _config_request(cls, args: argparse.Namespace, config_file: str | None = None, csv: tuple = ()) -> dict:
+    """The resolved ``cls`` (YAML + the flags named like its fields) as a dict."""
+    import dataclasses
+
+    from hpcgan.config import load, to_dict
+
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+    for k in csv:
+        overrides[k] = _csv(overrides.get(k))
+    return to_dict(load(cls, config_file, overrides))
+
+
+def _phantom_job(args: argparse.Namespace) -> dict:
+    return {"out": args.out, "n": args.n, "seed": args.seed, "size": args.size, "annotation_fraction": args.annotations}
+
+
+def _preprocess_job(args: argparse.Namespace) -> dict:
+    from hpcgan.data.preprocess import PreprocessConfig
+
+    req = _config_request(PreprocessConfig, args, args.config)
+    if isinstance(req["classes"], str):  # a YAML or flag string "A,B"
+        req["classes"] = _csv(req["classes"])
+    return req
+
+
+def _data_info_job(args: argparse.Namespace) -> dict:
+    return {"action": "info", "out": args.out}
+
+
+def _data_verify_job(args: argparse.Namespace) -> dict:
+    return {"action": "verify", "out": args.out, "checksums": not args.no_checksums}
+
+
+def _train_gan_job(args: argparse.Namespace) -> dict:
+    import dataclasses
+
+    from hpcgan.config import to_dict
+    from hpcgan.gan.config import TrainConfig
+    from hpcgan.gan.train import resolve_config
+
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
+    overrides["classes"] = _csv(args.classes)
+    return to_dict(resolve_config(overrides, args.config))
+
+
+def _generate_job(args: argparse.Namespace) -> dict:
+    from hpcgan.gan.generate import GenerateConfig
+
+    return _config_request(GenerateConfig, args, csv=("classes",))
+
+
+def _metrics_job(args: argparse.Namespace) -> dict:
+    kwargs = dict(real_dir=args.real, fake_dir=args.fake, metrics=args.metrics, split_real=args.real_split,
+                  split_fake=args.fake_split, split_train=args.train_split, feature_net=args.feature_net,
+                  num=args.num, fid_num=args.fid_num, classes=args.classes, baseline=not args.no_baseline,
+                  cache_dir=args.cache_dir, batch=args.batch, device=args.device, kid_subsets=args.kid_subsets,
+                  kid_subset_size=args.kid_subset_size, fid_method=args.fid_method, seed=args.seed,
+                  progress=args.progress)
+    return {"kwargs": kwargs, "json": args.json}
+
+
+def _classify_job(args: argparse.Namespace) -> dict:
+    from hpcgan.classify.config import ClassifyConfig
+
+    return _config_request(ClassifyConfig, args, args.config, csv=("gan_data", "gan_classes", "classes"))
+
+
+def _experiment_job(args: argparse.Namespace) -> dict:
+    from hpcgan.config import to_dict
+    from hpcgan.experiment.grid import load_experiment
+
+    if args.task_index is not None or args.list:
+        raise HpcganError("submit experiment: leave out --task-index and --list (the launcher runs every task)")
+    return to_dict(load_experiment(args.config, {"outdir": args.outdir, "progress": args.progress}))
+
+
+def _report_job(args: argparse.Namespace) -> dict:
+    return {"experiment_dir": args.experiment_dir, "alpha": args.alpha,
+            "compute_image_metrics": not args.no_image_metrics}
+
+
+def _bench_scaling_job(args: argparse.Namespace) -> dict:
+    from hpcgan.bench import ScalingConfig
+    from hpcgan.config import load, to_dict
+
+    if args.model_only:  # as _cmd_bench_scaling
+        kw = dict(preset=args.preset, resolution=args.resolution or 256, nodes=args.nodes,
+                  gpus_per_node=args.gpus_per_node, step_time_s=args.step_time, batch_gpu=args.batch_gpu,
+                  bandwidth_gbps=args.bandwidth_gbps or 200.0, latency_us=args.latency_us or 5.0,
+                  intra_bandwidth_gbs=args.intra_bandwidth, intra_latency_us=args.intra_latency,
+                  overlap=args.overlap or 0.0)
+        return {"model_only": True, "model": kw, "json": args.json}
+    overrides = {k: getattr(args, k) for k in _SCALING_KEYS}
+    overrides["modes"] = None if args.modes is None else ["strong", "weak"] if args.modes == "both" else [args.modes]
+    overrides["classes"] = _csv(args.classes)
+    overrides["launcher_args"] = args.launcher_args.split() if args.launcher_args else None
+    overrides["cond"] = False if args.uncond else None
+    return {"model_only": False, "config": to_dict(load(ScalingConfig, None, overrides)), "json": args.json,
+            "plot": args.plot}
+
+
+def _stage_argv(argv) -> list[str]:
+    argv = [str(a) for a in argv]
+    return argv[1:] if argv and argv[0] == "--" else argv
+
+
+def stage_request(stage: str, argv) -> dict:
+    """The request of ``hpcgan STAGE ARGV`` for hpcgan.launch.submit: ARGV parsed by the stage's own verb."""
+    ns = build_parser().parse_args([stage, *_stage_argv(argv)])
+    if getattr(ns, "job", None) is None:
+        raise HpcganError(f"submit {stage}: `hpcgan {' '.join([stage, *_stage_argv(argv)][:2])}` cannot run as a job")
+    return ns.job(ns)
+
+
 def _cmd_submit(args: argparse.Namespace) -> int:
     from hpcgan.launch.submit import submit_main
 
     keys = ("partition", "account", "nodes", "tasks_per_node", "gpus_per_node", "cpus_per_task", "mem_gb", "time_min",
             "signal_delay_s", "max_num_timeout", "array_parallelism")
-    return submit_main(args.stage, args.stage_args, args.cluster, args.site, {k: getattr(args, k) for k in keys},
-                       args.folder, args.wait)
+    request = stage_request(args.stage, args.stage_args)
+    return submit_main(args.stage, request, args.cluster, args.site, {k: getattr(args, k) for k in keys},
+                       args.folder, args.wait, argv=_stage_argv(args.stage_args))
 
 
 def _cmd_submit_status(args: argparse.Namespace) -> int:
@@ -677,7 +797,7 @@ def _add_bench_commands(sub) -> None:
     p.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON (atomically)")
     p.add_argument("--plot", default=None, metavar="PATH", help="also write a PNG plot (throughput, efficiency "
                    "measured vs model, time split)")
-    p.set_defaults(func=_cmd_bench_scaling)
+    p.set_defaults(func=_cmd_bench_scaling, job=_bench_scaling_job)
 
 
 def _cmd_experiment(args: argparse.Namespace) -> int:
@@ -724,7 +844,7 @@ def _add_experiment_commands(sub) -> None:
     e.add_argument("--list", action="store_true", help="print one task per line (index, name) and the count; run "
                    "nothing")
     _add_progress_flags(e)
-    e.set_defaults(func=_cmd_experiment)
+    e.set_defaults(func=_cmd_experiment, job=_experiment_job)
 
     r = sub.add_parser(
         "report", help="the experiment's report: tables, paired tests, bar chart, ROC curves, image metrics",
@@ -740,7 +860,7 @@ def _add_experiment_commands(sub) -> None:
     r.add_argument("--alpha", type=float, default=0.05, help="significance level of the paired tests (default 0.05)")
     r.add_argument("--no-image-metrics", dest="no_image_metrics", action="store_true",
                    help="do not compute missing image metrics (use image_metrics.json only when it exists)")
-    r.set_defaults(func=_cmd_report)
+    r.set_defaults(func=_cmd_report, job=_report_job)
 
     d = sub.add_parser(
         "demo", help="the whole study on phantoms in one command: data, GAN, generation, grid, report",

@@ -2,24 +2,27 @@
 
 A *run* is a folder (``--folder``) that holds submitit's files and ``run.json``:
 
-    {"stage", "argv", "cluster", "site": {...}, "created", "experiment_dir" (grid runs),
+    {"stage", "request", "argv" (for display), "cluster", "site": {...}, "created", "experiment_dir" (grid runs),
      "jobs": [{"job_id", "kind": "stage"|"task"|"report", "index", "name", "submitted"}, ...]}
 
-Job kinds:
+``request`` is the stage's JSON-able request (hpcgan.launch.stages: for most stages the resolved
+config as a dict); the jobs are made from it, and :func:`resubmit_failed` makes them again from it.
 
-- :class:`StageJob` runs ``hpcgan STAGE ARGV`` inside the job (the same CLI a user
-  types; nothing is duplicated). A non-zero exit status fails the job.
+Job kinds (each calls the stage function with its config, never the CLI):
+
+- :class:`StageJob` runs one stage (hpcgan.launch.stages.REGISTRY) and returns its small result.
+  An error fails the job.
 - :class:`TrainGanJob` (``train-gan``) is a ``submitit.helpers.Checkpointable``: on
   SIGUSR2 (the time limit, ``--signal=USR2@signal_delay_s``, or a preemption) the
-  training loop writes a snapshot and stops; the job then hands over to submitit,
-  whose ``checkpoint()`` call resubmits the job with ``--resume <that snapshot>`` and
+  training loop writes a snapshot and stops; ``train`` returns it, and the job hands over to
+  submitit, whose ``checkpoint()`` call resubmits the job resuming from that snapshot and
   requeues it (``SLURM_RESTART_COUNT`` counts the restarts). kimg, ADA p, optimiser
   and RNG states carry over (see hpcgan.gan.train).
-- :class:`ExperimentTask` runs ``hpcgan experiment CONFIG --task-index I``; the grid
+- :class:`ExperimentTask` runs task I of the grid (``run_task``); the grid
   goes out as one ``map_array`` over the tasks whose result is missing, at most
   ``array_parallelism`` at once (``--array=0-N%K``), each idempotent. A
   :class:`ReportJob` runs after the array (``--dependency=afterany``) and writes
-  ``results.json``/``results.csv`` (aggregate) and ``report/`` (``hpcgan report``).
+  ``results.json``/``results.csv`` (aggregate) and ``report/`` (``write_report``).
 
 :func:`run_status` reads each job's state (the result files submitit writes, else
 ``sacct``); :func:`resubmit_failed` submits the failed ones again, alone.
@@ -27,6 +30,7 @@ Job kinds:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import os
@@ -36,12 +40,12 @@ import sys
 from pathlib import Path
 
 import submitit
-from submitit.core.utils import FailedJobError
 
 from hpcgan.atomic import atomic_write_text
 from hpcgan.errors import HpcganError
-from hpcgan.launch import STAGES
+from hpcgan.launch import STAGES, stages
 from hpcgan.launch.sites import SiteProfile, executor_parameters, load_site, to_dict
+from hpcgan.launch.submitit_internals import read_result, requeue_handler, result_path, submission_refused
 
 __all__ = ["STAGES", "StageJob", "TrainGanJob", "ExperimentTask", "ReportJob", "make_executor", "submit",
            "pending_tasks", "submit_stage", "submit_experiment", "run_status", "resubmit_failed", "format_status",
@@ -59,19 +63,16 @@ def _default_sigterm_in_child() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def _run_cli(stage: str, argv: list[str]) -> int:
-    """``hpcgan STAGE ARGV`` in this process; its exit status.
+def _in_job() -> None:
+    """Set up this process to run a stage inside a submitit job.
 
     submitit ignores SIGTERM in the job process (it waits for SIGUSR2); a stage's forked
     workers (multiprocessing pools, DataLoader workers) would inherit that and never
     stop when their pool terminates them, so forked children get the default back.
     """
-    from hpcgan.cli import main
-
     if not _FORK_HOOK:
         os.register_at_fork(after_in_child=_default_sigterm_in_child)
         _FORK_HOOK.append(True)
-    return main([stage, *argv])
 
 
 def _job_info() -> dict:
@@ -86,119 +87,80 @@ def _job_info() -> dict:
 
 
 class StageJob:
-    """``hpcgan STAGE ARGV`` as a job; returns ``{"stage", "argv", "status": 0, host, job_id, rank, ...}``."""
+    """One stage as a job, with its config made from the request; returns ``{"stage", **result, host, job_id,
+    rank, ...}`` (result: the stage's small result, hpcgan.launch.stages)."""
 
-    def __init__(self, stage: str, argv: list[str]):
-        self.stage, self.argv = stage, list(argv)
+    def __init__(self, stage: str, request: dict):
+        self.stage, self.config = stage, stages.load_request(stage, request)
 
     def __call__(self) -> dict:
-        rc = _run_cli(self.stage, self.argv)
-        if rc != 0:
-            raise HpcganError(f"hpcgan {self.stage} {' '.join(self.argv)} exited with status {rc}")
-        return {"stage": self.stage, "argv": self.argv, "status": rc, **_job_info()}
+        _in_job()
+        result = stages.run_stage(self.stage, self.config)
+        return {"stage": self.stage, **result, **_job_info()}
 
 
-def _submitit_handler():
-    """submitit's SIGUSR2 handler when this process is a submitit job, else None."""
-    handler = signal.getsignal(signal.SIGUSR2)
-    owner = getattr(handler, "__self__", None)
-    return handler if owner is not None and type(owner).__name__ == "SignalHandler" else None
+def _latest_snapshot(run_dir: str | None) -> str | None:
+    """The newest snapshot of a run directory, by hpcgan's one rule (resolve_resume); None when it has none."""
+    from hpcgan.gan.snapshot import resolve_resume
 
-
-def _train_outdir(argv: list[str]) -> Path:
-    from hpcgan.cli import build_parser
-
-    ns = build_parser().parse_args(["train-gan", *argv])
-    if ns.outdir:
-        return Path(ns.outdir)
-    if ns.config:
-        import yaml
-
-        cfg = yaml.safe_load(Path(ns.config).read_text()) or {}
-        if cfg.get("outdir"):
-            return Path(cfg["outdir"])
-    from hpcgan.gan.config import TrainConfig
-
-    return Path(TrainConfig.outdir)
-
-
-def _newest_snapshot(outdir: Path) -> Path | None:
-    snaps = list(outdir.glob("*/snapshot-*.pt"))
-    return max(snaps, key=lambda p: p.stat().st_mtime_ns) if snaps else None
+    if not run_dir:
+        return None
+    try:
+        return str(resolve_resume(run_dir, None))
+    except HpcganError:
+        return None
 
 
 class TrainGanJob(submitit.helpers.Checkpointable):
-    """Checkpointable ``hpcgan train-gan ARGV``: snapshot on SIGUSR2, requeue, resume.
+    """Checkpointable ``train(cfg)``: snapshot on SIGUSR2, requeue, resume from that snapshot.
 
-    ``resume`` is the snapshot the job continues from (set when it was interrupted).
-    Returns ``{"status": "done", "run_dir", "snapshot", "kimg", "restart_count", "resumed_from", ...}``.
+    ``cfg`` is the resolved TrainConfig (or its dict); ``resume`` the snapshot the job continues from (set when
+    it was interrupted). Returns ``{"status": "done", "run_dir", "snapshot", "kimg", "restart_count",
+    "resumed_from", ...}``.
     """
 
-    def __init__(self, argv: list[str], resume: str | None = None):
-        self.argv, self.resume = list(argv), resume
+    def __init__(self, cfg, resume: str | None = None):
+        self.cfg = stages.load_request("train-gan", cfg) if isinstance(cfg, dict) else cfg
+        self.resume = resume
 
     def __call__(self) -> dict:
         from hpcgan import dist
-        from hpcgan.gan.snapshot import load_snapshot
-        from hpcgan.gan.train import EXIT_INTERRUPTED
 
-        argv = self.argv + (["--resume", self.resume] if self.resume else [])
+        _in_job()
         started_from = self.resume
-        rc = _run_cli("train-gan", argv)
-        outdir = _train_outdir(self.argv)
-        if rc == EXIT_INTERRUPTED:
+        cfg = dataclasses.replace(self.cfg, resume=self.resume) if self.resume else self.cfg
+        result = stages.train_and_report(cfg)
+        if result["status"] == "interrupted":
             if dist.is_rank0():
-                snap = _newest_snapshot(outdir)
-                self.resume = str(snap) if snap else self.resume
-                handler = _submitit_handler()
+                self.resume = result["snapshot"] or self.resume  # the snapshot train just wrote
+                handler = requeue_handler()
                 if handler is not None:  # submitit calls self.checkpoint(), requeues the job and exits
                     handler(signal.SIGUSR2, None)
             else:
                 return {"status": "interrupted", **_job_info()}
             raise HpcganError(f"train-gan was interrupted; its snapshot is {self.resume} (resume with "
                               f"`hpcgan train-gan --resume {self.resume}`)")
-        if rc != 0:
-            raise HpcganError(f"hpcgan train-gan {' '.join(argv)} exited with status {rc}")
-        snap = _newest_snapshot(outdir)
-        kimg = load_snapshot(snap)["counters"]["cur_nimg"] / 1000 if snap else None
-        return {"status": "done", "run_dir": str(snap.parent) if snap else None, "snapshot": str(snap) if snap else None,
-                "kimg": kimg, "resumed_from": started_from, **_job_info()}
+        snap = result["snapshot"] or _latest_snapshot(result["run_dir"])  # ranks > 0 are not told the snapshot
+        return {"status": "done", "run_dir": result["run_dir"] if snap else None, "snapshot": snap,
+                "kimg": result["kimg"] if snap else None, "resumed_from": started_from, **_job_info()}
 
     def checkpoint(self, *args, **kwargs):
-        """Called by submitit on SIGUSR2: the same job, resuming from the newest snapshot it wrote."""
-        return submitit.helpers.DelayedSubmission(TrainGanJob(self.argv, self.resume), *args, **kwargs)
-
-
-def _experiment_cfg(argv: list[str]):
-    """(config path, ExperimentConfig) from ``hpcgan experiment`` arguments."""
-    from hpcgan.cli import build_parser
-    from hpcgan.experiment.grid import load_experiment
-
-    ns = build_parser().parse_args(["experiment", *argv])
-    if getattr(ns, "task_index", None) is not None or getattr(ns, "list", False):
-        raise HpcganError("submit experiment: leave out --task-index and --list (the launcher runs every task)")
-    return ns.config, load_experiment(ns.config, {"outdir": ns.outdir, "progress": getattr(ns, "progress", None)})
+        """Called by submitit on SIGUSR2: the same job, resuming from the snapshot it wrote."""
+        return submitit.helpers.DelayedSubmission(TrainGanJob(self.cfg, self.resume), *args, **kwargs)
 
 
 class ExperimentTask(submitit.helpers.Checkpointable):
-    """Task ``index`` of the grid: ``hpcgan experiment ARGV --task-index index``; returns its summary."""
+    """Task ``index`` of the grid (``run_task``); returns its summary. ``cfg``: the ExperimentConfig (or its dict)."""
 
-    def __init__(self, argv: list[str]):
-        self.argv = list(argv)
+    def __init__(self, cfg):
+        self.cfg = stages.experiment_config(cfg) if isinstance(cfg, dict) else cfg
 
     def __call__(self, index: int) -> dict:
-        rc = _run_cli("experiment", [*self.argv, "--task-index", str(index)])
-        if rc != 0:
-            raise HpcganError(f"experiment task {index} exited with status {rc}")
-        from hpcgan.experiment.grid import expand
-
-        task = expand(_experiment_cfg(self.argv)[1])[index]
-        metrics = json.loads((Path(task.outdir) / "test_metrics.json").read_text())
-        return {"index": index, "name": task.name, "outdir": task.outdir, "accuracy": metrics.get("accuracy"),
-                **_job_info()}
+        _in_job()
+        return {**stages.run_experiment_task(self.cfg, index), **_job_info()}
 
     def checkpoint(self, index: int):  # requeued on a time limit; classify resumes from last.pt
-        return submitit.helpers.DelayedSubmission(ExperimentTask(self.argv), index)
+        return submitit.helpers.DelayedSubmission(ExperimentTask(self.cfg), index)
 
 
 class ReportJob:
@@ -208,11 +170,10 @@ class ReportJob:
         self.experiment_dir = str(experiment_dir)
 
     def __call__(self) -> dict:
-        rc = _run_cli("report", [self.experiment_dir])  # aggregates, then writes report/
-        if rc != 0:
-            raise HpcganError(f"hpcgan report {self.experiment_dir} exited with status {rc}")
-        results = json.loads((Path(self.experiment_dir) / "results.json").read_text())
-        return {"experiment_dir": self.experiment_dir, "n_done": results.get("n_done"), **_job_info()}
+        _in_job()
+        res = stages.write_experiment_report({"experiment_dir": self.experiment_dir, "alpha": 0.05,
+                                              "compute_image_metrics": True})
+        return {"experiment_dir": self.experiment_dir, "n_done": res["n_done"], **_job_info()}
 
 
 # -- executors and runs -------------------------------------------------------------------------
@@ -258,20 +219,25 @@ def _default_folder(stage: str) -> Path:
     return Path("submitit") / f"{stage}-{stamp}"
 
 
-def submit_stage(stage: str, argv: list[str], cluster: str, site: SiteProfile, folder: Path) -> tuple[dict, list]:
-    """Submit one job running ``hpcgan STAGE ARGV``; returns (run record, [job])."""
+def _make_job(stage: str, request: dict):
+    return TrainGanJob(request) if stage == "train-gan" else StageJob(stage, request)
+
+
+def submit_stage(stage: str, request: dict, cluster: str, site: SiteProfile, folder: Path,
+                 argv: list[str] | None = None) -> tuple[dict, list]:
+    """Submit one job running ``stage`` with ``request``; returns (run record, [job])."""
+    fn = _make_job(stage, request)  # a bad request fails here, before anything is submitted
     ex = make_executor(folder, cluster, site, f"hpcgan-{stage}")
-    fn = TrainGanJob(argv) if stage == "train-gan" else StageJob(stage, argv)
     job = ex.submit(fn)
-    run = {"stage": stage, "argv": list(argv), "cluster": cluster, "site": to_dict(site), "created": _now(),
-           "jobs": [_record(job, "stage", name=stage)]}
+    run = {"stage": stage, "request": request, "argv": list(argv or []), "cluster": cluster, "site": to_dict(site),
+           "created": _now(), "jobs": [_record(job, "stage", name=stage)]}
     return run, [job]
 
 
 def _submit_report(ex, experiment_dir: str, after: list) -> object:
     ids = sorted({str(j.job_id).split("_")[0] for j in after})
     ex.update_parameters(name="hpcgan-report")
-    if ids and type(getattr(ex, "_executor", None)).__name__ == "SlurmExecutor":
+    if ids and ex.cluster == "slurm":
         ex.update_parameters(slurm_dependency="afterany:" + ":".join(ids))
     else:  # local/debug: no dependencies; wait for the tasks here (a debug job runs when asked for its result)
         for j in after:
@@ -282,39 +248,44 @@ def _submit_report(ex, experiment_dir: str, after: list) -> object:
     return ex.submit(ReportJob(experiment_dir))
 
 
-def pending_tasks(argv: list[str]) -> tuple[list, list]:
-    """(all tasks, tasks without a result) of the grid of ``hpcgan experiment ARGV``."""
+def pending_tasks(request: dict) -> tuple[list, list]:
+    """(all tasks, tasks without a result) of the grid of an experiment request (its resolved config)."""
     from hpcgan.experiment.grid import expand, prepare_dir
 
-    _, cfg = _experiment_cfg(argv)
+    cfg = stages.experiment_config(request)
     prepare_dir(cfg)  # a bad config fails here, on the login node, not in every task
     tasks = expand(cfg)
     return tasks, [t for t in tasks if not (Path(t.outdir) / "test_metrics.json").is_file()]
 
 
-def submit_experiment(argv: list[str], cluster: str, site: SiteProfile, folder: Path) -> tuple[dict, list]:
+def submit_experiment(request: dict, cluster: str, site: SiteProfile, folder: Path,
+                      argv: list[str] | None = None) -> tuple[dict, list]:
     """The grid's missing tasks as one job array (at most site.array_parallelism at once), then the report job."""
     from hpcgan.experiment.grid import experiment_dir
 
-    _, cfg = _experiment_cfg(argv)
-    tasks, todo = pending_tasks(argv)
+    cfg = stages.experiment_config(request)
+    tasks, todo = pending_tasks(request)
     ex = make_executor(folder, cluster, site, f"hpcgan-{cfg.name}")
-    jobs = ex.map_array(ExperimentTask(argv), [t.index for t in todo]) if todo else []
+    jobs = ex.map_array(ExperimentTask(cfg), [t.index for t in todo]) if todo else []
     records = [_record(j, "task", t.index, t.name) for j, t in zip(jobs, todo)]
     report = _submit_report(ex, str(experiment_dir(cfg)), jobs)
-    run = {"stage": "experiment", "argv": list(argv), "cluster": cluster, "site": to_dict(site), "created": _now(),
-           "experiment_dir": str(experiment_dir(cfg)), "n_tasks": len(tasks), "skipped": len(tasks) - len(todo),
+    run = {"stage": "experiment", "request": request, "argv": list(argv or []), "cluster": cluster,
+           "site": to_dict(site), "created": _now(), "experiment_dir": str(experiment_dir(cfg)),
+           "n_tasks": len(tasks), "skipped": len(tasks) - len(todo),
            "jobs": records + [_record(report, "report", name="report")]}
     return run, [*jobs, report]
 
 
-def submit(stage: str, argv: list[str], cluster: str | None = None, site: str = "local",
-           site_overrides: dict | None = None, folder: str | os.PathLike | None = None) -> tuple[Path, list]:
-    """Submit ``hpcgan STAGE ARGV`` (the grid for ``experiment``); returns (run folder, submitit jobs)."""
+def submit(stage: str, request: dict, cluster: str | None = None, site: str = "local",
+           site_overrides: dict | None = None, folder: str | os.PathLike | None = None,
+           argv: list[str] | None = None) -> tuple[Path, list]:
+    """Submit ``stage`` with its request (the grid for ``experiment``); returns (run folder, submitit jobs).
+
+    ``request``: the stage's JSON-able request (hpcgan.launch.stages; ``hpcgan.cli.stage_request`` makes one
+    from the stage's command-line arguments); ``argv``: those arguments, kept in run.json for display.
+    """
     if stage not in STAGES:
         raise HpcganError(f"submit: unknown stage {stage!r}; one of {', '.join(STAGES)}")
-    if argv and argv[0] == "--":
-        argv = argv[1:]
     prof = load_site(site, site_overrides)
     cluster = cluster or prof.cluster
     run_dir = Path(folder) if folder else _default_folder(stage)
@@ -325,10 +296,10 @@ def submit(stage: str, argv: list[str], cluster: str | None = None, site: str = 
     run_dir = run_dir.resolve()
     try:
         if stage == "experiment":
-            run, jobs = submit_experiment(argv, cluster, prof, run_dir)
+            run, jobs = submit_experiment(request, cluster, prof, run_dir, argv)
         else:
-            run, jobs = submit_stage(stage, argv, cluster, prof, run_dir)
-    except FailedJobError as exc:  # sbatch refused the job
+            run, jobs = submit_stage(stage, request, cluster, prof, run_dir, argv)
+    except submission_refused() as exc:  # sbatch refused the job
         msg = " ".join(str(exc).split())
         raise HpcganError(f"the cluster refused the job ({msg}); check the site profile {prof.name} "
                           f"(partition {prof.partition}, account {prof.account}, {prof.gpus_per_node} GPUs per node) "
@@ -342,17 +313,12 @@ def submit(stage: str, argv: list[str], cluster: str | None = None, site: str = 
 
 def _job_state(folder: Path, cluster: str, job_id: str) -> tuple[str, str | None]:
     """(state, error message) of one job: from submitit's result file, else the scheduler."""
-    import pickle
-
-    from submitit.core.utils import JobPaths
-
-    result = JobPaths(folder, job_id=job_id, task_id=0).result_pickle
-    if result.is_file():
-        try:
-            with open(result, "rb") as fh:
-                outcome, value = pickle.load(fh)
-        except Exception as exc:  # noqa: BLE001 - a half-written or foreign file
-            return "UNKNOWN", f"unreadable result {result}: {exc}"
+    try:
+        outcome_value = read_result(folder, job_id)
+    except Exception as exc:  # noqa: BLE001 - a half-written or foreign file
+        return "UNKNOWN", f"unreadable result {result_path(folder, job_id)}: {exc}"
+    if outcome_value is not None:
+        outcome, value = outcome_value
         if outcome == "success":
             return "COMPLETED", None
         last = [ln for ln in str(value).strip().splitlines() if ln.strip()]
@@ -402,6 +368,13 @@ def format_status(status: dict) -> str:
     return "\n".join(lines)
 
 
+def _stored_request(run: dict, run_dir: Path) -> dict:
+    if "request" not in run:
+        raise HpcganError(f"{run_dir / RUN_FILE} holds no stage request (written by an older hpcgan); submit the "
+                          "stage again with `hpcgan submit`")
+    return run["request"]
+
+
 def resubmit_failed(run_dir: str | os.PathLike) -> list:
     """Submit the failed jobs of a run again (grid: the failed tasks as a new array, then a new report job)."""
     run_dir = Path(run_dir).resolve()
@@ -417,13 +390,13 @@ def resubmit_failed(run_dir: str | os.PathLike) -> list:
         ex = make_executor(run_dir, cluster, prof, "hpcgan-experiment")
         idx = [j["index"] for j in failed if j["kind"] == "task"]
         names = {j["index"]: j["name"] for j in failed}
-        jobs = ex.map_array(ExperimentTask(run["argv"]), idx) if idx else []
+        jobs = ex.map_array(ExperimentTask(_stored_request(run, run_dir)), idx) if idx else []
         run["jobs"] += [_record(j, "task", i, names[i]) for j, i in zip(jobs, idx)]
         report = _submit_report(ex, run["experiment_dir"], jobs)
         run["jobs"].append(_record(report, "report", name="report"))
         jobs.append(report)
     else:
-        _, jobs = submit_stage(run["stage"], run["argv"], cluster, prof, run_dir)
+        _, jobs = submit_stage(run["stage"], _stored_request(run, run_dir), cluster, prof, run_dir, run["argv"])
         run["jobs"] += [_record(j, "stage", name=run["stage"]) for j in jobs]
     _write_run(run_dir, run)
     return jobs
@@ -445,9 +418,10 @@ def wait(jobs: list) -> list[tuple[str, str | None]]:
 # -- CLI entries ---------------------------------------------------------------------------------
 
 
-def submit_main(stage: str, argv: list[str], cluster: str | None, site: str, site_overrides: dict,
-                folder: str | None, wait_for_end: bool) -> int:
-    run_dir, jobs = submit(stage, argv, cluster, site, site_overrides, folder)
+def submit_main(stage: str, request: dict, cluster: str | None, site: str, site_overrides: dict,
+                folder: str | None, wait_for_end: bool, argv: list[str] | None = None) -> int:
+    """``hpcgan submit STAGE``: submit the stage's request, print the job ids (and, waiting, their states)."""
+    run_dir, jobs = submit(stage, request, cluster, site, site_overrides, folder, argv)
     run = _read_run(run_dir)
     print(f"submitted {len(jobs)} job(s) to {run['cluster']}: " + " ".join(str(j.job_id) for j in jobs))
     print(f"run folder {run_dir}; states: hpcgan submit status {run_dir}")

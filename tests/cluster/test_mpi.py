@@ -54,10 +54,11 @@ def test_mpi_preprocessing_under_srun_pmix_and_mpirun_equals_one_rank(cluster_sl
     mpi = run(["sbatch", "--parsable", *one_node, "-o", tmp_path / "mpirun.out", "--wrap", mpirun],
               cwd=tmp_path).stdout.strip()
     # hpcgan submit with 2 tasks: submitit's srun gets the site's srun_args (--mpi=pmix)
+    from hpcgan.cli import stage_request
     from hpcgan.launch.submit import submit
 
-    _, (sub_job,) = submit("preprocess", [str(phantoms), str(tmp_path / "submit"), "--workers", "1", "--no-progress",
-                                          *PRE_FLAGS], "slurm", "local", {"tasks_per_node": 2},
+    argv = [str(phantoms), str(tmp_path / "submit"), "--workers", "1", "--no-progress", *PRE_FLAGS]
+    _, (sub_job,) = submit("preprocess", stage_request("preprocess", argv), "slurm", "local", {"tasks_per_node": 2},
                            folder=tmp_path / "run")
     ref = tmp_path / "one"
     run_preprocess(PreprocessConfig(str(phantoms), str(ref), classes=["Clear", "Opacity"], resolution=32,

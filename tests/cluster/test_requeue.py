@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from hpcgan.cli import stage_request
 from hpcgan.gan.snapshot import list_snapshots, load_snapshot
 from hpcgan.launch.submit import submit
 
@@ -54,8 +55,8 @@ def test_training_requeues_and_resumes_with_kimg_preserved(cluster_shards, clust
     #    signal_delay_s before the time limit (SIGUSR2 to the tasks)
     sub_out = tmp_path / "submitit-gan"
     argv = ["--config", str(TINY), "--data", str(cluster_shards), "--outdir", str(sub_out), "--no-progress", *TRAIN]
-    run_dir, (job,) = submit("train-gan", argv, "slurm", "local", {"time_min": 5, "signal_delay_s": 30},
-                             folder=tmp_path / "run")
+    run_dir, (job,) = submit("train-gan", stage_request("train-gan", argv), "slurm", "local",
+                             {"time_min": 5, "signal_delay_s": 30}, folder=tmp_path / "run")
     # 2. the template: --signal=B:USR2 goes to the batch shell, which forwards it and requeues
     tpl_out = tmp_path / "template-gan"
     tpl = run(["sbatch", "--parsable", *SMALL, "-o", tmp_path / "train-%j.out", REPO / "slurm" / "train-gan.sbatch",

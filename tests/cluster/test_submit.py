@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from hpcgan.cli import stage_request
 from hpcgan.launch.submit import pending_tasks, run_status, submit
 
 from .conftest import NODES, run, wait_jobs
@@ -55,9 +56,9 @@ def test_a_job_the_cluster_refuses_is_a_user_error(cluster_slurm, tmp_path):
 def test_failed_job_status_and_resubmit_alone(cluster_slurm, tmp_path):
     """A stage fails (its input is missing); after the input appears, --resubmit-failed runs it again."""
     src, out = tmp_path / "ph", tmp_path / "shards"
-    run_dir, _ = submit("preprocess", ["--", str(src), str(out), "--classes", "Clear,Opacity", "--resolution", "32",
-                                       "--test-per-class", "1",
-                                       "--no-progress"], "slurm", "local", folder=tmp_path / "run")
+    argv = ["--", str(src), str(out), "--classes", "Clear,Opacity", "--resolution", "32", "--test-per-class", "1",
+            "--no-progress"]
+    run_dir, _ = submit("preprocess", stage_request("preprocess", argv), "slurm", "local", folder=tmp_path / "run")
     st = _wait_state(run_dir, {"FAILED", "COMPLETED"})
     assert st["counts"] == {"FAILED": 1} and "ph" in st["jobs"][0]["error"]
     proc = run([*HPCGAN, "submit", "status", run_dir], check=False)
@@ -120,5 +121,5 @@ def test_experiment_grid_as_job_array_with_parallelism_2(cluster_shards, cluster
     assert len(spans) == 4 and _max_concurrent([(a, b - 0.5) for a, b in spans]) <= 2
     assert nodes == {f"hpcgan-node{i}" for i in range(1, NODES + 1)}, out  # the array ran on both nodes
     # every task's result exists now: a second submission would send only the report job
-    assert pending_tasks([str(cfg)])[1] == []
+    assert pending_tasks(stage_request("experiment", [str(cfg)]))[1] == []
     assert "nothing to resubmit" in run([*HPCGAN, "submit", "status", tmp_path / "run", "--resubmit-failed"]).stdout
