@@ -72,7 +72,7 @@ from hpcgan.gan.loss import NonFiniteLossError, sanitize_gradients
 from hpcgan.gan.snapshot import (FORMAT, VERSION, build_networks, list_snapshots, load_snapshot, resolve_resume,
                                  rng_state, save_snapshot, set_rng_state, snapshot_name)
 
-__all__ = ["train", "train_main", "Trainer", "EXIT_INTERRUPTED"]
+__all__ = ["train", "train_main", "Trainer", "EXIT_INTERRUPTED", "ArchParts", "ARCH_BUILDERS", "build_stylegan2", "build_cdcgan"]
 
 EXIT_INTERRUPTED = 3  # the CLI's exit status after a signal-triggered snapshot
 
@@ -122,22 +122,135 @@ class _StepBatches:
             step += 1
 
 
+# -- one builder per architecture ------------------------------------------------------
+
+
+@dataclasses.dataclass
+class ArchParts:
+    """What an architecture builder makes for the :class:`Trainer`: networks (on the device, G_ema a copy
+    of G), their constructor arguments (stored in snapshots), loss, optimisers, EMA schedule, augmentation."""
+
+    G_kwargs: dict
+    D_kwargs: dict
+    G: torch.nn.Module
+    D: torch.nn.Module
+    G_ema: torch.nn.Module
+    loss: object  # StyleGAN2Loss or CDCGANLoss: phases_for_step, accumulate_gradients, state_dict
+    opt_G: torch.optim.Optimizer  # noqa: N815 - the Trainer's (and StyleGAN2's) names
+    opt_D: torch.optim.Optimizer  # noqa: N815
+    ema_nimg: float  # G_ema's half-life in images (0: G_ema copies G)
+    ema_rampup: float | None
+    augment_pipe: torch.nn.Module | None = None
+    ada: object | None = None  # AdaController
+
+
+def _build_networks(cfg: TrainConfig, G_kwargs: dict, D_kwargs: dict, resolution: int, device: torch.device):
+    """(G, D, G_ema) on ``device``, G and D in train mode, G_ema an eval copy of G without gradients."""
+    try:
+        G, D = build_networks(cfg.arch, G_kwargs, D_kwargs, impl=cfg.impl)
+    except ValueError as exc:
+        raise HpcganError(f"cannot build the {cfg.arch} networks for {resolution}px data: {exc}") from exc
+    G = G.to(device).train()
+    D = D.to(device).train()
+    return G, D, copy.deepcopy(G).eval().requires_grad_(False)
+
+
+def _adam(net: torch.nn.Module, lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
+    return torch.optim.Adam(net.parameters(), lr=lr, betas=betas, eps=1e-8)
+
+
+def build_stylegan2(cfg: TrainConfig, c_dim: int, resolution: int, batch_gpu: int, device: torch.device,
+                    reduce_fn: Callable[[torch.Tensor], torch.Tensor] | None = None) -> ArchParts:
+    """StyleGAN2-ADA: the networks, ADA's pipe and controller (unless ``aug: noaug``), the loss with lazy
+    regularisation and Adam with the lazy-regularisation adjustment. ``reduce_fn``: ADA's sum over ranks."""
+    from hpcgan.gan.augment import AdaController, AugmentPipe
+    from hpcgan.gan.loss import StyleGAN2Loss, lazy_regularization_adam
+
+    R = resolution
+    G_kwargs = dict(z_dim=cfg.z_dim, c_dim=c_dim, w_dim=cfg.w_dim, img_resolution=R, img_channels=1,
+                    channel_base=cfg.channel_base, channel_max=cfg.channel_max,
+                    mapping_layers=cfg.mapping_layers, conv_clamp=cfg.resolved_conv_clamp())
+    D_kwargs = dict(c_dim=c_dim, img_resolution=R, img_channels=1, channel_base=cfg.channel_base,
+                    channel_max=cfg.channel_max, conv_clamp=cfg.resolved_conv_clamp(),
+                    mbstd_group_size=min(cfg.mbstd_group, batch_gpu), mapping_layers=cfg.mapping_layers)
+    if cfg.num_fp16_res():  # only when on: fp32 networks keep the kwargs of older snapshots
+        G_kwargs["num_fp16_res"] = D_kwargs["num_fp16_res"] = cfg.num_fp16_res()
+    G, D, G_ema = _build_networks(cfg, G_kwargs, D_kwargs, R, device)  # the seeded RNG's first use
+    augment_pipe = ada = None
+    if cfg.aug != "noaug":
+        augment_pipe = AugmentPipe.from_groups(cfg.augpipe, impl=cfg.impl).to(device)
+        ada = AdaController(augment_pipe, mode=cfg.aug, p=cfg.aug_p, target=cfg.ada_target,
+                            interval=cfg.ada_interval, ada_kimg=cfg.ada_kimg, batch_size=cfg.batch, reduce_fn=reduce_fn)
+    loss = StyleGAN2Loss(G, D, augment_pipe, r1_gamma=cfg.gamma(R), style_mixing_prob=cfg.style_mixing_prob,
+                         pl_weight=cfg.pl_weight, g_reg_interval=cfg.g_reg_interval, d_reg_interval=cfg.d_reg_interval)
+    g_lr, g_betas = lazy_regularization_adam(cfg.g_lr, tuple(cfg.betas), cfg.g_reg_interval if cfg.pl_weight > 0 else None)
+    d_lr, d_betas = lazy_regularization_adam(cfg.d_lr, tuple(cfg.betas),
+                                             cfg.d_reg_interval if loss.r1_gamma > 0 else None)
+    return ArchParts(G_kwargs, D_kwargs, G, D, G_ema, loss, _adam(G, g_lr, g_betas), _adam(D, d_lr, d_betas),
+                     ema_nimg=cfg.ema_nimg(), ema_rampup=cfg.ema_rampup, augment_pipe=augment_pipe, ada=ada)
+
+
+def build_cdcgan(cfg: TrainConfig, c_dim: int, resolution: int, batch_gpu: int, device: torch.device,  # noqa: ARG001
+                 reduce_fn: Callable[[torch.Tensor], torch.Tensor] | None = None) -> ArchParts:  # noqa: ARG001
+    """The cDCGAN baseline: its networks, BCE loss (D every ``cdcgan_d_every`` steps) and Adam; no
+    augmentation, and no EMA (G_ema is a copy of G). The arguments are :func:`build_stylegan2`'s."""
+    from hpcgan.gan.cdcgan import CDCGANLoss
+
+    G_kwargs = dict(z_dim=cfg.cdcgan_z_dim, c_dim=c_dim, img_resolution=resolution, img_channels=1,
+                    filters=cfg.cdcgan_filters, embed=cfg.cdcgan_embed)
+    D_kwargs = dict(c_dim=c_dim, img_resolution=resolution, img_channels=1, filters=cfg.cdcgan_filters,
+                    embed=cfg.cdcgan_embed)
+    G, D, G_ema = _build_networks(cfg, G_kwargs, D_kwargs, resolution, device)  # the seeded RNG's first use
+    betas = (cfg.cdcgan_beta1, 0.999)
+    return ArchParts(G_kwargs, D_kwargs, G, D, G_ema, CDCGANLoss(G, D, d_every=cfg.cdcgan_d_every),
+                     _adam(G, cfg.cdcgan_lr, betas), _adam(D, cfg.cdcgan_lr, betas), ema_nimg=0.0, ema_rampup=None)
+
+
+ARCH_BUILDERS: dict[str, Callable[..., ArchParts]] = {"stylegan2": build_stylegan2, "cdcgan": build_cdcgan}
+
+
 class Trainer:
     """One training job; see the module docstring. ``Trainer(cfg).run()`` or :func:`train`."""
 
     def __init__(self, cfg: TrainConfig, snapshot: dict | None = None, run_dir: Path | None = None,
                  on_step: Callable[[dict], None] | None = None):
-        from hpcgan.data.dataset import ShardDataset
-
         cfg.validate()
         self.cfg = cfg
         self.on_step = on_step
+        self._join_ranks()
+        self._open_data()
+        self._plan_batch()
+        self._build()
+        # -- state: the snapshot's, or rank 0's fresh networks on every rank
+        self.cur_nimg = self.step = self.tick = self.tick_start_nimg = 0
+        if snapshot is not None:
+            self._load_state(snapshot)
+        elif self.ddp:
+            self._broadcast_networks()
+        self.run_dir = self._agree_run_dir(run_dir)
+        self.batches = _StepBatches(len(self.dataset), cfg.batch, cfg.seed, self.step,
+                                    self.rank * self.rounds * self.batch_gpu, (self.rank + 1) * self.rounds * self.batch_gpu)
+        self._stop_signal: str | None = None
+        self._tracked = self._tracked_buffers()
+        # tools (hpcgan.bench) may wrap each phase's gradient all-reduce: sync_wrapper(do_sync, nbytes) must call
+        # do_sync() once and return what it returns
+        self.sync_wrapper: Callable[[Callable[[], bool], int], bool] | None = None
+        self._nonfinite = {"grad_nonfinite": 0, "grad_nonfinite_phases": 0}  # this tick's sanitised gradients
+
+    # -- set-up steps ----------------------------------------------------------------
+
+    def _join_ranks(self) -> None:
+        """torch.distributed when launched on several ranks; this rank's device."""
         self.ddp = hdist.init_process_group()
         self.world, self.rank = (hdist.world_size(), hdist.rank()) if self.ddp else (1, 0)
         self.rank0 = self.rank == 0
-        self.device = hdist.select_device(cfg.device)
+        self.device = hdist.select_device(self.cfg.device)
 
-        # -- data
+    def _open_data(self) -> None:
+        """The training shards; the trained classes and the one-hot index of each data label."""
+        from hpcgan.data.dataset import ShardDataset
+
+        cfg = self.cfg
         self.dataset = ShardDataset(cfg.data, cfg.split, classes=cfg.classes, value_range="gan")
         if len(self.dataset) == 0:
             raise HpcganError(f"{cfg.data} split {cfg.split} has no images of classes {cfg.classes}")
@@ -146,92 +259,45 @@ class Trainer:
         self.label_to_c = {self.class_names.index(n): i for i, n in enumerate(self.train_classes)}
         self.resolution = self.dataset.resolution
         self.c_dim = len(self.train_classes) if cfg.cond else 0
-        B = cfg.batch
-        bg = cfg.batch_gpu or B // self.world
+
+    def _plan_batch(self) -> None:
+        """``batch_gpu`` images per slice, ``rounds`` slices per rank and step."""
+        B = self.cfg.batch
+        bg = self.cfg.batch_gpu or B // self.world
         if bg < 1 or B % (bg * self.world):
             raise HpcganError(f"--batch {B} must be a multiple of --batch-gpu {bg} times the {self.world} ranks")
         self.batch_gpu, self.rounds = bg, B // (bg * self.world)
 
-        # -- networks, loss, optimisers
-        torch.manual_seed(cfg.seed)
-        R = self.resolution
-        if cfg.arch == "stylegan2":
-            self.G_kwargs = dict(z_dim=cfg.z_dim, c_dim=self.c_dim, w_dim=cfg.w_dim, img_resolution=R, img_channels=1,
-                                 channel_base=cfg.channel_base, channel_max=cfg.channel_max,
-                                 mapping_layers=cfg.mapping_layers, conv_clamp=cfg.resolved_conv_clamp())
-            self.D_kwargs = dict(c_dim=self.c_dim, img_resolution=R, img_channels=1, channel_base=cfg.channel_base,
-                                 channel_max=cfg.channel_max, conv_clamp=cfg.resolved_conv_clamp(),
-                                 mbstd_group_size=min(cfg.mbstd_group, bg), mapping_layers=cfg.mapping_layers)
-            if cfg.num_fp16_res():  # only when on: fp32 networks keep the kwargs of older snapshots
-                self.G_kwargs["num_fp16_res"] = self.D_kwargs["num_fp16_res"] = cfg.num_fp16_res()
-        else:
-            self.G_kwargs = dict(z_dim=cfg.cdcgan_z_dim, c_dim=self.c_dim, img_resolution=R, img_channels=1,
-                                 filters=cfg.cdcgan_filters, embed=cfg.cdcgan_embed)
-            self.D_kwargs = dict(c_dim=self.c_dim, img_resolution=R, img_channels=1, filters=cfg.cdcgan_filters,
-                                 embed=cfg.cdcgan_embed)
-        try:
-            G, D = build_networks(cfg.arch, self.G_kwargs, self.D_kwargs, impl=cfg.impl)
-        except ValueError as exc:
-            raise HpcganError(f"cannot build the {cfg.arch} networks for {R}px data: {exc}") from exc
-        self.G = G.to(self.device).train()
-        self.D = D.to(self.device).train()
-        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+    def _build(self) -> None:
+        """The architecture's networks, loss, optimisers and augmentation (:data:`ARCH_BUILDERS`), initialised
+        from the torch RNG seeded with ``cfg.seed``."""
+        torch.manual_seed(self.cfg.seed)
+        parts = ARCH_BUILDERS[self.cfg.arch](self.cfg, self.c_dim, self.resolution, self.batch_gpu, self.device,
+                                             reduce_fn=self._allreduce_sum if self.ddp else None)
+        self.G_kwargs, self.D_kwargs = parts.G_kwargs, parts.D_kwargs
+        self.G, self.D, self.G_ema = parts.G, parts.D, parts.G_ema
         self.z_dim = self.G.z_dim
-        self.augment_pipe = None
-        self.ada = None
-        if cfg.arch == "stylegan2":
-            from hpcgan.gan.augment import AdaController, AugmentPipe
-            from hpcgan.gan.loss import StyleGAN2Loss, lazy_regularization_adam
+        self.augment_pipe, self.ada = parts.augment_pipe, parts.ada
+        self.loss = parts.loss
+        self.ema_nimg, self.ema_rampup = parts.ema_nimg, parts.ema_rampup
+        self.opt_G, self.opt_D = parts.opt_G, parts.opt_D
 
-            if cfg.aug != "noaug":
-                self.augment_pipe = AugmentPipe.from_groups(cfg.augpipe, impl=cfg.impl).to(self.device)
-                self.ada = AdaController(self.augment_pipe, mode=cfg.aug, p=cfg.aug_p, target=cfg.ada_target,
-                                         interval=cfg.ada_interval, ada_kimg=cfg.ada_kimg, batch_size=B,
-                                         reduce_fn=self._allreduce_sum if self.ddp else None)
-            self.loss = StyleGAN2Loss(self.G, self.D, self.augment_pipe, r1_gamma=cfg.gamma(R),
-                                      style_mixing_prob=cfg.style_mixing_prob, pl_weight=cfg.pl_weight,
-                                      g_reg_interval=cfg.g_reg_interval, d_reg_interval=cfg.d_reg_interval)
-            g_lr, g_betas = lazy_regularization_adam(cfg.g_lr, tuple(cfg.betas),
-                                                     cfg.g_reg_interval if cfg.pl_weight > 0 else None)
-            d_lr, d_betas = lazy_regularization_adam(cfg.d_lr, tuple(cfg.betas),
-                                                     cfg.d_reg_interval if self.loss.r1_gamma > 0 else None)
-            self.ema_nimg, self.ema_rampup = cfg.ema_nimg(), cfg.ema_rampup
-        else:
-            from hpcgan.gan.cdcgan import CDCGANLoss
+    @torch.no_grad()
+    def _broadcast_networks(self) -> None:
+        """A fresh run on several ranks: every rank starts from rank 0's G and D (G_ema = G)."""
+        for t in [*self.G.parameters(), *self.G.buffers(), *self.D.parameters(), *self.D.buffers()]:
+            torch.distributed.broadcast(t.data, src=0)
+        self.G_ema.load_state_dict(self.G.state_dict())
 
-            self.loss = CDCGANLoss(self.G, self.D, d_every=cfg.cdcgan_d_every)
-            g_lr = d_lr = cfg.cdcgan_lr
-            g_betas = d_betas = (cfg.cdcgan_beta1, 0.999)
-            self.ema_nimg, self.ema_rampup = 0.0, None  # G_ema is a copy of G: the baseline has no EMA
-        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=g_lr, betas=g_betas, eps=1e-8)
-        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=d_lr, betas=d_betas, eps=1e-8)
-
-        # -- state
-        self.cur_nimg = self.step = self.tick = self.tick_start_nimg = 0
-        if snapshot is not None:
-            self._load_state(snapshot)
-        elif self.ddp:
-            with torch.no_grad():
-                for t in [*self.G.parameters(), *self.G.buffers(), *self.D.parameters(), *self.D.buffers()]:
-                    torch.distributed.broadcast(t.data, src=0)
-                self.G_ema.load_state_dict(self.G.state_dict())
-
-        # -- run directory (rank 0 makes it, every rank learns its name)
+    def _agree_run_dir(self, run_dir: Path | None) -> Path:
+        """``run_dir``, or a new one that rank 0 makes and every rank learns."""
         if run_dir is None:
             run_dir = self._new_run_dir() if self.rank0 else None
             if self.ddp:
                 box = [str(run_dir) if run_dir else None]
                 torch.distributed.broadcast_object_list(box, src=0)
                 run_dir = Path(box[0])
-        self.run_dir = Path(run_dir)
-        self.batches = _StepBatches(len(self.dataset), B, cfg.seed, self.step,
-                                    self.rank * self.rounds * bg, (self.rank + 1) * self.rounds * bg)
-        self._stop_signal: str | None = None
-        self._tracked = self._tracked_buffers()
-        # tools (hpcgan.bench) may wrap each phase's gradient all-reduce: sync_wrapper(do_sync, nbytes) must call
-        # do_sync() once and return what it returns
-        self.sync_wrapper: Callable[[Callable[[], bool], int], bool] | None = None
-        self._nonfinite = {"grad_nonfinite": 0, "grad_nonfinite_phases": 0}  # this tick's sanitised gradients
+        return Path(run_dir)
 
     # -- helpers -----------------------------------------------------------------
 
