@@ -3,7 +3,8 @@
 A field made with :func:`hpcgan.config.setting` carries its flag in its metadata.
 :func:`add_flags` adds those fields to an argparse parser with ``default=None``, so a
 flag that is not given stays None and the YAML/preset value (or the dataclass default)
-wins in :func:`hpcgan.config.load`; the help text gets "(default X)" rendered from the
+wins in :func:`hpcgan.config.load`; a field with an int or float default parses as that
+type unless ``setting(type=...)`` names a parser; the help text gets "(default X)" rendered from the
 dataclass default. :func:`overrides` turns the parsed namespace back into the
 ``{field: value}`` dict a stage's ``*_main`` takes: the same fields, never a second list.
 Fields without that metadata are YAML-only.
@@ -82,8 +83,11 @@ def _add_one(parser: argparse.ArgumentParser, f: dataclasses.Field) -> None:
     else:
         if meta.get("choices") is not None:
             kw["choices"] = meta["choices"]
-        if meta.get("type") is not None:
-            kw["type"] = _usage_errors(meta["type"])
+        parse = meta.get("type")
+        if parse is None and type(f.default) in (int, float):
+            parse = type(f.default)  # a number's flag parses as the default's type
+        if parse is not None:
+            kw["type"] = _usage_errors(parse)
         parser.add_argument(*names, dest=f.name, **kw)
     for option, const, help in meta.get("extra_flags", ()):
         parser.add_argument(option, dest=f.name, action="store_const", const=const, help=help)

@@ -45,6 +45,7 @@ _MPI_MARKERS = ("OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "PMIX_RANK", "PMI
 # torch.distributed's collective timeout (seconds) unless HPCGAN_DIST_TIMEOUT_S says otherwise: long enough for
 # rank 0's FID evaluation while the others wait at a barrier, short of a day's time limit
 DEFAULT_TIMEOUT_S = 1800.0
+DEVICES = ("auto", "cpu", "cuda")  # the --device names select_device takes
 
 # ports derived from a job id fall in [PORT_BASE, PORT_BASE + PORT_SPAN): below Linux's
 # ephemeral range (32768-60999), so a derived port never collides with an outgoing socket

@@ -21,8 +21,8 @@ def _even(value: str) -> int:
 @dataclass
 class Demo:
     source: str | None = setting(None, positional=True, help="input folder")
-    size: int = setting(256, type=int, help="side in pixels")
-    rate: float = setting(0.0002, type=float, flag="--lr", aliases=("--rate",), help="step size")
+    size: int = setting(256, help="side in pixels")
+    rate: float = setting(0.0002, flag="--lr", aliases=("--rate",), help="step size")
     mode: str = setting("a", choices=("a", "b"), help="mode: a ({default}) or b")
     names: list = setting(["x", "y"], type=csv_list, help="comma-separated names")
     ranks: list | None = setting(None, type=int_list, default_text="all", help="rank counts")

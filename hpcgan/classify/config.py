@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from hpcgan.config import csv_list, progress_setting, setting
+from hpcgan.dist import DEVICES
 from hpcgan.errors import HpcganError
 
 MODELS = ("inception_v3", "efficientnet_b0", "small_cnn")
@@ -16,7 +18,6 @@ AUGS = ("none", "classic", "gan", "classic+gan", "rebalance")
 BALANCES = ("none", "weight", "oversample")
 SELECTS = ("accuracy", "balanced", "auc")
 PRETRAINED = ("auto", "yes", "no")
-DEVICES = ("auto", "cpu", "cuda")
 AMPS = ("off", "bf16", "fp16")  # torch.autocast dtype of the forward passes (fp16 with a GradScaler)
 # Input side (pixels) per model when image_size is not given.
 DEFAULT_IMAGE_SIZE = {"inception_v3": 299, "efficientnet_b0": 224, "small_cnn": 64}
@@ -32,29 +33,56 @@ EXECUTION_FIELDS = ("outdir", "workers", "device", "progress", "channels_last")
 
 @dataclass
 class ClassifyConfig:
-    data: str = ""                # real shards (hpcgan preprocess output folder)
-    outdir: str = ""              # this run's directory (made if missing)
-    model: str = "inception_v3"   # inception_v3 | efficientnet_b0 | small_cnn
-    aug: str = "none"             # none | classic | gan | classic+gan | rebalance
-    gan_data: list | None = None  # `hpcgan generate` output folders (aug gan / classic+gan; rebalance: optional)
-    gan_n: int = 2000             # synthetic images added to the training set (total); rebalance: real copies
-    gan_classes: list | None = None  # class names of synthetic images to use (default all in gan_data)
-    balance: str = "none"         # none | weight (class-weighted loss) | oversample (class-balanced sampler)
-    select: str = "balanced"      # best epoch by validation accuracy | balanced (accuracy) | auc
-    classes: list | None = None   # real classes to use (default all in the manifest); 2 or 4
-    positive_class: str | None = None  # for TPR/TNR/FPR/FNR/ROC in the 2-class case (default: first class)
-    epochs: int = 6
-    batch: int = 32
-    lr: float = 1e-4
-    image_size: int | None = None  # default 299 inception_v3, 224 efficientnet_b0, 64 small_cnn
-    pretrained: str = "auto"      # auto | yes | no
-    limit_per_class: int | None = None  # cap real training images per class (scaled-down grids)
-    seed: int = 0
-    workers: int = 0
-    device: str = "auto"
-    amp: str = "off"              # off | bf16 | fp16: autocast (mixed precision); fp16 adds a GradScaler
-    channels_last: bool = False   # model and images in channels_last memory layout (faster convolutions)
-    progress: str | bool = "auto"  # auto | bar | lines | off (hpcgan.progress); true/false = auto/off
+    """Everything ``hpcgan classify`` needs; every field is a YAML key and a CLI flag of the same name."""
+
+    data: str = setting("", help="real shards: an `hpcgan preprocess` output folder")
+    outdir: str = setting("", help="this run's directory (made if missing)")
+    model: str = setting("inception_v3", choices=MODELS, help="classifier")
+    aug: str = setting("none", choices=AUGS,
+                       help="training-set augmentation: none, classic (rotation +-5 deg, shifts 0.05, shear 0.05, zoom "
+                       "0.1, brightness 0.6-1.4), gan (add --gan-n synthetic images), classic+gan (both) or rebalance "
+                       "(the gan arm's control: add as many copies of real training images per class as gan adds "
+                       "synthetic ones: the counts of gan's draw from --gan-data when given, else --gan-n split over "
+                       "--gan-classes, else all to the class with the fewest images)")
+    gan_data: list | None = setting(None, type=csv_list, help="comma-separated `hpcgan generate` output folders (aug "
+                                    "gan, classic+gan; rebalance: optional)")
+    gan_n: int = setting(2000, help="synthetic images added to the training set in total, drawn with --seed; "
+                         "rebalance: real copies")
+    gan_classes: list | None = setting(None, type=csv_list, default_text="all in --gan-data",
+                                       help="comma-separated classes of synthetic images to use; each must be one of "
+                                       "the real classes")
+    balance: str = setting("none", choices=BALANCES,
+                           help="class-balance correction of training: none, weight (loss weight N/(K n_c) per class) "
+                           "or oversample (batches drawn with replacement, every class equally likely)")
+    select: str = setting("balanced", choices=SELECTS,
+                          help="validation score that picks the tested epoch: balanced accuracy (the validation split "
+                          "keeps the training imbalance, the test split is balanced), accuracy, or ROC AUC of the "
+                          "positive class")
+    classes: list | None = setting(None, type=csv_list, default_text="all in the manifest",
+                                   help="comma-separated real classes, 2 or 4, in label order")
+    positive_class: str | None = setting(None, default_text="the first class",
+                                         help="class whose TPR/TNR/FPR/FNR and ROC are reported")
+    epochs: int = setting(6, help="training epochs; a larger value continues a finished run")
+    batch: int = setting(32, help="global batch size, all ranks together")
+    lr: float = setting(1e-4, help="Adam learning rate")
+    image_size: int | None = setting(None, type=int,
+                                     default_text="299 inception_v3 (>= 75), 224 efficientnet_b0, 64 small_cnn",
+                                     help="model input side in pixels")
+    pretrained: str = setting("auto", choices=PRETRAINED,
+                              help="ImageNet weights from $TORCH_HOME/hub/checkpoints: auto = if the file is there, "
+                              "yes = required (error with the command to fetch them), no = random initialisation")
+    limit_per_class: int | None = setting(None, type=int, help="use at most this many real training images per class "
+                                          "(scaled-down runs)")
+    seed: int = setting(0, help="seed of initialisation, data order, augmentation and the synthetic draw")
+    workers: int = setting(0, help="DataLoader worker processes per rank")
+    device: str = setting("auto", choices=DEVICES, help="auto = CUDA if present")
+    amp: str = setting("off", choices=AMPS,
+                       help="mixed precision: forward passes under torch.autocast in bfloat16 (CPUs with "
+                       "AVX512-BF16/AMX, A100/H100) or float16 (GPUs; with a GradScaler that skips overflowing steps)")
+    channels_last: bool = setting(False, const=True,
+                                  help="model and images in channels_last memory layout (faster convolutions with "
+                                  "--amp and on recent GPUs; the same result up to rounding)")
+    progress: str | bool = progress_setting()  # true/false (older configs) = auto/off
 
 
 def _as_list(value, name: str) -> list | None:

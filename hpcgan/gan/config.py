@@ -22,11 +22,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
+from hpcgan.config import csv_list, progress_setting, setting
+from hpcgan.dist import DEVICES
 from hpcgan.errors import HpcganError
+from hpcgan.gan.augment import ADA_MODES as AUG_MODES
+from hpcgan.ops._native import IMPLS
 
 ARCHS = ("stylegan2", "cdcgan")
-AUG_MODES = ("ada", "fixed", "noaug")
-DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "mixed")
 MIXED_CONV_CLAMP = 256.0  # StyleGAN2-ADA's clamp of every convolution output with mixed precision
 
@@ -36,26 +38,52 @@ RESUMABLE_OVERRIDES = ("kimg", "tick_kimg", "snap", "metric_every", "fid_num_fak
                        "fid_cache_dir", "impl", "device", "workers", "progress", "data", "outdir", "resume")
 
 
+def parse_gamma(value: str) -> float | str:
+    """The ``--gamma`` value: a number or "auto"."""
+    if value == "auto":
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(f"expected a number or 'auto', got {value!r}") from None
+
+
+def parse_conv_clamp(value: str) -> float | str:
+    """The ``--conv-clamp`` value: a number, "auto" or "none"."""
+    if value in ("auto", "none"):
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(f"expected a number, 'auto' or 'none', got {value!r}") from None
+
+
 @dataclass
 class TrainConfig:
-    """Everything ``hpcgan train-gan`` needs; every field is a YAML key (and most a CLI flag)."""
+    """Everything ``hpcgan train-gan`` needs; every field is a YAML key, those made with ``setting`` a CLI flag."""
 
-    data: str = ""  # preprocessed shards (output of `hpcgan preprocess`)
-    outdir: str = "runs"  # a numbered run directory is made in here
-    arch: str = "stylegan2"  # stylegan2 | cdcgan
-    resume: str | None = None  # snapshot path, a run directory, or "latest" (newest snapshot under outdir)
+    data: str = setting("", help="preprocessed shards (a folder with manifest.json)")
+    outdir: str = setting("runs", help="folder for the numbered run directories")
+    arch: str = setting("stylegan2", choices=ARCHS, help="StyleGAN2-ADA or the conditional DCGAN baseline")
+    resume: str | None = setting(None, help="continue a run: a snapshot file, a run directory (its newest snapshot) or "
+                                 "'latest' (newest snapshot under --outdir); kimg, ADA p, optimiser and RNG states carry "
+                                 "over; only --kimg and logging/execution flags may change")
 
     # data and labels
-    split: str = "train"
-    classes: list | None = None  # class names to train on (default: all); one class = single-class training
-    cond: bool = False  # class-conditional (one generator for all the classes)
-    workers: int = 0  # DataLoader worker processes per rank (0: read in the training process)
+    split: str = setting("train", help="split of the shards to train on")
+    classes: list | None = setting(None, type=csv_list, default_text="all",
+                                   help="comma-separated class names to train on; one class without --cond is "
+                                   "single-class training")
+    cond: bool = setting(False, const=True, help="class-conditional: one generator for all the training classes")
+    workers: int = setting(0, help="DataLoader worker processes per rank (0: read in the training process)")
 
     # length, batch, seed
-    kimg: float = 25000.0  # total length in thousands of real images shown to D (resume continues to it)
-    batch: int = 32  # global batch size
-    batch_gpu: int | None = None  # images per rank per round (default batch / world)
-    seed: int = 0
+    kimg: float = setting(25000.0, help="total training length in thousands of real images shown (a resumed run "
+                          "continues up to it)")
+    batch: int = setting(32, help="global batch size (all ranks together)")
+    batch_gpu: int | None = setting(None, type=int, default_text="batch / ranks",
+                                    help="images per rank per round; smaller values accumulate gradients")
+    seed: int = setting(0, help="random seed (network init, data order, latents)")
 
     # StyleGAN2 networks
     z_dim: int = 512
@@ -64,13 +92,17 @@ class TrainConfig:
     channel_max: int = 512
     mapping_layers: int = 8
     mbstd_group: int = 4
-    conv_clamp: float | str | None = "auto"  # a number, None/"none" (off) or "auto": 256 with mixed precision, else off
+    conv_clamp: float | str | None = setting("auto", type=parse_conv_clamp,
+                                             default_text="auto: 256 with --precision mixed, none with fp32",
+                                             help="clamp every convolution output to +-N: a number, 'none', or 'auto'")
 
     # StyleGAN2 optimisation
     g_lr: float = 0.0025
     d_lr: float = 0.0025
     betas: list = field(default_factory=lambda: [0.0, 0.99])
-    r1_gamma: float | str = "auto"  # a number, or "auto" = 0.0002 * resolution^2 / batch (StyleGAN2-ADA)
+    r1_gamma: float | str = setting("auto", flag="--gamma", type=parse_gamma,
+                                    help="R1 weight, or 'auto' = 0.0002 * resolution^2 / batch (StyleGAN2-ADA's "
+                                    "heuristic)")
     pl_weight: float = 2.0
     style_mixing_prob: float = 0.9
     g_reg_interval: int = 4
@@ -79,10 +111,11 @@ class TrainConfig:
     ema_rampup: float | None = 0.05  # None: no ramp-up
 
     # ADA
-    aug: str = "ada"  # ada | fixed | noaug
-    aug_p: float = 0.0  # initial (ada) or constant (fixed) augmentation probability
+    aug: str = setting("ada", choices=AUG_MODES, help="ADA mode: tune p (ada), constant --aug-p (fixed), or no "
+                       "augmentation")
+    aug_p: float = setting(0.0, help="initial (ada) or constant (fixed) augmentation probability")
     augpipe: str = "bgc"  # groups: b(litting), g(eometric), c(olour)
-    ada_target: float = 0.6
+    ada_target: float = setting(0.6, flag="--target", help="ADA target for the mean sign of D on reals")
     ada_interval: int = 4
     ada_kimg: float = 500.0
 
@@ -92,27 +125,38 @@ class TrainConfig:
     cdcgan_embed: int = 50
     cdcgan_lr: float = 0.0002
     cdcgan_beta1: float = 0.5
-    cdcgan_d_every: int = 1  # update D once every this many G steps (the study's schedule: 10)
+    cdcgan_d_every: int = setting(1, help="cdcgan: update D once every N generator steps (the study's schedule: 10)")
 
     # logging, snapshots, metrics
-    tick_kimg: float = 4.0  # progress/log interval in kimg
-    snap: int = 50  # snapshot (and sample grid) every this many ticks (0: only at the end)
-    metric_every: int = 0  # FID every this many ticks (0: never)
-    fid_num_fake: int = 5000
-    fid_num_real: int | None = None  # None: the whole split
-    feature_net: str | None = None  # FID feature network (None: the metrics module's default)
-    fid_cache_dir: str | None = None
+    tick_kimg: float = setting(4.0, help="log a stats.jsonl line every this many kimg")
+    snap: int = setting(50, help="snapshot and sample grid every N ticks (0: at the end only)")
+    metric_every: int = setting(0, help="FID of G_ema against the training split's images of the training classes "
+                                "every N ticks (0: never); a conditional generator also gets one FID per class")
+    fid_num_fake: int = setting(5000, flag="--fid-num", aliases=("--fid-num-fake",),
+                                help="generated images per FID measurement; stats.jsonl names the FID with its sample "
+                                "sizes, e.g. fid5k_full; 50000 with the whole split is NVlabs' fid50k_full")
+    fid_num_real: int | None = setting(None, type=int, default_text="all of the split",
+                                       help="real images of the training classes for the FID statistics")
+    feature_net: str | None = setting(None, default_text="the metrics module's choice, named in stats.jsonl",
+                                      help="FID feature network file")
+    fid_cache_dir: str | None = setting(None, help="cache for real-set FID statistics")
     grid_cols: int = 8  # sample grid (fakes-*.png, reals.png): columns
     grid_rows: int = 8  # sample grid rows; conditional: split evenly among the classes, one class per row
 
     # precision (StyleGAN2 only)
-    precision: str = "fp32"  # fp32 | mixed (half in the fp16_res highest-resolution blocks: fp16 on CUDA, bf16 on CPU)
-    fp16_res: int = 4  # with mixed: how many of the highest resolutions of G and D are half (StyleGAN2-ADA: 4)
+    precision: str = setting("fp32", choices=PRECISIONS,
+                             help="stylegan2: fp32 or mixed = the --fp16-res highest-resolution blocks of G and D in "
+                             "half precision (float16 on CUDA, bfloat16 on CPU), as StyleGAN2-ADA; parameters, the "
+                             "mapping network and D's 4x4 head stay fp32; NaN/inf gradients are zeroed and counted in "
+                             "stats.jsonl")
+    fp16_res: int = setting(4, help="with --precision mixed: how many of the highest resolutions are half "
+                            "(StyleGAN2-ADA's num_fp16_res is 4; never below 8x8)")
 
     # execution
-    impl: str = "auto"  # op implementation: auto | native | ref
-    device: str = "auto"  # auto | cpu | cuda
-    progress: str | bool = "auto"  # auto | bar | lines | off (hpcgan.progress); true/false = auto/off
+    impl: str = setting("auto", choices=IMPLS, help="op implementation: native kernels (auto, native) or the "
+                        "pure-PyTorch references")
+    device: str = setting("auto", choices=DEVICES, help="auto = CUDA if present")
+    progress: str | bool = progress_setting()  # true/false (older configs) = auto/off
 
     def validate(self) -> None:
         if not self.data:
@@ -123,7 +167,7 @@ class TrainConfig:
             raise HpcganError(f"--aug must be one of {AUG_MODES}, got {self.aug!r}")
         if self.device not in DEVICES:
             raise HpcganError(f"--device must be one of {DEVICES}, got {self.device!r}")
-        if self.impl not in ("auto", "native", "ref"):
+        if self.impl not in IMPLS:
             raise HpcganError(f"--impl must be auto, native or ref, got {self.impl!r}")
         if self.batch < 1 or (self.batch_gpu is not None and self.batch_gpu < 1):
             raise HpcganError(f"--batch and --batch-gpu must be >= 1, got {self.batch}, {self.batch_gpu}")
