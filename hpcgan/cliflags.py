@@ -78,6 +78,8 @@ def _add_one(parser: argparse.ArgumentParser, f: dataclasses.Field) -> None:
         parser.add_argument(f.name, nargs="?", **kw)
         return
     names = [meta.get("flag") or "--" + f.name.replace("_", "-"), *meta.get("aliases", ())]
+    if meta.get("required"):
+        kw["required"] = True
     if meta.get("const") is not None:
         parser.add_argument(*names, dest=f.name, action="store_const", const=meta["const"], **kw)
     else:

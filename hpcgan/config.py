@@ -26,7 +26,7 @@ from hpcgan.errors import HpcganError
 
 def setting(default=dataclasses.MISSING, *, help: str, flag: str | None = None, aliases: tuple = (),
             type=None, choices=None, metavar: str | None = None, const=None, default_text: str | None = None,
-            positional: bool = False, convert=None, extra_flags: tuple = ()):
+            positional: bool = False, required: bool = False, convert=None, extra_flags: tuple = ()):
     """A dataclass field that is also a CLI flag; everything :mod:`hpcgan.cliflags` needs is in its metadata.
 
     ``help`` explains the setting; the flag's help adds "(default X)" rendered from the field's
@@ -34,14 +34,14 @@ def setting(default=dataclasses.MISSING, *, help: str, flag: str | None = None, 
     ``{default}``. ``flag``: the option string (default ``--`` + the name with dashes), with
     ``aliases``; ``type``: the value parser (a ValueError becomes argparse's usage error);
     ``const``: a flag without a value that stores this constant; ``positional``: an optional
-    positional argument; ``convert``: applied to a given value after parsing (where argparse's
+    positional argument; ``required``: the flag must be given; ``convert``: applied to a given value after parsing (where argparse's
     ``choices`` must see the raw string); ``extra_flags``: ``(option, const, help)`` triples of
     value-less aliases that store ``const`` (``--no-progress``). A mutable default (a list) is
     copied for every instance.
     """
     meta = {"help": help, "flag": flag, "aliases": tuple(aliases), "type": type, "choices": choices,
             "metavar": metavar, "const": const, "default_text": default_text, "positional": positional,
-            "convert": convert, "extra_flags": tuple(extra_flags)}
+            "required": required, "convert": convert, "extra_flags": tuple(extra_flags)}
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda: copy.deepcopy(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)

@@ -34,6 +34,11 @@ class Demo:
     hidden: int = 7  # YAML only
 
 
+@dataclass
+class Needs:
+    network: str = setting("", required=True, help="a snapshot")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="demo")
     cliflags.add_flags(p, Demo)
@@ -76,3 +81,12 @@ def test_help_renders_the_dataclass_default():
     assert cliflags.help_text(fields["cond"]) == "conditional"
     assert cliflags.help_text(fields["source"]) == "input folder"
     assert Demo().names == ["x", "y"] and Demo().names is not Demo().names
+
+
+def test_a_required_flag_must_be_given(capsys):
+    p = argparse.ArgumentParser(prog="needs")
+    cliflags.add_flags(p, Needs)
+    assert cliflags.overrides(p.parse_args(["--network", "s.pt"]), Needs) == {"network": "s.pt"}
+    with pytest.raises(SystemExit):
+        p.parse_args([])
+    assert "the following arguments are required: --network" in capsys.readouterr().err
