@@ -13,7 +13,7 @@ import json
 import multiprocessing as mp
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +21,10 @@ from PIL import Image
 from scipy import ndimage
 
 from hpcgan import dist
-from hpcgan.config import write_resolved
+from hpcgan.config import csv_list, progress_setting, setting, write_resolved
+from hpcgan.data import DEFAULT_CLASSES
 from hpcgan.data.shards import COMPRESSIONS, FORMAT_VERSION, MANIFEST, atomic_write_text, sha256_file, write_shard
-from hpcgan.data.sources import FLAG_ANNOTATION, FLAG_NAMES, FLAG_PADDED, IMAGE_SUFFIXES, discover
+from hpcgan.data.sources import FLAG_ANNOTATION, FLAG_NAMES, FLAG_PADDED, IMAGE_SUFFIXES, LAYOUTS, discover
 from hpcgan.data.splits import SPLITS, assign_splits
 from hpcgan.errors import HpcganError
 
@@ -241,28 +242,44 @@ def _work(args):
 
 @dataclass
 class PreprocessConfig:
-    """Settings of ``hpcgan preprocess`` (each field is a CLI flag of the same name)."""
+    """Settings of ``hpcgan preprocess`` (each field is a CLI flag of the same name; source and out positional)."""
 
-    source: str
-    out: str
-    classes: list = field(default_factory=lambda: ["COVID", "Normal"])
-    layout: str = "auto"
-    masks: str | None = None
-    metadata: str | None = None
-    resolution: int = 256
-    margin: float = 0.05
-    no_mask_policy: str = "center"
-    annotations: str = "exclude"
-    annotation_sensitivity: float = 1.0
-    min_size: int = 64
-    exclude: str | None = None
-    test_per_class: int = 200
-    val_fraction: float = 0.1
-    seed: int = 0
-    shard_size: int = 1024
-    compression: str = "lzf"
-    workers: int = 0
-    progress: str | bool = "auto"  # auto | bar | lines | off (hpcgan.progress); true/false = auto/off
+    source: str = setting(positional=True, help="dataset root that holds the class folders (e.g. "
+                          "COVID-19_Radiography_Dataset)")
+    out: str = setting(positional=True, help="output folder for manifest.json and the shards")
+    classes: list = setting(list(DEFAULT_CLASSES), type=csv_list,
+                            help="comma-separated class folders, in label order (default {default}; labels are 0, 1, "
+                            "... in this order)")
+    layout: str = setting("auto", choices=LAYOUTS,
+                          help="kaggle: <Class>/images + <Class>/masks; flat: <Class>/*.png; plain: class folders "
+                          "with an optional --masks folder; dicom: class folders of DICOM files under any name; "
+                          "auto ({default}) picks kaggle when images/ folders exist. .dcm files are read as DICOM in "
+                          "every layout (MONOCHROME1 inverted, rescale and VOI window applied, PatientID as patient)")
+    masks: str | None = setting(None, help="mask folder parallel to the class folders (MASKS/<Class>/<stem>.png or "
+                                "MASKS/<stem>.png), for the flat/plain layouts")
+    metadata: str | None = setting(None, help="CSV with image_id (or stem) and patient_id columns: splits keep each "
+                                   "patient in one split")
+    resolution: int = setting(256, help="output side in pixels")
+    margin: float = setting(0.05, help="margin around the lung box, as a fraction of its size on each side")
+    no_mask_policy: str = setting("center", choices=NO_MASK_POLICIES,
+                                  help="images without a mask: centre square crop (center), exclude (skip), or stop "
+                                  "the run (error)")
+    annotations: str = setting("exclude", choices=ANNOTATION_POLICIES,
+                               help="images the annotation detector flags: exclude, keep with a flag, or off (do not "
+                               "run the detector)")
+    annotation_sensitivity: float = setting(1.0, help="scales the detector's contrast thresholds: >1 flags more, <1 "
+                                            "fewer")
+    min_size: int = setting(64, help="exclude images whose shorter side is below this many pixels, as not X-rays; "
+                            "images of one constant value are always excluded")
+    exclude: str | None = setting(None, help="file of image stems to exclude, one per line (# comments)")
+    test_per_class: int = setting(200, help="held-out test images per class")
+    val_fraction: float = setting(0.1, help="fraction of the non-test images used for validation")
+    seed: int = setting(0, help="seed of the splits")
+    shard_size: int = setting(1024, help="most images per shard file")
+    compression: str = setting("lzf", choices=COMPRESSIONS, help="HDF5 compression of the images")
+    workers: int = setting(0, default_text="0 = this node's cores divided by the ranks on the node",
+                           help="worker processes per rank")
+    progress: str | bool = progress_setting()  # true/false (older configs) = auto/off
 
     def validate(self) -> None:
         if self.resolution < 8:
