@@ -31,30 +31,39 @@ import numpy as np
 import torch
 
 from hpcgan.config import load as load_config
-from hpcgan.dist import select_device
+from hpcgan.config import csv_list, progress_setting, setting
+from hpcgan.data.shards import COMPRESSIONS
+from hpcgan.dist import DEVICES, select_device
 from hpcgan.data.imagegrid import class_rows, image_grid, write_png
 from hpcgan.config import write_resolved
 from hpcgan.errors import HpcganError
+from hpcgan.ops._native import IMPLS
 
 __all__ = ["GenerateConfig", "generate", "generate_main", "parse_seeds"]
 
 
+WHICH = ("G_ema", "G")  # the generators of a snapshot
+
+
 @dataclass
 class GenerateConfig:
-    network: str = ""  # snapshot file (or a run directory: its newest snapshot)
-    out: str = ""
-    n: int | None = None  # images per class (seeds 0..n-1 unless --seeds)
-    classes: list | None = None  # class names or label numbers (default: every class the network makes)
-    trunc: float = 1.0
-    seeds: str | list | None = None  # "A-B" (inclusive), "1,5,9" or a list of ints
-    png: bool = False
-    batch: int = 32
-    which: str = "G_ema"  # G_ema | G
-    impl: str = "auto"
-    device: str = "auto"
-    shard_size: int = 1024
-    compression: str = "lzf"
-    progress: str | bool = "auto"  # auto | bar | lines | off (hpcgan.progress); true/false = auto/off
+    """Settings of ``hpcgan generate`` (each field is a CLI flag of the same name; classes is ``--class``)."""
+
+    network: str = setting("", required=True, help="snapshot file (snapshot-*.pt) or a run directory (newest)")
+    out: str = setting("", required=True, help="output folder (manifest.json, train/shard-*.h5, png/)")
+    n: int | None = setting(None, type=int, help="images per class (seeds 0..N-1 unless --seeds)")
+    classes: list | None = setting(None, flag="--class", type=csv_list, default_text="every class the network makes",
+                                   help="comma-separated class names or labels to generate")
+    trunc: float = setting(1.0, default_text="1 = none", help="truncation psi (StyleGAN2)")
+    seeds: str | list | None = setting(None, help="seeds, e.g. 0-99 or 1,5,9 (one image per seed and class)")
+    png: bool = setting(False, const=True, help="also write OUT/png/<class>/seedNNNNNN.png and OUT/grid.png")
+    batch: int = setting(32, help="images per forward pass")
+    which: str = setting("G_ema", choices=WHICH, help="generator of the snapshot")
+    impl: str = setting("auto", choices=IMPLS, help="op implementation")
+    device: str = setting("auto", choices=DEVICES, help="auto = CUDA if present")
+    shard_size: int = setting(1024, help="images per shard")
+    compression: str = setting("lzf", choices=COMPRESSIONS, help="HDF5 compression")
+    progress: str | bool = progress_setting()  # true/false (older configs) = auto/off
 
 
 def parse_seeds(seeds) -> list[int]:
@@ -126,7 +135,7 @@ def generate(cfg: GenerateConfig) -> dict:
     t0 = time.perf_counter()
     if not cfg.network or not cfg.out:
         raise HpcganError("--network and --out are required")
-    if cfg.which not in ("G", "G_ema"):
+    if cfg.which not in WHICH:
         raise HpcganError(f"--which must be G or G_ema, got {cfg.which!r}")
     if cfg.batch < 1 or cfg.shard_size < 1:
         raise HpcganError("--batch and --shard-size must be >= 1")
