@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from hpcgan import dist as hdist
@@ -22,48 +22,68 @@ from hpcgan.atomic import atomic_write_text
 from hpcgan.bench.model import MODES, WHATS, _comm_model, allgather_seconds, efficiency, model_table, predict_step
 from hpcgan.bench.report import format_markdown, format_model_markdown, plot, write_json
 from hpcgan.bench.worker import run_worker
+from hpcgan.config import csv_list, int_list, setting
+from hpcgan.dist import DEVICES
 from hpcgan.errors import HpcganError
+from hpcgan.ops._native import IMPLS
 
 LAUNCHERS = ("mpirun", "srun", "current")
 
 
+def _modes(value: str) -> list[str]:
+    """``--modes``: strong, weak or both."""
+    return list(MODES) if value == "both" else [value]
+
+
 @dataclass
 class ScalingConfig:
-    """Settings of ``hpcgan bench scaling`` (each field is a flag of the same name)."""
+    """Settings of ``hpcgan bench scaling`` (each field is a flag of the same name unless ``setting`` names another)."""
 
-    what: str = "both"  # preprocess | gan-step | both
-    ranks: list = field(default_factory=lambda: [1, 2])  # rank counts to measure
-    modes: list = field(default_factory=lambda: ["strong", "weak"])
-    repeats: int = 2  # measurements of each (workload, mode, N); the median is reported
-    launcher: str = "mpirun"  # mpirun | srun | current
-    launcher_args: list = field(default_factory=list)  # extra arguments for mpirun / srun
-    threads: int = 1  # torch / OpenMP threads per rank
-    timeout_s: float = 1800.0  # per launch
-    workdir: str | None = None  # inputs and outputs of the runs (default: a temporary folder, removed)
+    what: str = setting("both", choices=(*WHATS, "both"), help="workload to scale")
+    ranks: list = setting([1, 2], type=int_list, help="comma-separated rank counts")
+    modes: list = setting(list(MODES), choices=(*MODES, "both"), convert=_modes, default_text="both",
+                          help="strong: fixed total work split over the ranks; weak: fixed work per rank")
+    repeats: int = setting(2, help="measurements per point; the median is reported with the min-max spread")
+    launcher: str = setting("mpirun", choices=LAUNCHERS,
+                            help="how to start N ranks: mpirun -np N, srun -n N --mpi=pmix (inside an allocation), "
+                            "or current (this job's ranks)")
+    launcher_args: list = setting([], convert=str.split, help="extra arguments for mpirun/srun, one string (e.g. "
+                                  "'--overcommit' or '--map-by node')")
+    threads: int = setting(1, help="torch/OpenMP threads per rank")
+    timeout_s: float = setting(1800.0, flag="--timeout", help="seconds per launch")
+    workdir: str | None = setting(None, default_text="a temporary one, removed", help="folder for the inputs and runs")
 
     # gan-step
-    preset: str | None = None  # a GAN preset YAML (configs/gan/*.yaml); default: the small CPU networks below
-    resolution: int = 32  # image side of the training shards
-    batch: int = 8  # images per step on one rank (strong: the global batch; weak: the per-rank batch)
-    steps: int = 16  # timed steps (16 = one D-regularisation period: the lazy regularisers weigh in fairly)
-    warmup: int = 1  # untimed GAN steps first; 0 also skips the untimed preprocessing run
-    channel_base: int | None = None  # network size overrides (default: the preset's, or 1024/64 without preset)
-    channel_max: int | None = None
-    z_dim: int | None = None
-    cond: bool = True  # class-conditional (c_dim = 2), as the study trains
-    device: str = "cpu"  # cpu (gloo) | cuda (nccl) | auto
-    impl: str = "auto"
+    preset: str | None = setting(None, default_text="small CPU networks (channel_base 1024, channel_max 64)",
+                                 help="GAN preset YAML for the networks (e.g. configs/gan/cpu-smoke.yaml)")
+    resolution: int = setting(32, default_text="32; --model-only: 256", help="GAN image side in pixels")
+    batch: int = setting(8, help="GAN images per step on one rank: strong keeps this global batch, weak gives every "
+                         "rank this many")
+    steps: int = setting(16, default_text="16: one D-regularisation period", help="timed GAN steps per measurement")
+    warmup: int = setting(1, help="untimed GAN steps before them")
+    channel_base: int | None = setting(None, type=int, help="override the networks' channel_base")
+    channel_max: int | None = setting(None, type=int, help="override the networks' channel_max")
+    z_dim: int | None = setting(None, type=int, help="override z_dim and w_dim")
+    cond: bool = setting(True, flag="--uncond", const=False, default_text="conditional on 2 classes",
+                         help="unconditional networks")
+    device: str = setting("cpu", choices=DEVICES, help="GAN device: cpu uses gloo, cuda nccl")
+    impl: str = setting("auto", choices=IMPLS, help="op implementation")
 
     # preprocess
-    source: str = "phantom"  # phantom | a dataset root (flat <Class>/*.png or Kaggle <Class>/images/*.png)
-    classes: list | None = None  # class folders of `source` (default Clear,Opacity for phantoms, else all folders)
-    images: int = 64  # images at one rank (strong: in all; weak: per rank), split evenly over the classes
-    preprocess_resolution: int = 64
+    source: str = setting("phantom", default_text="phantom",
+                          help="preprocessing input: 'phantom' (generated) or a dataset root with class folders (flat "
+                          "<Class>/*.png such as kaggle224, or Kaggle <Class>/images)")
+    classes: list | None = setting(None, type=csv_list, default_text="all", help="comma-separated class folders of "
+                                   "--source (phantoms: Clear,Opacity)")
+    images: int = setting(64, help="preprocessing images at one rank: strong keeps the total, weak gives every rank "
+                          "this many (split evenly over the classes)")
+    preprocess_resolution: int = setting(64, help="preprocessing output side in pixels")
 
     # the model's interconnect
-    bandwidth_gbps: float = 200.0  # link bandwidth, Gbit/s (per node)
-    latency_us: float = 5.0  # per-message latency, microseconds
-    overlap: float = 0.0  # fraction of communication hidden behind compute (0: hpcgan's trainer)
+    bandwidth_gbps: float = setting(200.0, flag="--bandwidth", help="model: interconnect bandwidth per node in Gbit/s")
+    latency_us: float = setting(5.0, flag="--latency", help="model: per-message latency in microseconds")
+    overlap: float = setting(0.0, default_text="0: hpcgan all-reduces after the backward pass",
+                             help="model: fraction of communication hidden behind compute, in [0, 1)")
 
     def validate(self) -> None:
         if self.what not in (*WHATS, "both"):
