@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 
 from hpcgan.atomic import atomic_write_text
+from hpcgan.experiment.reportdata import (LABEL, comparison_cells, fid_floors, fmt_mean_std, fmt_num,
+                                          positive_classes, run_columns, summary_lines, table_metrics)
 
 __all__ = ["write_html", "data_uri", "table"]
 
@@ -101,25 +103,23 @@ def table(header: list[str], rows: list[list], caption: str | None = None, numer
 
 
 def _class_set_section(d, cset: str) -> str:
-    from hpcgan.experiment.report import LABEL, _pm, comparison_cells, positive_classes, table_metrics
-
     res = d.results
     cells = [c for c in res["cells"] if c["class_set"] == cset]
     pos = positive_classes(d, cset)
     out = [f"<h2>Classes {E(cset)}</h2>"]
     if pos:
         out.append(f"<p>positive class for TPR/TNR/FPR and ROC: <b>{E(', '.join(pos))}</b></p>")
-    study = [[aug] + [_pm(next(c for c in cells if c["model"] == m and c["aug"] == aug), "accuracy")
+    study = [[aug] + [fmt_mean_std(next(c for c in cells if c["model"] == m and c["aug"] == aug), "accuracy")
                       for m in res["models"]] for aug in res["augs"]]
     out.append(table(["augmentation"] + res["models"], study, "Mean test accuracy ± std over runs (the study's table)",
                      numeric=set(range(1, len(res["models"]) + 1))))
     keys = table_metrics(d)
-    full = [[c["model"], c["aug"], c["n_runs"]] + [_pm(c, k) for k in keys] for c in cells]
+    full = [[c["model"], c["aug"], c["n_runs"]] + [fmt_mean_std(c, k) for k in keys] for c in cells]
     out.append(table(["model", "augmentation", "runs"] + [LABEL.get(k, k) for k in keys], full,
                      "Every metric per cell (mean ± std over runs)", numeric=set(range(2, len(keys) + 3))))
     ext = _external_keys(cells, "_mean")
     if ext:  # external test sets: every external_<set>_<metric> the cells carry
-        rows = [[c["model"], c["aug"]] + [_pm(c, k) for k in ext] for c in cells]
+        rows = [[c["model"], c["aug"]] + [fmt_mean_std(c, k) for k in ext] for c in cells]
         out.append(table(["model", "augmentation"] + [k.replace("external_", "", 1) for k in ext], rows,
                          "External test sets (mean ± std over runs)", numeric=set(range(2, len(ext) + 2))))
     cc = [c for c in d.comps if c["class_set"] == cset]
@@ -188,17 +188,15 @@ def _manifest_classes(data: str) -> list[str]:
 
 
 def _metric_value(v) -> str:
-    from hpcgan.experiment.report import _f
-
     if isinstance(v, dict):
         if "mean" in v:
-            s = f"{_f(v['mean'], 4)} ± {_f(v.get('std'), 4)}"
+            s = f"{fmt_num(v['mean'], 4)} ± {fmt_num(v.get('std'), 4)}"
             return s + (f" ({v['n_infinite']} inf)" if v.get("n_infinite") else "")
         return "; ".join(f"{k}: {_metric_value(x)}" for k, x in v.items())
     if isinstance(v, int) and not isinstance(v, bool):
         return str(v)
     if _num(v):
-        return _f(float(v), 4)
+        return fmt_num(float(v), 4)
     return "-" if v is None else str(v)
 
 
@@ -220,8 +218,6 @@ def _image_metrics_table(res: dict) -> str:
 
 
 def _gan_section(d) -> str:
-    from hpcgan.experiment.report import fid_floors
-
     out = ["<h2>The GAN: training curve and image metrics</h2>"]
     if not d.cfg.gan_data:
         return "\n".join(out + ['<p class="note">this experiment has no synthetic data (gan_data)</p>'])
@@ -279,8 +275,6 @@ def _memorisation_section(d) -> str:
 
 
 def _runs_section(d) -> str:
-    from hpcgan.experiment.report import run_columns
-
     cols = run_columns(d)
     cols += [k for k in _external_keys(d.results["rows"]) if k not in cols]
     rows = [[_metric_value(r.get(k)) if _num(r.get(k)) and not isinstance(r.get(k), int) else r.get(k)
@@ -342,8 +336,6 @@ def _page(d, body: list[str]) -> str:
 
 def write_html(d) -> Path:
     """Step 4 of the report: ``report.html`` beside report.md (see the module docstring); returns its path."""
-    from hpcgan.experiment.report import summary_lines
-
     body = ["<h2>What was run</h2><ul>" + "".join(f"<li>{_inline(s)}</li>" for s in summary_lines(d)) + "</ul>"]
     body += [_class_set_section(d, cset) for cset in d.results["class_sets"]]
     body += [_charts_section(d), _samples_section(d), _gan_section(d), _memorisation_section(d), _runs_section(d),

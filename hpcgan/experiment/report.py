@@ -18,7 +18,9 @@ Writes into ``EXPERIMENT_DIR/report/``:
 
 :func:`write_report` runs the steps in order: :func:`collect` (aggregate, ROC curves, paired
 tests, image metrics, the GAN runs' stats) into a :class:`ReportData`, :func:`write_tables`,
-:func:`write_plots`, :func:`markdown`, and :func:`hpcgan.experiment.html.write_html`.
+:func:`write_plots`, :func:`markdown`, and :func:`hpcgan.experiment.html.write_html`. What both the
+markdown and the HTML page show (:class:`ReportData`, labels, number formats, summary lines) lives in
+:mod:`hpcgan.experiment.reportdata`, which imports neither writer.
 
 Paired comparison of mode A against mode B (same model and class set): the runs
 with the same seed in both cells form pairs (a_i, b_i), d_i = a_i - b_i. The
@@ -36,23 +38,21 @@ import io
 import json
 import math
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from hpcgan.atomic import atomic_path, atomic_write_text
 from hpcgan.errors import HpcganError
+from hpcgan.experiment.html import write_html
+from hpcgan.experiment.reportdata import (LABEL, TABLE_METRICS, ReportData, comparison_cells, fid_floors, fmt_mean_std,
+                                          positive_classes, run_columns, summary_lines, table_metrics)
 
 __all__ = ["paired_comparison", "verdict", "write_report", "report_main", "collect", "write_tables", "write_plots",
            "markdown", "ReportData", "plot_fid_curve", "read_stats", "TABLE_METRICS"]
 
-TABLE_METRICS = ("accuracy", "balanced_accuracy", "tpr", "tnr", "fpr")
 # Metrics of the paired comparisons (one row per metric and pair of modes).
 COMPARE_METRICS = ("accuracy", "balanced_accuracy")
-LABEL = {"accuracy": "accuracy", "tpr": "TPR", "tnr": "TNR", "fpr": "FPR", "fnr": "FNR", "precision": "precision",
-         "f1": "F1", "roc_auc": "ROC AUC", "balanced_accuracy": "balanced accuracy"}
-SELECT_LABEL = {"balanced": "balanced accuracy", "accuracy": "accuracy", "auc": "ROC AUC"}
 
 
 def paired_comparison(a, b, alpha: float = 0.05, n_boot: int = 9999, seed: int = 0,
@@ -105,17 +105,6 @@ def verdict(c: dict) -> str:
     return f"not distinguishable from noise at alpha={alpha:g} with {n} runs (p={c['p']:.3g})"
 
 
-def _f(v, digits: int = 4) -> str:
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "-"
-    return f"{v:.{digits}f}"
-
-
-def _pm(cell: dict, k: str) -> str:
-    m, s = cell.get(f"{k}_mean"), cell.get(f"{k}_std")
-    return "-" if m is None else f"{m:.4f} ± {s:.4f}"
-
-
 def comparison_pairs(augs: list[str]) -> list[tuple[str, str]]:
     """(A, B) pairs tested: each aug against ``none``; gan / classic+gan against classic and against rebalance
     (the control with the gan arm's class counts made of real copies: a gain over rebalance is not balance)."""
@@ -156,7 +145,7 @@ def external_tables(results: dict) -> list[str]:
               "| class set | model | augmentation | runs | images | sensitivity | specificity | accuracy | "
               "balanced accuracy | ROC AUC |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for c in ext["cells"]:
-            vals = ["n/a" if c.get(f"{k}_mean") is None else _pm(c, k)
+            vals = ["n/a" if c.get(f"{k}_mean") is None else fmt_mean_std(c, k)
                     for k in ("sensitivity", "specificity", "accuracy", "balanced_accuracy", "roc_auc")]
             L.append(f"| {c['class_set']} | {c['model']} | {c['aug']} | {c['n_runs']} | {c['n'] or '-'} | "
                      + " | ".join(vals) + " |")
@@ -322,46 +311,6 @@ def plot_fid_curve(records: list[dict], floors: dict, path: Path, title: str = "
     return True
 
 
-def _data_counts(data: str) -> str:
-    try:
-        m = json.loads((Path(data) / "manifest.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return f"(manifest of {data} not readable)"
-    parts = []
-    for split in ("train", "val", "test"):
-        c = m.get("counts", {}).get(split, {})
-        parts.append(f"{split} " + ", ".join(f"{k} {v}" for k, v in c.items()))
-    res = m.get("settings", {}).get("resolution")
-    return "; ".join(parts) + (f" ({res} px)" if res else "")
-
-
-def _gan_summary(g: str) -> str:
-    try:
-        m = json.loads((Path(g) / "manifest.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return f"{g} (manifest not readable)"
-    gen = m.get("generator", {})
-    counts = ", ".join(f"{k} {v}" for k, v in m.get("counts", {}).get("train", {}).items() if v)
-    return (f"{g}: {counts}; {gen.get('arch', '?')} at kimg {gen.get('kimg', '?')}, trunc {gen.get('trunc', '?')}, "
-            f"snapshot {gen.get('snapshot', '?')}")
-
-
-@dataclass
-class ReportData:
-    """Everything the report shows, gathered once: the markdown, the CSVs, the plots and report.html use it."""
-
-    exp: Path
-    out: Path
-    cfg: object                      # the experiment's ExperimentConfig
-    results: dict                    # hpcgan.experiment.grid.aggregate
-    rocs: dict                       # (class set, model, aug) -> [roc of each run]
-    comps: list                      # paired comparisons
-    imetrics: dict | None            # gan_data folder -> compare_shards result
-    gan_runs: dict = field(default_factory=dict)  # gan_data folder -> {"manifest", "run_dir", "stats"}
-    plots: dict = field(default_factory=dict)     # plot name -> path of the PNG in out
-    alpha: float = 0.05
-
-
 def _gan_runs(gan_data: list | None) -> dict:
     """Per synthetic folder: its manifest and the GAN run (directory of its snapshot) with its stats.jsonl."""
     runs = {}
@@ -405,49 +354,6 @@ def collect(experiment_dir, alpha: float = 0.05, compute_image_metrics: bool = T
                       imetrics=imetrics, gan_runs=_gan_runs(cfg.gan_data), alpha=alpha)
 
 
-def summary_lines(d: ReportData) -> list[str]:
-    """What was run, one fact per line (markdown inline code in backticks): report.md's and report.html's list."""
-    results, cfg = d.results, d.cfg
-    seeds = sorted({r["seed"] for r in results["rows"]})
-    L = [f"experiment directory: `{d.exp}`",
-         f"tasks: {results['n_done']} of {results['n_tasks']} finished"
-         + (f"; missing: {', '.join(results['missing'])}" if results["missing"] else ""),
-         f"grid: models {', '.join(results['models'])} x augmentation {', '.join(results['augs'])} x "
-         f"class sets {' | '.join(results['class_sets'])} x {results['runs']} runs; run r uses seed r "
-         f"(seeds {', '.join(map(str, seeds))}): same seeds in every cell, so cells are paired",
-         f"classifier: {cfg.epochs} epochs, batch {cfg.batch}, lr {cfg.lr}, image size "
-         f"{cfg.image_size or 'model default'}, pretrained {cfg.pretrained}, real images per class capped at "
-         f"{cfg.limit_per_class if cfg.limit_per_class else 'no cap'}; class-balance correction {cfg.balance}; "
-         f"the epoch with the best validation {SELECT_LABEL[cfg.select]} is tested",
-         f"real data `{cfg.data}`: {_data_counts(cfg.data)}"]
-    n_test = sorted({r["n_test"] for r in results["rows"] if r.get("n_test") is not None})
-    if n_test:
-        L.append(f"test images per run: {', '.join(map(str, n_test))}")
-    for g in cfg.gan_data or []:
-        L.append(f"synthetic data {_gan_summary(g)}; used by gan modes: {cfg.gan_n} images"
-                 + (f" of {', '.join(cfg.gan_classes)}" if cfg.gan_classes else ""))
-    mixes = [r["train_mix"] for r in results["rows"] if r.get("train_mix") and r["aug"] in ("gan", "classic+gan")]
-    if mixes:
-        L.append(f"training mix of a gan run: real {mixes[0].get('real')}, synthetic {mixes[0].get('synthetic')}")
-    mixes = [r["train_mix"] for r in results["rows"] if r.get("train_mix") and r["aug"] == "rebalance"]
-    if mixes:
-        L.append(f"training mix of a rebalance run: real {mixes[0].get('real')}, copies of real images "
-                 f"{mixes[0].get('oversampled')} (the gan arm's class counts)")
-    L.append("std is the sample standard deviation over runs (ddof=1)")
-    return L
-
-
-def positive_classes(d: ReportData, cset: str) -> list[str]:
-    return sorted({r.get("positive_class") for r in d.results["rows"] if r["class_set"] == cset} - {None})
-
-
-def table_metrics(d: ReportData) -> list[str]:
-    """The per-cell metrics that hold a value somewhere (grid.METRIC_KEYS order), for the full tables."""
-    from hpcgan.experiment.grid import METRIC_KEYS
-
-    return [k for k in METRIC_KEYS if any(c.get(f"{k}_mean") is not None for c in d.results["cells"])]
-
-
 def _md_class_set(d: ReportData, cset: str) -> list[str]:
     """report.md: the study's table, the full cell table and the paired comparisons of one class set."""
     results = d.results
@@ -458,14 +364,14 @@ def _md_class_set(d: ReportData, cset: str) -> list[str]:
          "| augmentation | " + " | ".join(f"{m} {w}" for m in results["models"] for w in ("accuracy", "balanced acc."))
          + " |", "| --- |" + " --- |" * (2 * len(results["models"]))]
     for aug in results["augs"]:
-        row = [_pm(next(c for c in cells if c["model"] == m and c["aug"] == aug), k) for m in results["models"]
+        row = [fmt_mean_std(next(c for c in cells if c["model"] == m and c["aug"] == aug), k) for m in results["models"]
                for k in ("accuracy", "balanced_accuracy")]
         L.append(f"| {aug} | " + " | ".join(row) + " |")
     L += ["", "| model | augmentation | runs | " + " | ".join(LABEL[k] for k in TABLE_METRICS) + " | ROC AUC |",
           "| --- | --- | --- |" + " --- |" * (len(TABLE_METRICS) + 1)]
     for c in cells:
         L.append(f"| {c['model']} | {c['aug']} | {c['n_runs']} | "
-                 + " | ".join(_pm(c, k) for k in TABLE_METRICS) + f" | {_pm(c, 'roc_auc')} |")
+                 + " | ".join(fmt_mean_std(c, k) for k in TABLE_METRICS) + f" | {fmt_mean_std(c, 'roc_auc')} |")
     L.append("")
     cc = [c for c in d.comps if c["class_set"] == cset]
     if cc:
@@ -480,13 +386,6 @@ def _md_class_set(d: ReportData, cset: str) -> list[str]:
                      f"| {c['verdict']} |")
         L.append("")
     return L
-
-
-def comparison_cells(c: dict) -> str:
-    """``mean A - B | CI | t | p`` of one comparison, formatted as in report.md."""
-    ci = "-" if c["ci_low"] is None else f"[{c['ci_low']:+.4f}, {c['ci_high']:+.4f}]"
-    md = "-" if c["mean_diff"] is None else f"{c['mean_diff']:+.4f}"
-    return f"{md} | {ci} | {_f(c['t'], 3)} | {_f(c['p'], 4)}"
 
 
 def markdown(d: ReportData) -> str:
@@ -511,20 +410,8 @@ def markdown(d: ReportData) -> str:
     return "\n".join(L)
 
 
-RUN_COLS = ["class_set", "model", "aug", "run", "seed", "accuracy", "tpr", "tnr", "fpr", "fnr", "precision", "f1",
-            "roc_auc", "best_epoch", "n_test", "name"]
 COMPARISON_COLS = ["metric", "class_set", "model", "a", "b", "n", "seeds", "mean_a", "mean_b", "mean_diff", "ci_low", "ci_high",
                    "t", "p", "significant", "verdict"]
-
-
-def run_columns(d: ReportData) -> list[str]:
-    """runs.csv's columns: the fixed ones plus any metric of grid.METRIC_KEYS the rows carry."""
-    from hpcgan.experiment.grid import EXTERNAL_KEYS
-
-    extra = [k for k in table_metrics(d) if k not in RUN_COLS]
-    i = RUN_COLS.index("best_epoch")
-    ext = [f"external_{n}_{k}" for n in (d.results.get("external") or {}) for k in EXTERNAL_KEYS]
-    return RUN_COLS[:i] + extra + RUN_COLS[i:] + ext
 
 
 def write_tables(d: ReportData) -> None:
@@ -556,18 +443,6 @@ def write_external_tables(d: ReportData) -> None:
     atomic_write_text(d.out / "external.json", json.dumps(ext, indent=1))
 
 
-def fid_floors(d: ReportData, g: str) -> dict:
-    """Real-vs-real floors for the FID curve of gan_data ``g``: the image metrics' baseline FID/KID."""
-    base = ((d.imetrics or {}).get(g) or {}).get("baseline") or {}
-    floors = {}
-    for k, v in base.items():
-        if k.lower().startswith("fid") and isinstance(v, (int, float)):
-            floors[k] = float(v)
-        elif k.lower().startswith("kid") and isinstance(v, dict) and isinstance(v.get("mean"), (int, float)):
-            floors[k] = float(v["mean"])
-    return floors
-
-
 def write_plots(d: ReportData) -> None:
     """Step 2: accuracy.png, balanced_accuracy.png (when measured), roc.png, fid-<k>.png per GAN run with FIDs."""
     plot_accuracy(d.results, d.out / "accuracy.png")
@@ -584,8 +459,6 @@ def write_plots(d: ReportData) -> None:
 
 def write_report(experiment_dir, alpha: float = 0.05, compute_image_metrics: bool = True) -> Path:
     """Aggregate and write ``report/`` (see the module docstring); returns the path of report.md."""
-    from hpcgan.experiment.html import write_html
-
     d = collect(experiment_dir, alpha=alpha, compute_image_metrics=compute_image_metrics)
     write_tables(d)
     write_plots(d)
