@@ -48,7 +48,8 @@ from hpcgan.config import load as load_config
 from hpcgan.errors import HpcganError
 
 __all__ = ["ExperimentConfig", "Task", "load_experiment", "expand", "experiment_dir", "prepare_dir", "run_task",
-           "run_local", "aggregate", "ensure_image_metrics", "list_text", "experiment_main", "METRIC_KEYS"]
+           "run_local", "aggregate", "ensure_image_metrics", "list_text", "experiment_main", "METRIC_KEYS",
+           "experiment_config_from_dict"]
 
 MODELS = ("inception_v3", "efficientnet_b0", "small_cnn")
 AUGS = ("none", "classic", "gan", "classic+gan", "rebalance")
@@ -210,7 +211,11 @@ def load_experiment(path, overrides: dict | None = None) -> ExperimentConfig:
     return cfg
 
 
-def _from_dict(d: dict) -> ExperimentConfig:
+def experiment_config_from_dict(d: dict) -> ExperimentConfig:
+    """The validated :class:`ExperimentConfig` of a mapping (an experiment.yaml as read, a worker's copy).
+
+    Paths are taken as they are (no resolving against the current directory, unlike :func:`load_experiment`).
+    """
     return validate(load_config(ExperimentConfig, None, d))
 
 
@@ -362,7 +367,7 @@ def _worker(cfg_dict: dict, index: int, threads: int, log: str) -> dict:
         os.dup2(fh.fileno(), 1)
         os.dup2(fh.fileno(), 2)
         try:
-            run_task(_from_dict(cfg_dict), index, threads=threads)
+            run_task(experiment_config_from_dict(cfg_dict), index, threads=threads)
             return {"index": index, "ok": True}
         except BaseException as exc:  # noqa: BLE001 - reported to the parent, which decides
             traceback.print_exc()
@@ -532,7 +537,7 @@ def aggregate(experiment_dir) -> dict:
         raise HpcganError(f"{exp} is not an experiment directory (no experiment.yaml); give <outdir>/<name> of "
                           "an `hpcgan experiment` run")
     try:
-        cfg = _from_dict(yaml.safe_load(path.read_text()) or {})
+        cfg = experiment_config_from_dict(yaml.safe_load(path.read_text()) or {})
     except yaml.YAMLError as exc:
         raise HpcganError(f"{path} is not valid YAML: {exc}") from exc
     cfg.outdir = str(exp.parent)  # the folder may have been moved

@@ -329,11 +329,11 @@ def collect(experiment_dir, alpha: float = 0.05, compute_image_metrics: bool = T
     """Step 1 of the report: aggregate the grid, read the ROC curves, test the pairs, load the image metrics."""
     import yaml
 
-    from hpcgan.experiment.grid import _from_dict, aggregate, ensure_image_metrics, expand
+    from hpcgan.experiment.grid import aggregate, ensure_image_metrics, expand, experiment_config_from_dict
 
     exp = Path(experiment_dir)
     results = aggregate(exp)
-    cfg = _from_dict(yaml.safe_load((exp / "experiment.yaml").read_text()))
+    cfg = experiment_config_from_dict(yaml.safe_load((exp / "experiment.yaml").read_text()))
     cfg.outdir, cfg.name = str(exp.parent), exp.name
     if results["n_done"] == 0:
         raise HpcganError(f"{exp}: no task has finished yet ({results['n_tasks']} tasks); run `hpcgan experiment` first")
