@@ -164,34 +164,11 @@ def compare_shards(real_dir, fake_dir, metrics=("fid", "kid"), split_real: str =
     ``classes``, ``n`` (counts), ``extractor`` and ``pairing`` say what was compared.
     """
     metrics = parse_metrics(metrics)
-    for flag, v in (("batch", batch), ("kid subsets", kid_subsets), ("kid subset size", kid_subset_size)):
-        if int(v) < 1:
-            raise HpcganError(f"{flag} must be at least 1, got {v}")
-    for flag, v in (("--num", num), ("--fid-num", fid_num)):
-        if v is not None and int(v) < 2:
-            raise HpcganError(f"{flag} must be at least 2 (statistics need two images per set), got {v}")
-    if isinstance(split_fake, str):
-        split_fake = [s.strip() for s in split_fake.split(",") if s.strip()]
-    if isinstance(classes, str):
-        classes = [c.strip() for c in classes.split(",") if c.strip()]
-    RealSet.open(real_dir, split_real)  # a bad real folder or split fails before the generated set is read
-    gen = _Generated(fake_dir, split_fake, classes, num)
-    if len(gen.images) < 2:
-        raise HpcganError(f"{fake_dir} holds {len(gen.images)} image(s); FID/KID and the statistics need at least 2")
-    try:
-        ref = RealSet.open(real_dir, split_real, gen.classes)
-    except HpcganError as exc:
-        raise HpcganError(f"the generated classes {gen.classes} need real {split_real} images of the same classes: "
-                          f"{exc} (pass --classes to compare a subset)") from exc
-    want_features = any(m in metrics for m in ("fid", "kid"))
+    _check_sizes(batch, kid_subsets, kid_subset_size, num, fid_num)
+    # the sets: generated, reference (the same classes), training (the baseline's and memorisation's pool)
+    gen, ref, train = _open_sets(real_dir, fake_dir, split_real, _names(split_fake), split_train, _names(classes), num)
     want_pixels = [m for m in metrics if m in _sim.SIMILARITY_METRICS]
     want_memo = "memorisation" in metrics
-    train = None
-    if split_train != split_real:
-        try:
-            train = ref.other_split(split_train)
-        except HpcganError:
-            train = None
     if want_memo and train is None:
         raise HpcganError(f"the memorisation check needs the real training split {split_train!r} of classes "
                           f"{gen.classes} in {real_dir} (different from --real-split); pass --train-split or drop "
@@ -203,46 +180,92 @@ def compare_shards(real_dir, fake_dir, metrics=("fid", "kid"), split_real: str =
         "classes": list(gen.classes), "n": {"generated": int(len(gen.images))}, "extractor": None,
         "generated": {}, "baseline": {}, "per_class": {}, "notes": [],
     }
-    # the baseline: real training images of each class, as many as generated (the split permitting)
-    n_base = {}
-    if do_baseline:
-        for c in gen.classes:
-            n_base[c] = min(gen.count(c), train.only(c).n)
-            if n_base[c] < gen.count(c):
-                res["notes"].append(f"baseline {c}: only {n_base[c]} real {split_train} images for "
-                                    f"{gen.count(c)} generated")
-        res["n"]["baseline"] = sum(n_base.values())
-        res["n"]["baseline_per_class"] = n_base
+    n_base = _baseline_counts(res, gen, train, split_train) if do_baseline else {}
     res["n"]["generated_per_class"] = {c: gen.count(c) for c in gen.classes}
-
-    if want_features:
+    # features: FID (all classes and per class) and KID
+    if any(m in metrics for m in ("fid", "kid")):
         _features(res, gen, ref, train if do_baseline else None, n_base, metrics, feature_net, num, fid_num,
                   cache_dir, batch, device, kid_subsets, kid_subset_size, fid_method, seed, progress)
-
+    # pixels: RMSE/PSNR/SRE/SAM/SSIM of nearest pairs, and the memorisation check
     if want_pixels or want_memo:
-        if gen.resolution != ref.resolution:
-            raise HpcganError(f"generated images are {gen.resolution}x{gen.resolution} but the real ones "
-                              f"{ref.resolution}x{ref.resolution}; pixel metrics need equal sizes: preprocess the real "
-                              f"data with --resolution {gen.resolution} (or compare FID/KID only: --metrics fid,kid)")
-        real_imgs = _load_real(ref, num)  # the reference, capped at num
-        res["n"]["real"] = sum(len(v) for v in real_imgs.values())
-        if want_pixels:
-            res["generated"].update(_image_metrics([(gen.of(c), real_imgs[c]) for c in gen.classes], want_pixels))
-            res["pairing"] = (f"each generated image with its nearest real {split_real} image of its class by RMSE"
-                              + (f"; baseline: each of {res['n']['baseline']} real {split_train} images with its "
-                                 f"nearest real {split_real} image of its class" if do_baseline else ""))
-            if do_baseline:
-                base = [(_load_real(train.only(c), n_base[c])[c], real_imgs[c]) for c in gen.classes]
-                res["baseline"].update(_image_metrics(base, want_pixels))
-        if want_memo:
-            res["memorisation"] = _memorisation(gen, real_imgs, train)
-            res["n"]["train"] = train.n
+        _pixel_metrics(res, gen, ref, train, n_base if do_baseline else None, want_pixels, want_memo, num,
+                       split_real, split_train)
     if not do_baseline:
         res["baseline"] = {}
         if baseline:
             res["notes"].append(f"no real-vs-real baseline: {real_dir} has no split {split_train!r} of "
                                 f"{gen.classes} besides {split_real!r}")
     return res
+
+
+def _check_sizes(batch, kid_subsets, kid_subset_size, num, fid_num) -> None:
+    """Reject sizes the statistics cannot use (before any image is read)."""
+    for flag, v in (("batch", batch), ("kid subsets", kid_subsets), ("kid subset size", kid_subset_size)):
+        if int(v) < 1:
+            raise HpcganError(f"{flag} must be at least 1, got {v}")
+    for flag, v in (("--num", num), ("--fid-num", fid_num)):
+        if v is not None and int(v) < 2:
+            raise HpcganError(f"{flag} must be at least 2 (statistics need two images per set), got {v}")
+
+
+def _names(v):
+    """A comma-separated string as a list of names; anything else as given."""
+    return [s.strip() for s in v.split(",") if s.strip()] if isinstance(v, str) else v
+
+
+def _open_sets(real_dir, fake_dir, split_real, split_fake, split_train, classes, num):
+    """(generated, reference, training or None): the generated images and the real sets of their classes."""
+    RealSet.open(real_dir, split_real)  # a bad real folder or split fails before the generated set is read
+    gen = _Generated(fake_dir, split_fake, classes, num)
+    if len(gen.images) < 2:
+        raise HpcganError(f"{fake_dir} holds {len(gen.images)} image(s); FID/KID and the statistics need at least 2")
+    try:
+        ref = RealSet.open(real_dir, split_real, gen.classes)
+    except HpcganError as exc:
+        raise HpcganError(f"the generated classes {gen.classes} need real {split_real} images of the same classes: "
+                          f"{exc} (pass --classes to compare a subset)") from exc
+    train = None
+    if split_train != split_real:
+        try:
+            train = ref.other_split(split_train)
+        except HpcganError:
+            train = None
+    return gen, ref, train
+
+
+def _baseline_counts(res: dict, gen: _Generated, train: RealSet, split_train: str) -> dict:
+    """Real training images per class for the baseline: as many as generated, the split permitting."""
+    n_base = {}
+    for c in gen.classes:
+        n_base[c] = min(gen.count(c), train.only(c).n)
+        if n_base[c] < gen.count(c):
+            res["notes"].append(f"baseline {c}: only {n_base[c]} real {split_train} images for "
+                                f"{gen.count(c)} generated")
+    res["n"]["baseline"] = sum(n_base.values())
+    res["n"]["baseline_per_class"] = n_base
+    return n_base
+
+
+def _pixel_metrics(res, gen, ref, train, n_base, want_pixels, want_memo, num, split_real, split_train) -> None:
+    """Nearest-pair similarity of the generated set (and the baseline, ``n_base`` not None) against the reference,
+    and the memorisation check against the whole training split."""
+    if gen.resolution != ref.resolution:
+        raise HpcganError(f"generated images are {gen.resolution}x{gen.resolution} but the real ones "
+                          f"{ref.resolution}x{ref.resolution}; pixel metrics need equal sizes: preprocess the real "
+                          f"data with --resolution {gen.resolution} (or compare FID/KID only: --metrics fid,kid)")
+    real_imgs = _load_real(ref, num)  # the reference, capped at num
+    res["n"]["real"] = sum(len(v) for v in real_imgs.values())
+    if want_pixels:
+        res["generated"].update(_image_metrics([(gen.of(c), real_imgs[c]) for c in gen.classes], want_pixels))
+        res["pairing"] = (f"each generated image with its nearest real {split_real} image of its class by RMSE"
+                          + (f"; baseline: each of {res['n']['baseline']} real {split_train} images with its "
+                             f"nearest real {split_real} image of its class" if n_base is not None else ""))
+        if n_base is not None:
+            base = [(_load_real(train.only(c), n_base[c])[c], real_imgs[c]) for c in gen.classes]
+            res["baseline"].update(_image_metrics(base, want_pixels))
+    if want_memo:
+        res["memorisation"] = _memorisation(gen, real_imgs, train)
+        res["n"]["train"] = train.n
 
 
 def _features(res, gen, ref, train, n_base, metrics, feature_net, num, fid_num, cache_dir, batch, device, kid_subsets,
@@ -326,16 +349,22 @@ def _fid_row(label: str, ext, entries: list) -> str:
 
 def format_markdown(res: dict) -> str:
     """The result of ``compare_shards`` as a markdown table with its notes."""
-    split_real = res["split_real"]
     has_base = bool(res.get("baseline"))
-    head = f"| metric | generated vs real {split_real} |"
+    head = f"| metric | generated vs real {res['split_real']} |"
     sep = "| --- | --- |"
     if has_base:
-        head += f" real {res['split_train']} vs real {split_real} (baseline) |"
+        head += f" real {res['split_train']} vs real {res['split_real']} (baseline) |"
         sep += " --- |"
-    lines = [head, sep]
+    lines = [head, sep, *_metric_rows(res, ("generated", "baseline") if has_base else ("generated",))]
+    if res.get("memorisation"):
+        lines.append(_memorisation_row(res) + (" - |" if has_base else ""))
+    return "\n".join(lines + [""] + _description_lines(res))
+
+
+def _metric_rows(res: dict, cols: tuple) -> list[str]:
+    """The table's rows, one per metric of ``res["metrics"]`` (FID: one more per class), a value per column."""
     ext = res.get("extractor")
-    cols = ("generated", "baseline") if has_base else ("generated",)
+    lines = []
     for m in res["metrics"]:
         if m == "fid":
             lines.append(_fid_row(res["generated"].get("fid_label", "FID"), ext, [res[key] for key in cols]))
@@ -353,19 +382,26 @@ def format_markdown(res: dict) -> str:
                 vals.append(_fmt(v, 3))
         elif m in LABELS:
             label = f"{LABELS[m]}, nearest pair"
-            vals = [_fmt(res[key].get(m)) for key in (("generated", "baseline") if has_base else ("generated",))]
+            vals = [_fmt(res[key].get(m)) for key in cols]
         else:
             continue
         lines.append(f"| {label} | " + " | ".join(vals) + " |")
-    memo = res.get("memorisation")
-    if memo:
-        verdict = "FLAGGED" if memo["flagged"] else "ok"
-        lines.append(f"| memorisation ({memo['metric'].upper()} to nearest real {res['split_train']}) | "
-                     f"{verdict}: {memo['fraction_closer_than_real_median']:.2f} closer than the real median "
-                     f"({memo['reference_median']:.4f}); {memo['near_copies']}/{memo['n_generated']} near copies "
-                     f"(< {memo['near_copy_threshold']:.4f}) |" + (" - |" if has_base else ""))
-    n = res["n"]
-    lines.append("")
+    return lines
+
+
+def _memorisation_row(res: dict) -> str:
+    """The memorisation check's row (the generated column only)."""
+    memo = res["memorisation"]
+    verdict = "FLAGGED" if memo["flagged"] else "ok"
+    return (f"| memorisation ({memo['metric'].upper()} to nearest real {res['split_train']}) | "
+            f"{verdict}: {memo['fraction_closer_than_real_median']:.2f} closer than the real median "
+            f"({memo['reference_median']:.4f}); {memo['near_copies']}/{memo['n_generated']} near copies "
+            f"(< {memo['near_copy_threshold']:.4f}) |")
+
+
+def _description_lines(res: dict) -> list[str]:
+    """Below the table: what was compared (classes, image counts), the extractor, the pairing, the notes."""
+    n, split_real, ext, memo = res["n"], res["split_real"], res.get("extractor"), res.get("memorisation")
     desc = [f"classes: {', '.join(res.get('classes', []))}",
             f"generated: {n['generated']} images from {res['fake_dir']} ({', '.join(res['split_fake'])})"]
     if "real" in n:
@@ -374,7 +410,7 @@ def format_markdown(res: dict) -> str:
         desc.append(f"baseline real {res['split_train']}: {n['baseline']}")
     if "train" in n:
         desc.append(f"real {res['split_train']} (memorisation pool): {n['train']}")
-    lines.append("; ".join(desc))
+    lines = ["; ".join(desc)]
     if ext:
         lines.append(f"feature extractor: {ext} (FID via {res.get('fid_method', 'sqrtm')}); "
                      "FID/KID are only comparable between runs with the same extractor and image counts")
@@ -384,7 +420,7 @@ def format_markdown(res: dict) -> str:
         lines.append(f"memorisation criterion: {memo['criterion']}")
     for note in res.get("notes", []):
         lines.append(f"note: {note}")
-    return "\n".join(lines)
+    return lines
 
 
 def write_json(path: str | os.PathLike, res: dict) -> None:
