@@ -59,109 +59,138 @@ def _load_state(path: Path) -> dict:
         return {}
 
 
+# Stage names in pipeline order (the keys of demo-stages.json).
+ORDER = ["phantoms", "preprocess", "train-gan", "generate", "experiment", "report"]
+
+
+class _Stages:
+    """The resumable record ``OUT/demo-stages.json``: runs a stage unless it finished earlier with the same settings.
+
+    ``stale``: outputs a stage would resume from rather than overwrite (the GAN run, the grid); they are removed
+    when an earlier stage ran in this call. A re-done stage drops the records of the stages after it.
+    """
+
+    def __init__(self, root: Path, stale: dict):
+        self.path = root / "demo-stages.json"
+        self.state = _load_state(self.path)
+        self.stale = stale
+        self.seconds: dict = {}
+        self.ran = False  # a stage ran in this call
+
+    def run(self, name: str, params: dict, fn):
+        rec = self.state.get(name)
+        if rec and rec.get("params") == params:
+            print(f"demo: {name}: done earlier, skipped")
+            return rec.get("result")
+        if self.ran and name in self.stale:  # an earlier stage was redone: this stage's old output is stale
+            shutil.rmtree(self.stale[name], ignore_errors=True)
+        self.ran = True
+        print(f"demo: {name} ...", flush=True)
+        t0 = time.perf_counter()
+        result = fn()
+        self.seconds[name] = round(time.perf_counter() - t0, 1)
+        self.state[name] = {"params": params, "result": result, "seconds": self.seconds[name]}
+        for later in [k for k in list(self.state) if k not in ORDER[: ORDER.index(name) + 1]]:
+            self.state.pop(later)  # a re-done stage invalidates the ones after it
+        atomic_write_text(self.path, json.dumps(self.state, indent=1))
+        print(f"demo: {name}: {self.seconds[name]} s", flush=True)
+        return result
+
+
+def _phantoms(ph: Path, S: dict) -> str:
+    """Stage 1: the phantom images (classes Clear and Opacity)."""
+    from hpcgan.data.phantom import generate_phantoms
+
+    generate_phantoms(ph, S["phantoms"], seed=0)
+    return str(ph)
+
+
+def _preprocess(ph: Path, sh: Path, S: dict, progress) -> str:
+    """Stage 2: the phantoms as shards (train/val/test)."""
+    from hpcgan.data.preprocess import PreprocessConfig, run_preprocess
+
+    run_preprocess(PreprocessConfig(source=str(ph), out=str(sh), classes=["Clear", "Opacity"],
+                                    resolution=S["resolution"], test_per_class=S["test_per_class"],
+                                    progress=progress))
+    return str(sh)
+
+
+def _train_gan(sh: Path, gan: Path, S: dict, progress) -> str:
+    """Stage 3: a conditional StyleGAN2-ADA run on the CPU preset; returns its final snapshot."""
+    from hpcgan.config import load as load_config
+    from hpcgan.gan.config import TrainConfig
+    from hpcgan.gan.snapshot import list_snapshots
+    from hpcgan.gan.train import train
+
+    over = {"data": str(sh), "outdir": str(gan), "cond": True, "kimg": S["kimg"], "progress": progress,
+            "seed": 0, **S["gan"]}
+    runs = sorted(p for p in gan.iterdir() if p.is_dir()) if gan.is_dir() else []
+    if runs and list_snapshots(runs[-1]):
+        over["resume"] = str(runs[-1])  # a killed training continues from its newest snapshot
+    res = train(load_config(TrainConfig, GAN_PRESET, over))
+    if res["status"] != "done":
+        raise HpcganError(f"GAN training stopped ({res['status']}); run the demo again to continue")
+    return res["snapshot"]
+
+
+def _generate(snapshot: str, syn: Path, S: dict, progress) -> str:
+    """Stage 4: synthetic shards from the snapshot, the same number of images per class."""
+    from hpcgan.gan.generate import GenerateConfig, generate
+
+    generate(GenerateConfig(network=snapshot, out=str(syn), n=S["gen_n"], png=True, progress=progress))
+    return str(syn)
+
+
+def _experiment(sh: Path, syn: Path, experiments: Path, S: dict, progress, parallel: int) -> str:
+    """Stage 5: the grid of configs/demo.yaml over the shards and the synthetic folder; returns its directory."""
+    from hpcgan.experiment.grid import experiment_dir, load_experiment, run_local
+
+    cfg = load_experiment(DEMO_CONFIG, {"data": str(sh), "gan_data": [str(syn)], "outdir": str(experiments),
+                                        "progress": progress, **S["grid"]})
+    s = run_local(cfg, parallel=parallel)
+    if s["failed"]:
+        raise HpcganError("demo grid: " + "; ".join(f"task {f['name']} failed: {f['error']} (log {f['log']})"
+                                                    for f in s["failed"]) + "; fix it and run the demo again")
+    return str(experiment_dir(cfg))
+
+
+def _report(exp: str) -> str:
+    """Stage 6: the experiment's report; returns the path of report.md."""
+    from hpcgan.experiment.report import write_report
+
+    return str(write_report(exp))
+
+
 def demo(out: str = "demo", quick: bool = False, parallel: int = 1, progress: str | bool | None = "auto") -> dict:
     """Run (or resume) the demo pipeline under ``out``; returns {"report": path, "html": path, "stages": {...}, ...}.
 
     ``progress``: auto | bar | lines | off (hpcgan.progress), passed to every stage.
     """
-    from hpcgan.config import load as load_config
-    from hpcgan.experiment.grid import experiment_dir, load_experiment, run_local
-    from hpcgan.experiment.report import write_report
     from hpcgan.progress import normalize
 
     progress = normalize(progress)
-
     if not DEMO_CONFIG.is_file() or not GAN_PRESET.is_file():
         raise HpcganError(f"the demo needs {DEMO_CONFIG} and {GAN_PRESET} (part of the hpcgan repository); "
                           "run it from a checkout installed with scripts/install.sh")
-    mode = "quick" if quick else "full"
-    S = SETTINGS[mode]
+    S = SETTINGS["quick" if quick else "full"]
     root = Path(out).resolve()
     root.mkdir(parents=True, exist_ok=True)
-    state_path = root / "demo-stages.json"
-    state = _load_state(state_path)
-    seconds: dict = {}
-
-    def stage(name: str, params: dict, fn):
-        rec = state.get(name)
-        if rec and rec.get("params") == params:
-            print(f"demo: {name}: done earlier, skipped")
-            return rec.get("result")
-        if ran[0] and name in stale:  # an earlier stage was redone: this stage's old output is stale
-            shutil.rmtree(stale[name], ignore_errors=True)
-        ran[0] = True
-        print(f"demo: {name} ...", flush=True)
-        t0 = time.perf_counter()
-        result = fn()
-        seconds[name] = round(time.perf_counter() - t0, 1)
-        state[name] = {"params": params, "result": result, "seconds": seconds[name]}
-        for later in [k for k in list(state) if k not in order[: order.index(name) + 1]]:
-            state.pop(later)  # a re-done stage invalidates the ones after it
-        atomic_write_text(state_path, json.dumps(state, indent=1))
-        print(f"demo: {name}: {seconds[name]} s", flush=True)
-        return result
-
-    order = ["phantoms", "preprocess", "train-gan", "generate", "experiment", "report"]
-    ph, sh, gan, syn = root / "phantoms", root / "shards", root / "gan", root / "synthetic"
-    # outputs a stage would resume from rather than overwrite: removed when an earlier stage ran in this call
-    stale = {"train-gan": gan, "experiment": root / "experiments"}
-    ran = [False]
-
-    def do_phantoms():
-        from hpcgan.data.phantom import generate_phantoms
-
-        generate_phantoms(ph, S["phantoms"], seed=0)
-        return str(ph)
-
-    def do_preprocess():
-        from hpcgan.data.preprocess import PreprocessConfig, run_preprocess
-
-        run_preprocess(PreprocessConfig(source=str(ph), out=str(sh), classes=["Clear", "Opacity"],
-                                        resolution=S["resolution"], test_per_class=S["test_per_class"],
-                                        progress=progress))
-        return str(sh)
-
-    def do_train():
-        from hpcgan.gan.config import TrainConfig
-        from hpcgan.gan.snapshot import list_snapshots
-        from hpcgan.gan.train import train
-
-        over = {"data": str(sh), "outdir": str(gan), "cond": True, "kimg": S["kimg"], "progress": progress,
-                "seed": 0, **S["gan"]}
-        runs = sorted(p for p in gan.iterdir() if p.is_dir()) if gan.is_dir() else []
-        if runs and list_snapshots(runs[-1]):
-            over["resume"] = str(runs[-1])  # a killed training continues from its newest snapshot
-        cfg = load_config(TrainConfig, GAN_PRESET, over)
-        res = train(cfg)
-        if res["status"] != "done":
-            raise HpcganError(f"GAN training stopped ({res['status']}); run the demo again to continue")
-        return res["snapshot"]
-
-    def do_generate(snapshot):
-        from hpcgan.gan.generate import GenerateConfig, generate
-
-        generate(GenerateConfig(network=snapshot, out=str(syn), n=S["gen_n"], png=True, progress=progress))
-        return str(syn)
-
-    def do_experiment():
-        cfg = load_experiment(DEMO_CONFIG, {"data": str(sh), "gan_data": [str(syn)],
-                                            "outdir": str(root / "experiments"), "progress": progress, **S["grid"]})
-        s = run_local(cfg, parallel=parallel)
-        if s["failed"]:
-            raise HpcganError("demo grid: " + "; ".join(f"task {f['name']} failed: {f['error']} (log {f['log']})"
-                                                        for f in s["failed"]) + "; fix it and run the demo again")
-        return str(experiment_dir(cfg))
+    ph, sh, gan, syn, experiments = (root / "phantoms", root / "shards", root / "gan", root / "synthetic",
+                                     root / "experiments")
+    stages = _Stages(root, stale={"train-gan": gan, "experiment": experiments})
 
     t_all = time.perf_counter()
-    stage("phantoms", {"n": S["phantoms"]}, do_phantoms)
-    stage("preprocess", {"resolution": S["resolution"], "test_per_class": S["test_per_class"]}, do_preprocess)
-    snapshot = stage("train-gan", {"kimg": S["kimg"], "gan": S["gan"]}, do_train)
-    stage("generate", {"n": S["gen_n"], "snapshot": snapshot}, lambda: do_generate(snapshot))
-    exp = stage("experiment", {"grid": S["grid"], "config": DEMO_CONFIG.read_text()}, do_experiment)
-    report = stage("report", {"experiment": exp, "html": True}, lambda: str(write_report(exp)))
+    stages.run("phantoms", {"n": S["phantoms"]}, lambda: _phantoms(ph, S))
+    stages.run("preprocess", {"resolution": S["resolution"], "test_per_class": S["test_per_class"]},
+               lambda: _preprocess(ph, sh, S, progress))
+    snapshot = stages.run("train-gan", {"kimg": S["kimg"], "gan": S["gan"]}, lambda: _train_gan(sh, gan, S, progress))
+    stages.run("generate", {"n": S["gen_n"], "snapshot": snapshot}, lambda: _generate(snapshot, syn, S, progress))
+    exp = stages.run("experiment", {"grid": S["grid"], "config": DEMO_CONFIG.read_text()},
+                     lambda: _experiment(sh, syn, experiments, S, progress, parallel))
+    report = stages.run("report", {"experiment": exp, "html": True}, lambda: _report(exp))
     total = round(time.perf_counter() - t_all, 1)
     return {"report": report, "html": str(Path(report).with_name("report.html")), "experiment_dir": exp,
-            "stages": list(state), "seconds": seconds, "total_seconds": total}
+            "stages": list(stages.state), "seconds": stages.seconds, "total_seconds": total}
 
 
 def demo_main(out: str | None = None, quick: bool = False, parallel: int = 1, progress: str | bool | None = "auto") -> int:
