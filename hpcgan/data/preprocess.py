@@ -366,10 +366,50 @@ def run_preprocess(cfg: PreprocessConfig, comm=None) -> dict:
     cfg.validate()
     c = comm if isinstance(comm, dist.Comm) else dist.Comm.over(comm if comm is not None else dist.mpi_comm())
     out = Path(cfg.out)
-    work = out / ".work"
     fp = cfg.fingerprint()
     t0 = time.perf_counter()
+    # list the source; rank 0 keeps OUT/.work from a run with the same settings, or clears it
+    listing = _list_and_open_workdir(cfg, c, out, fp)
+    records = listing.records
+    # contiguous blocks of the canonical order, one per rank
+    bounds = _rank_blocks(len(records), c.size)
+    # examine this rank's block, then every rank learns every image's status
+    manual = read_exclude_file(cfg.exclude)
+    metas, arrays = _examine_block(cfg, c, out / ".work", records, bounds, manual)
+    # splits over the kept images (identical on every rank)
+    kept = [r for r, m in zip(records, metas) if m["status"] == "ok"]
+    split_of = assign_splits(
+        [r.stem for r in kept], [r.label for r in kept], listing.classes,
+        cfg.test_per_class, cfg.val_fraction, cfg.seed, [r.patient for r in kept],
+    )
+    # shard plan: per split, rank blocks in rank order, each block cut into shards
+    plan = _plan_shards(records, metas, split_of, bounds, cfg.shard_size)
+    # write this rank's shards, keeping complete ones from an earlier run
+    gathered = c.allgather(_write_rank_shards(cfg, c, out, fp, listing, metas, plan, arrays))
+    # rank 0: the manifest (what was written, excluded and why), then every rank returns its summary
+    summary = None
+    if c.rank == 0:
+        unmatched = sorted(manual - {r.stem for r in records})
+        summary = _write_manifest(cfg, out, fp, t0, listing, metas, split_of, plan, gathered, unmatched)
+    summary = c.bcast(summary)
+    c.barrier()
+    return summary
 
+
+def _image_kwargs(cfg: PreprocessConfig) -> dict:
+    """The keyword arguments of :func:`process_image` that ``cfg`` sets."""
+    return dict(resolution=cfg.resolution, margin=cfg.margin, no_mask_policy=cfg.no_mask_policy,
+                annotations=cfg.annotations, sensitivity=cfg.annotation_sensitivity, min_size=cfg.min_size)
+
+
+def _rank_blocks(n: int, ranks: int) -> np.ndarray:
+    """Block bounds of ``n`` images over ``ranks``: rank k takes ``[bounds[k], bounds[k + 1])``."""
+    return np.linspace(0, n, ranks + 1).astype(int)  # [ranks + 1]
+
+
+def _list_and_open_workdir(cfg: PreprocessConfig, c: dist.Comm, out: Path, fp: str):
+    """The source listing (every rank); on rank 0, ``OUT/.work`` kept for fingerprint ``fp`` or cleared."""
+    work = out / ".work"
     error = None
     listing = None
     try:
@@ -389,23 +429,24 @@ def run_preprocess(cfg: PreprocessConfig, comm=None) -> dict:
         error = f"cannot write to {out}: {exc}"
     c.check(error)
     c.barrier()
+    return listing
 
-    records = listing.records
-    manual = read_exclude_file(cfg.exclude)
-    present = {r.stem for r in records}
-    unmatched = sorted(manual - present)
-    # contiguous blocks of the canonical order, one per rank
-    bounds = np.linspace(0, len(records), c.size + 1).astype(int)
+
+def _examine_block(cfg: PreprocessConfig, c: dist.Comm, work: Path, records: list, bounds: np.ndarray,
+                   manual: set[str]) -> tuple[list[dict], dict[str, np.ndarray]]:
+    """Every image's status in canonical order (gathered from all ranks), and this rank's decoded images.
+
+    This rank examines the images of its block not listed in ``manual`` and not in a scan journal
+    of an earlier run; a fatal status on any rank stops every rank.
+    """
     lo, hi = int(bounds[c.rank]), int(bounds[c.rank + 1])
     block = records[lo:hi]
     cache = {row["stem"]: row for row in _read_jsonl(work.glob("scan-*.jsonl"))}
     todo = [r for r in block if r.stem not in manual and r.stem not in cache]
-    kw = dict(resolution=cfg.resolution, margin=cfg.margin, no_mask_policy=cfg.no_mask_policy,
-              annotations=cfg.annotations, sensitivity=cfg.annotation_sensitivity, min_size=cfg.min_size)
     arrays: dict[str, np.ndarray] = {}
     error = None
     try:
-        new = _scan(todo, kw, cfg, c, work, arrays, len(block))
+        new = _scan(todo, _image_kwargs(cfg), cfg, c, work, arrays, len(block))
     except OSError as exc:
         new, error = {}, f"cannot write the scan journal in {work}: {exc}"
     metas = []
@@ -421,26 +462,38 @@ def run_preprocess(cfg: PreprocessConfig, comm=None) -> dict:
     c.check(error)
     all_metas = [m for part in c.allgather(metas) for m in part]
     assert len(all_metas) == len(records)
+    return all_metas, arrays
 
-    # splits over the kept images (identical on every rank)
-    kept = [(i, r) for i, (r, m) in enumerate(zip(records, all_metas)) if m["status"] == "ok"]
-    split_of = assign_splits(
-        [r.stem for _, r in kept], [r.label for _, r in kept], listing.classes,
-        cfg.test_per_class, cfg.val_fraction, cfg.seed, [r.patient for _, r in kept],
-    )
-    # shard plan: per split, rank blocks in rank order, each block cut into shards
+
+def _plan_shards(records: list, metas: list[dict], split_of: dict[str, str], bounds: np.ndarray,
+                shard_size: int) -> list[dict]:
+    """The shards to write: per split, the kept images of each rank's block, cut into ``shard_size`` pieces.
+
+    Each entry is ``{"split", "rank" (its writer), "path" (relative to OUT), "members" (record indices)}``;
+    shard numbers run on across the ranks of a split.
+    """
     plan = []
     for split in SPLITS:
         idx = 0
-        for rk in range(c.size):
+        for rk in range(len(bounds) - 1):
             a, b = int(bounds[rk]), int(bounds[rk + 1])
-            members = [i for i in range(a, b) if all_metas[i]["status"] == "ok" and split_of[records[i].stem] == split]
-            for s in range(0, len(members), cfg.shard_size):
+            members = [i for i in range(a, b) if metas[i]["status"] == "ok" and split_of[records[i].stem] == split]
+            for s in range(0, len(members), shard_size):
                 plan.append({"split": split, "rank": rk, "path": f"{split}/shard-{idx:05d}.h5",
-                             "members": members[s : s + cfg.shard_size]})
+                             "members": members[s : s + shard_size]})
                 idx += 1
+    return plan
 
-    # write this rank's shards, keeping complete ones from an earlier run
+
+def _write_rank_shards(cfg: PreprocessConfig, c: dist.Comm, out: Path, fp: str, listing, metas: list[dict],
+                       plan: list[dict], arrays: dict[str, np.ndarray]) -> tuple[list[dict], int, int]:
+    """Write this rank's shards of ``plan``: (manifest entries, shards written, shards kept).
+
+    A shard is kept when the journal of an earlier run (``OUT/.work/shards-*.jsonl``) has it for the same
+    settings and members and the file's sha256 still matches; each shard written is journalled at once.
+    """
+    records = listing.records
+    work = out / ".work"
     journal = {row["path"]: row for row in _read_jsonl(work.glob("shards-*.jsonl"))}
     written = resumed = 0
     entries = []
@@ -458,24 +511,7 @@ def run_preprocess(cfg: PreprocessConfig, comm=None) -> dict:
                     entries.append({"path": sh["path"], "split": sh["split"], "n": len(stems), "sha256": old["sha256"]})
                     resumed += 1
                     continue
-                imgs = []
-                for i in sh["members"]:
-                    rec = records[i]
-                    arr = arrays.pop(rec.stem, None)
-                    if arr is None:
-                        m = process_image(rec, **kw)
-                        if m["status"] != "ok":
-                            raise HpcganError(f"{rec.path} changed since it was scanned ({m['reason']}); re-run")
-                        arr = m["image"]
-                    imgs.append(arr)
-                digest = write_shard(
-                    path, np.stack(imgs) if imgs else np.zeros((0, cfg.resolution, cfg.resolution), np.uint8),
-                    np.array([records[i].label for i in sh["members"]], np.int64), stems,
-                    np.array([all_metas[i]["bbox"] for i in sh["members"]], np.int32).reshape(-1, 4),
-                    np.array([all_metas[i]["flags"] for i in sh["members"]], np.uint32),
-                    cfg.compression,
-                    attrs={"split": sh["split"], "class_names": list(listing.classes), "resolution": cfg.resolution},
-                )
+                digest = _write_planned_shard(cfg, path, sh, listing, metas, arrays)
                 jfh.write(json.dumps({"path": sh["path"], "key": key, "sha256": digest}) + "\n")
                 jfh.flush()
                 entries.append({"path": sh["path"], "split": sh["split"], "n": len(stems), "sha256": digest})
@@ -485,59 +521,101 @@ def run_preprocess(cfg: PreprocessConfig, comm=None) -> dict:
     except OSError as exc:
         error = f"cannot write shards under {out}: {exc}"
     c.check(error)
-    gathered = c.allgather((entries, written, resumed))
+    return entries, written, resumed
 
-    summary = None
-    if c.rank == 0:
-        shard_entries = [e for part in gathered for e in part[0]]
-        order = {sh["path"]: k for k, sh in enumerate(plan)}
-        shard_entries.sort(key=lambda e: order[e["path"]])
-        counts = {s: {n: 0 for n in listing.classes} for s in SPLITS}
-        for _, r in kept:
+
+def _write_planned_shard(cfg: PreprocessConfig, path: Path, sh: dict, listing, metas: list[dict],
+                         arrays: dict[str, np.ndarray]) -> str:
+    """Write the shard ``sh`` of the plan at ``path``; returns its sha256.
+
+    The images come from this run's scan (``arrays``, released as used), or are processed again when an
+    earlier run scanned them; an image that no longer processes to ``ok`` stops the run.
+    """
+    records = listing.records
+    imgs = []
+    for i in sh["members"]:
+        rec = records[i]
+        arr = arrays.pop(rec.stem, None)
+        if arr is None:
+            m = process_image(rec, **_image_kwargs(cfg))
+            if m["status"] != "ok":
+                raise HpcganError(f"{rec.path} changed since it was scanned ({m['reason']}); re-run")
+            arr = m["image"]
+        imgs.append(arr)  # [R, R]
+    members = sh["members"]
+    return write_shard(
+        path, np.stack(imgs) if imgs else np.zeros((0, cfg.resolution, cfg.resolution), np.uint8),  # [n, R, R]
+        np.array([records[i].label for i in members], np.int64), [records[i].stem for i in members],
+        np.array([metas[i]["bbox"] for i in members], np.int32).reshape(-1, 4),  # [n, 4]: y0, x0, y1, x1
+        np.array([metas[i]["flags"] for i in members], np.uint32),
+        cfg.compression,
+        attrs={"split": sh["split"], "class_names": list(listing.classes), "resolution": cfg.resolution},
+    )
+
+
+def _outcomes(records: list, metas: list[dict], split_of: dict[str, str], classes: list[str]):
+    """What became of every input image: (counts per split and class, excluded rows, failed rows,
+    stems kept despite an annotation flag)."""
+    counts = {s: {n: 0 for n in classes} for s in SPLITS}
+    for r, m in zip(records, metas):
+        if m["status"] == "ok":
             counts[split_of[r.stem]][r.class_name] += 1
-        excluded, failed = [], []
-        for r, m in zip(records, all_metas):
-            if m["status"] in ("excluded", "failed"):
-                row = {"stem": r.stem, "class": r.class_name, "path": r.path, "reason": m["reason"], "detail": m["detail"]}
-                (excluded if m["status"] == "excluded" else failed).append(row)
-        flagged_kept = [r.stem for r, m in zip(records, all_metas) if m["status"] == "ok" and m["flags"] & FLAG_ANNOTATION]
-        summary = {
-            "inputs": len(records),
-            "written": len(kept),
-            "excluded": len(excluded),
-            "failed": len(failed),
-            "shards_written": sum(p[1] for p in gathered),
-            "shards_resumed": sum(p[2] for p in gathered),
-            "ranks": c.size,
-            "seconds": round(time.perf_counter() - t0, 3),
-        }
-        manifest = {
-            "format_version": FORMAT_VERSION,
-            "hpcgan_version": _version(),
-            "fingerprint": fp,
-            "source_root": str(Path(cfg.source).resolve()),
-            "layout": listing.layout,
-            "settings": asdict(cfg),
-            "class_names": list(listing.classes),
-            "labels": {n: i for i, n in enumerate(listing.classes)},
-            "counts": counts,
-            "shards": shard_entries,
-            "excluded": excluded,
-            "failed": failed,
-            "annotation_flagged_kept": flagged_kept,
-            "exclude_list_unmatched": unmatched,
-            "flag_bits": {str(k): v for k, v in FLAG_NAMES.items()},
-            "summary": summary,
-        }
-        planned = {out / sh["path"] for sh in plan}
-        for split in SPLITS:
-            for p in list((out / split).glob("shard-*.h5")) + list((out / split).glob(".shard-*.tmp-*")):
-                if p not in planned:
-                    p.unlink()
-        write_resolved(cfg, out)
-        atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1))
-    summary = c.bcast(summary)
-    c.barrier()
+    excluded, failed = [], []
+    for r, m in zip(records, metas):
+        if m["status"] in ("excluded", "failed"):
+            row = {"stem": r.stem, "class": r.class_name, "path": r.path, "reason": m["reason"], "detail": m["detail"]}
+            (excluded if m["status"] == "excluded" else failed).append(row)
+    flagged_kept = [r.stem for r, m in zip(records, metas) if m["status"] == "ok" and m["flags"] & FLAG_ANNOTATION]
+    return counts, excluded, failed, flagged_kept
+
+
+def _write_manifest(cfg: PreprocessConfig, out: Path, fp: str, t0: float, listing, metas: list[dict],
+                    split_of: dict[str, str], plan: list[dict], gathered: list, unmatched: list[str]) -> dict:
+    """Rank 0's last step: remove shards outside the plan, write the resolved config and the manifest.
+
+    ``gathered`` holds each rank's (entries, written, kept). Returns the run's summary.
+    """
+    records = listing.records
+    shard_entries = [e for part in gathered for e in part[0]]
+    order = {sh["path"]: k for k, sh in enumerate(plan)}
+    shard_entries.sort(key=lambda e: order[e["path"]])
+    counts, excluded, failed, flagged_kept = _outcomes(records, metas, split_of, listing.classes)
+    summary = {
+        "inputs": len(records),
+        "written": sum(m["status"] == "ok" for m in metas),
+        "excluded": len(excluded),
+        "failed": len(failed),
+        "shards_written": sum(p[1] for p in gathered),
+        "shards_resumed": sum(p[2] for p in gathered),
+        "ranks": len(gathered),
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "hpcgan_version": _version(),
+        "fingerprint": fp,
+        "source_root": str(Path(cfg.source).resolve()),
+        "layout": listing.layout,
+        "settings": asdict(cfg),
+        "class_names": list(listing.classes),
+        "labels": {n: i for i, n in enumerate(listing.classes)},
+        "counts": counts,
+        "shards": shard_entries,
+        "excluded": excluded,
+        "failed": failed,
+        "annotation_flagged_kept": flagged_kept,
+        "exclude_list_unmatched": unmatched,
+        "flag_bits": {str(k): v for k, v in FLAG_NAMES.items()},
+        "summary": summary,
+    }
+    # shard files the plan does not name (an earlier run's, a killed write's temporaries) go
+    planned = {out / sh["path"] for sh in plan}
+    for split in SPLITS:
+        for p in list((out / split).glob("shard-*.h5")) + list((out / split).glob(".shard-*.tmp-*")):
+            if p not in planned:
+                p.unlink()
+    write_resolved(cfg, out)
+    atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1))
     return summary
 
 
