@@ -102,6 +102,35 @@ def detect_annotations(crop: np.ndarray, max_size: int = 1024, sensitivity: floa
     reduced first. Returns ``{"flagged", "score", "components": [(y, x, h, w, contrast)]}``
     with boxes in crop coordinates.
     """
+    # reduce large crops first: the windows below are fractions of the side
+    g, scale = _reduced(crop, max_size)  # [h, w] float32
+    h, w = g.shape
+    side = max(h, w)
+    # small bright structures: white top-hat over ~3 % of the side, thresholded, connected components
+    k = max(5, int(round(0.03 * side)) | 1)
+    tophat = g - ndimage.grey_opening(g, size=(k, k))
+    min_contrast = 35.0 / sensitivity
+    lab, n = ndimage.label(tophat > min_contrast, structure=np.ones((3, 3), bool))
+    # keep the components that look drawn: glyph-sized, in the border band, uniform, with a step edge
+    comps = []
+    score = 0.0
+    max_ext = max(4, int(0.06 * side))
+    for i, sl in enumerate(ndimage.find_objects(lab)):
+        if sl is None or not _glyph_placed(sl, (h, w), max_ext):
+            continue
+        edge = _step_edge(g, lab, sl, i + 1, min_contrast)
+        if edge is None:
+            continue
+        c1, sharp = edge
+        ys, xs = sl
+        ch, cw = ys.stop - ys.start, xs.stop - xs.start
+        comps.append((int(ys.start / scale), int(xs.start / scale), int(ch / scale) + 1, int(cw / scale) + 1, round(c1, 1)))
+        score = max(score, c1 * sharp)
+    return {"flagged": bool(comps), "score": round(score, 2), "components": comps}
+
+
+def _reduced(crop: np.ndarray, max_size: int) -> tuple[np.ndarray, float]:
+    """``crop`` as float32, box-filtered down when its longer side exceeds ``max_size``; and the scale."""
     H, W = crop.shape
     scale = min(1.0, max_size / max(H, W))
     if scale < 1.0:
@@ -111,52 +140,56 @@ def detect_annotations(crop: np.ndarray, max_size: int = 1024, sensitivity: floa
         )
     else:
         g = crop.astype(np.float32)
+    return g, scale
+
+
+def _glyph_placed(sl: tuple[slice, slice], shape: tuple[int, int], max_ext: int, band: float = 0.25) -> bool:
+    """A component of glyph size (3 to ``max_ext`` px) whose centre lies in the border band, outside the lung field."""
+    h, w = shape
+    ys, xs = sl
+    ch, cw = ys.stop - ys.start, xs.stop - xs.start
+    if max(ch, cw) > max_ext or max(ch, cw) < 3:
+        return False
+    cy, cx = (ys.start + ys.stop) / 2.0 / h, (xs.start + xs.stop) / 2.0 / w
+    return not (band < cy < 1 - band and band < cx < 1 - band)
+
+
+_CROSS = ndimage.generate_binary_structure(2, 1)
+
+
+def _step_edge(g: np.ndarray, lab: np.ndarray, sl: tuple[slice, slice], label: int,
+               min_contrast: float) -> tuple[float, float] | None:
+    """(contrast, sharpness) of component ``label`` when it is drawn, else None.
+
+    Drawn: uniform inside (grey-level spread under 0.35 of the contrast), and its contrast to the
+    one-pixel ring around it (``c1``) is at least ``min_contrast`` and at least 0.8 of its contrast to the
+    ring three pixels away (``c3``): a step edge. ``sharpness`` is ``c1 / c3``.
+    """
     h, w = g.shape
-    side = max(h, w)
-    k = max(5, int(round(0.03 * side)) | 1)
-    tophat = g - ndimage.grey_opening(g, size=(k, k))
-    min_contrast = 35.0 / sensitivity
-    lab, n = ndimage.label(tophat > min_contrast, structure=np.ones((3, 3), bool))
-    comps = []
-    score = 0.0
-    band = 0.25
-    max_ext = max(4, int(0.06 * side))
-    cross = ndimage.generate_binary_structure(2, 1)
-    for i, sl in enumerate(ndimage.find_objects(lab)):
-        if sl is None:
-            continue
-        ys, xs = sl
-        ch, cw = ys.stop - ys.start, xs.stop - xs.start
-        if max(ch, cw) > max_ext or max(ch, cw) < 3:
-            continue
-        cy, cx = (ys.start + ys.stop) / 2.0 / h, (xs.start + xs.stop) / 2.0 / w
-        if band < cy < 1 - band and band < cx < 1 - band:
-            continue
-        pad = 4
-        y0, y1 = max(ys.start - pad, 0), min(ys.stop + pad, h)
-        x0, x1 = max(xs.start - pad, 0), min(xs.stop + pad, w)
-        comp = lab[y0:y1, x0:x1] == i + 1
-        if comp.sum() < 4:
-            continue
-        region = g[y0:y1, x0:x1]
-        d1 = ndimage.binary_dilation(comp, cross)
-        d3 = ndimage.binary_dilation(comp, cross, iterations=3)
-        ring1 = d1 & ~comp
-        ring3 = d3 & ~ndimage.binary_dilation(comp, cross, iterations=2)
-        if not ring1.any() or not ring3.any():
-            continue
-        inside = region[comp]
-        c1 = float(np.median(inside) - np.median(region[ring1]))
-        c3 = float(np.median(inside) - np.median(region[ring3]))
-        if c1 < min_contrast or c3 <= 0:
-            continue
-        sharp = c1 / c3
-        uniform = float(inside.std()) / c1
-        if sharp < 0.8 or uniform > 0.35:
-            continue
-        comps.append((int(ys.start / scale), int(xs.start / scale), int(ch / scale) + 1, int(cw / scale) + 1, round(c1, 1)))
-        score = max(score, c1 * sharp)
-    return {"flagged": bool(comps), "score": round(score, 2), "components": comps}
+    ys, xs = sl
+    pad = 4
+    y0, y1 = max(ys.start - pad, 0), min(ys.stop + pad, h)
+    x0, x1 = max(xs.start - pad, 0), min(xs.stop + pad, w)
+    comp = lab[y0:y1, x0:x1] == label
+    if comp.sum() < 4:
+        return None
+    region = g[y0:y1, x0:x1]
+    d1 = ndimage.binary_dilation(comp, _CROSS)
+    d3 = ndimage.binary_dilation(comp, _CROSS, iterations=3)
+    ring1 = d1 & ~comp
+    ring3 = d3 & ~ndimage.binary_dilation(comp, _CROSS, iterations=2)
+    if not ring1.any() or not ring3.any():
+        return None
+    inside = region[comp]
+    c1 = float(np.median(inside) - np.median(region[ring1]))
+    c3 = float(np.median(inside) - np.median(region[ring3]))
+    if c1 < min_contrast or c3 <= 0:
+        return None
+    sharp = c1 / c3
+    uniform = float(inside.std()) / c1
+    if sharp < 0.8 or uniform > 0.35:
+        return None
+    return c1, sharp
 
 
 # --------------------------------------------------------------------------- one image
