@@ -24,7 +24,8 @@ from hpcgan import dist
 from hpcgan.config import csv_list, progress_setting, setting, write_resolved
 from hpcgan.data import DEFAULT_CLASSES
 from hpcgan.data.shards import COMPRESSIONS, FORMAT_VERSION, MANIFEST, atomic_write_text, sha256_file, write_shard
-from hpcgan.data.sources import FLAG_ANNOTATION, FLAG_NAMES, FLAG_PADDED, IMAGE_SUFFIXES, LAYOUTS, discover
+from hpcgan.data.sources import (FLAG_ANNOTATION, FLAG_NAMES, FLAG_NO_MASK, FLAG_PADDED, IMAGE_SUFFIXES, LAYOUTS,
+                                 ImageLoadError, NotAnXrayError, discover, load_image, load_mask)
 from hpcgan.data.splits import SPLITS, assign_splits
 from hpcgan.errors import HpcganError
 
@@ -209,6 +210,14 @@ def not_an_xray(img: np.ndarray, min_size: int) -> tuple[str, str] | None:
     return None
 
 
+class _StatusError(Exception):
+    """Raised by a step of :func:`process_image` for an image that is not written: its status fields."""
+
+    def __init__(self, **fields):
+        super().__init__(fields.get("reason", ""))
+        self.fields = fields
+
+
 def process_image(rec, resolution: int, margin: float, no_mask_policy: str, annotations: str, sensitivity: float,
                   min_size: int = 64) -> dict:
     """Load, crop, check and resize one image. Never raises for bad input: returns a status.
@@ -219,50 +228,66 @@ def process_image(rec, resolution: int, margin: float, no_mask_policy: str, anno
     image or mask) or ``fatal`` (a missing mask under ``--no-mask-policy error``;
     the driver stops the run).
     """
-    from hpcgan.data.sources import FLAG_ANNOTATION, FLAG_NO_MASK, ImageLoadError, NotAnXrayError, load_image, load_mask
-
     meta = {"stem": rec.stem, "status": "ok", "reason": "", "detail": "", "bbox": [0, 0, 0, 0], "flags": 0}
     try:
-        img, flags = load_image(rec.path)
-    except ImageLoadError as exc:
-        return {**meta, "status": "failed", "reason": "unreadable_image", "detail": str(exc)}
-    except NotAnXrayError as exc:
-        return {**meta, "status": "excluded", "reason": exc.reason, "detail": str(exc)}
-    bad = not_an_xray(img, min_size)
-    if bad is not None:
-        return {**meta, "flags": int(flags), "status": "excluded", "reason": bad[0], "detail": f"{rec.path}: {bad[1]}"}
-    if rec.mask_path is None:
-        if no_mask_policy == "error":
-            return {**meta, "status": "fatal", "reason": "missing_mask",
-                    "detail": f"no lung mask for {rec.path}; add one, or pass --no-mask-policy center|skip"}
-        if no_mask_policy == "skip":
-            return {**meta, "status": "excluded", "reason": "missing_mask", "detail": "no lung mask (--no-mask-policy skip)"}
-        box = center_box(img.shape)
-        flags |= FLAG_NO_MASK
-    else:
-        try:
-            mask, mflags = load_mask(rec.mask_path, img.shape)
-        except ImageLoadError as exc:
-            return {**meta, "status": "failed", "reason": "unreadable_mask", "detail": str(exc)}
-        flags |= mflags
-        bb = mask_bbox(mask)
-        if bb is None:
-            return {**meta, "status": "excluded", "reason": "empty_mask",
-                    "detail": f"lung mask {rec.mask_path} has no pixel > 127; fix or delete the mask"}
-        box = square_box(bb, img.shape, margin)
-    crop, pflags = crop_square(img, box)
-    flags |= pflags
-    meta["bbox"] = [int(v) for v in box]
-    if annotations != "off":
-        det = detect_annotations(crop, sensitivity=sensitivity)
-        if det["flagged"]:
-            if annotations == "exclude":
-                return {**meta, "flags": flags | FLAG_ANNOTATION, "status": "excluded", "reason": "annotation",
-                        "detail": f"detector score {det['score']}, marks (y, x, h, w, contrast) {det['components'][:4]}"}
-            flags |= FLAG_ANNOTATION
+        img, flags = _load_radiograph(rec, min_size)
+        box, bflags = _lung_box(rec, img.shape, margin, no_mask_policy)
+        crop, pflags = crop_square(img, box)
+        flags |= bflags | pflags
+        meta["bbox"] = [int(v) for v in box]
+        flags |= _annotation_flag(crop, annotations, sensitivity, flags)
+    except _StatusError as v:
+        return {**meta, **v.fields}
     meta["flags"] = int(flags)
     meta["image"] = resize(crop, resolution)
     return meta
+
+
+def _load_radiograph(rec, min_size: int) -> tuple[np.ndarray, int]:
+    """The decoded image (H, W) uint8 and its flags; _StatusError when it is unreadable or not a radiograph."""
+    try:
+        img, flags = load_image(rec.path)
+    except ImageLoadError as exc:
+        raise _StatusError(status="failed", reason="unreadable_image", detail=str(exc)) from None
+    except NotAnXrayError as exc:
+        raise _StatusError(status="excluded", reason=exc.reason, detail=str(exc)) from None
+    bad = not_an_xray(img, min_size)
+    if bad is not None:
+        raise _StatusError(flags=int(flags), status="excluded", reason=bad[0], detail=f"{rec.path}: {bad[1]}")
+    return img, flags
+
+
+def _lung_box(rec, shape: tuple[int, int], margin: float, no_mask_policy: str) -> tuple[tuple[int, int, int, int], int]:
+    """The crop box (lung mask's square, or the centre square without a mask) and the mask's flags."""
+    if rec.mask_path is None:
+        if no_mask_policy == "error":
+            raise _StatusError(status="fatal", reason="missing_mask",
+                           detail=f"no lung mask for {rec.path}; add one, or pass --no-mask-policy center|skip")
+        if no_mask_policy == "skip":
+            raise _StatusError(status="excluded", reason="missing_mask", detail="no lung mask (--no-mask-policy skip)")
+        return center_box(shape), FLAG_NO_MASK
+    try:
+        mask, mflags = load_mask(rec.mask_path, shape)
+    except ImageLoadError as exc:
+        raise _StatusError(status="failed", reason="unreadable_mask", detail=str(exc)) from None
+    bb = mask_bbox(mask)
+    if bb is None:
+        raise _StatusError(status="excluded", reason="empty_mask",
+                       detail=f"lung mask {rec.mask_path} has no pixel > 127; fix or delete the mask")
+    return square_box(bb, shape, margin), mflags
+
+
+def _annotation_flag(crop: np.ndarray, annotations: str, sensitivity: float, flags: int) -> int:
+    """FLAG_ANNOTATION when the detector flags ``crop`` under policy ``keep``; _StatusError under ``exclude``."""
+    if annotations == "off":
+        return 0
+    det = detect_annotations(crop, sensitivity=sensitivity)
+    if not det["flagged"]:
+        return 0
+    if annotations == "exclude":
+        raise _StatusError(flags=flags | FLAG_ANNOTATION, status="excluded", reason="annotation",
+                       detail=f"detector score {det['score']}, marks (y, x, h, w, contrast) {det['components'][:4]}")
+    return FLAG_ANNOTATION
 
 
 def _work(args):
