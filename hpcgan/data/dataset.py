@@ -178,7 +178,8 @@ class ShardSampler(Sampler):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
-    def _indices(self) -> list[int]:
+    def indices(self) -> list[int]:
+        """This rank's sample indices for the current epoch, in order: what iterating the sampler yields."""
         if self.shuffle:
             g = torch.Generator()
             g.manual_seed(self.seed * 1_000_003 + self.epoch)
@@ -190,7 +191,7 @@ class ShardSampler(Sampler):
         return perm[self.rank :: self.num_replicas]
 
     def __iter__(self):
-        return iter(self._indices())
+        return iter(self.indices())
 
     def __len__(self) -> int:
         if self.even:

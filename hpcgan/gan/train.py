@@ -105,7 +105,7 @@ class _StepBatches:
             if len(self._cache) > 2:
                 self._cache.pop(min(self._cache))
             self._sampler.set_epoch(epoch)
-            self._cache[epoch] = self._sampler._indices()
+            self._cache[epoch] = self._sampler.indices()
         return self._cache[epoch]
 
     def indices(self, step: int) -> list[int]:
