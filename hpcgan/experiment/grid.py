@@ -49,7 +49,7 @@ from hpcgan.errors import HpcganError
 
 __all__ = ["ExperimentConfig", "Task", "load_experiment", "expand", "experiment_dir", "prepare_dir", "run_task",
            "run_local", "aggregate", "ensure_image_metrics", "list_text", "experiment_main", "METRIC_KEYS",
-           "experiment_config_from_dict"]
+           "experiment_config_from_dict", "read_experiment_config"]
 
 MODELS = ("inception_v3", "efficientnet_b0", "small_cnn")
 AUGS = ("none", "classic", "gan", "classic+gan", "rebalance")
@@ -129,6 +129,15 @@ def _as_list(v, what: str) -> list:
 
 def validate(cfg: ExperimentConfig) -> ExperimentConfig:
     """Check values and normalise lists; returns ``cfg`` (modified in place)."""
+    _validate_grid(cfg)
+    _validate_classifier(cfg)
+    _validate_external(cfg)
+    _validate_metrics(cfg)
+    return cfg
+
+
+def _validate_grid(cfg: ExperimentConfig) -> None:
+    """The grid's axes: name, data, models, augs, runs, gan_data, class sets, gan classes."""
     if not cfg.name or not re.fullmatch(r"[A-Za-z0-9_.+-]+", str(cfg.name)):
         raise HpcganError(f"experiment name {cfg.name!r} must be non-empty letters, digits, _ . + - (a folder name)")
     if not cfg.data:
@@ -163,6 +172,10 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         cfg.class_sets = sets
     if cfg.gan_classes is not None:
         cfg.gan_classes = [str(c) for c in _as_list(cfg.gan_classes, "gan_classes")]
+
+
+def _validate_classifier(cfg: ExperimentConfig) -> None:
+    """The classifier's settings: sizes, lr, amp, pretrained, balance, select."""
     for what in ("epochs", "batch", "gan_n"):
         v = getattr(cfg, what)
         if not isinstance(v, int) or v < (0 if what == "gan_n" else 1):
@@ -177,6 +190,10 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         raise HpcganError(f"experiment setting balance must be none, weight or oversample, got {cfg.balance!r}")
     if cfg.select not in ("accuracy", "balanced", "auc"):
         raise HpcganError(f"experiment setting select must be accuracy, balanced or auc, got {cfg.select!r}")
+
+
+def _validate_external(cfg: ExperimentConfig) -> None:
+    """The external test sets (``{name: shard folder}``) and their split."""
     if cfg.external is not None:
         if not isinstance(cfg.external, dict) or not cfg.external:
             raise HpcganError(f"experiment setting external must map set names to shard folders, e.g. "
@@ -187,11 +204,14 @@ def validate(cfg: ExperimentConfig) -> ExperimentConfig:
         cfg.external = {str(k): str(v) for k, v in cfg.external.items()}
     if cfg.external_split not in ("all", "test"):
         raise HpcganError(f"experiment setting external_split must be all or test, got {cfg.external_split!r}")
+
+
+def _validate_metrics(cfg: ExperimentConfig) -> None:
+    """The image metrics' settings."""
     if cfg.fid_method not in ("sqrtm", "eigh"):
         raise HpcganError(f"experiment setting fid_method must be sqrtm or eigh, got {cfg.fid_method!r}")
     if cfg.metrics_num is not None and cfg.metrics_num < 2:
         raise HpcganError(f"experiment setting metrics_num must be >= 2 (or null), got {cfg.metrics_num}")
-    return cfg
 
 
 def load_experiment(path, overrides: dict | None = None) -> ExperimentConfig:
@@ -420,34 +440,55 @@ def run_local(cfg: ExperimentConfig, parallel: int = 1) -> dict:
             bar.write(f"task {t.index} {t.name} FAILED: {res.get('error')} (log: {log})")
         bar.update(1)
 
+    # the missing tasks: here, one after another, or in spawned worker processes
     if parallel == 1 or len(todo) <= 1:
-        for t in todo:
-            try:
-                run_task(cfg, t.index)
-                res = {"ok": True}
-            except Exception as exc:  # noqa: BLE001 - a failing task must not stop the others
-                log = _log_path(cfg, t)
-                log.parent.mkdir(parents=True, exist_ok=True)
-                with open(log, "a") as fh:
-                    traceback.print_exc(file=fh)
-                res = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-            done(t, res)
+        _run_here(cfg, todo, done)
     else:
-        import concurrent.futures as cf
-        import multiprocessing as mp
-
-        threads = max(1, _cores() // parallel)
-        cfg_dict = dataclasses.asdict(dataclasses.replace(cfg, progress="off"))
-        with cf.ProcessPoolExecutor(max_workers=parallel, mp_context=mp.get_context("spawn")) as pool:
-            futs = {pool.submit(_worker, cfg_dict, t.index, threads, str(_log_path(cfg, t))): t for t in todo}
-            for fut in cf.as_completed(futs):
-                t = futs[fut]
-                try:
-                    res = fut.result()
-                except Exception as exc:  # noqa: BLE001 - the worker process died (killed, out of memory)
-                    res = {"ok": False, "error": f"worker process died: {type(exc).__name__}: {exc}"}
-                done(t, res)
+        _run_in_workers(cfg, todo, parallel, done)
     bar.close()
+    # what finished tasks add: the external sets, then the image metrics of gan_data
+    _ensure_extras(cfg, tasks, failed)
+    results = aggregate(exp)
+    return {"experiment_dir": str(exp), "n_tasks": len(tasks), "skipped": skipped, "ran": ran, "failed": failed,
+            "results": results}
+
+
+def _run_here(cfg: ExperimentConfig, todo: list[Task], done) -> None:
+    """Run ``todo`` in this process, one after another; a failure's traceback goes to the task's log."""
+    for t in todo:
+        try:
+            run_task(cfg, t.index)
+            res = {"ok": True}
+        except Exception as exc:  # noqa: BLE001 - a failing task must not stop the others
+            log = _log_path(cfg, t)
+            log.parent.mkdir(parents=True, exist_ok=True)
+            with open(log, "a") as fh:
+                traceback.print_exc(file=fh)
+            res = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        done(t, res)
+
+
+def _run_in_workers(cfg: ExperimentConfig, todo: list[Task], parallel: int, done) -> None:
+    """Run ``todo`` in ``parallel`` spawned worker processes (:func:`_worker`), ``cores // parallel`` threads each."""
+    import concurrent.futures as cf
+    import multiprocessing as mp
+
+    threads = max(1, _cores() // parallel)
+    cfg_dict = dataclasses.asdict(dataclasses.replace(cfg, progress="off"))
+    with cf.ProcessPoolExecutor(max_workers=parallel, mp_context=mp.get_context("spawn")) as pool:
+        futs = {pool.submit(_worker, cfg_dict, t.index, threads, str(_log_path(cfg, t))): t for t in todo}
+        for fut in cf.as_completed(futs):
+            t = futs[fut]
+            try:
+                res = fut.result()
+            except Exception as exc:  # noqa: BLE001 - the worker process died (killed, out of memory)
+                res = {"ok": False, "error": f"worker process died: {type(exc).__name__}: {exc}"}
+            done(t, res)
+
+
+def _ensure_extras(cfg: ExperimentConfig, tasks: list[Task], failed: list[dict]) -> None:
+    """External-set entries of every finished task and the image metrics, computed where missing; a failure is
+    appended to ``failed``, and the other tasks go on."""
     for t in tasks:  # external sets of tasks finished earlier (or added to the config since)
         if cfg.external and _read_result(t) is not None and t.name not in {f["name"] for f in failed}:
             try:
@@ -461,9 +502,6 @@ def run_local(cfg: ExperimentConfig, parallel: int = 1) -> dict:
         except HpcganError as exc:
             failed.append({"index": None, "name": "image_metrics", "log": None, "error": str(exc)})
             print(f"image metrics FAILED: {exc}", file=sys.stderr)
-    results = aggregate(exp)
-    return {"experiment_dir": str(exp), "n_tasks": len(tasks), "skipped": skipped, "ran": ran, "failed": failed,
-            "results": results}
 
 
 def ensure_image_metrics(cfg: ExperimentConfig) -> dict | None:
@@ -522,15 +560,8 @@ def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
     return m, s
 
 
-def aggregate(experiment_dir) -> dict:
-    """Collect the tasks' test metrics; write ``results.json`` and ``results.csv``; return the results.
-
-    ``rows``: one per finished task (index, name, model, aug, class_set, run, seed,
-    the metrics of :data:`METRIC_KEYS`, best_epoch, n_test, train_mix).
-    ``cells``: one per model x aug x class set with ``n_runs``, ``seeds`` and, per
-    metric, ``<m>_mean`` and ``<m>_std`` (sample std, ddof=1) over the finished runs.
-    ``missing``: names of tasks without a result.
-    """
+def read_experiment_config(experiment_dir) -> ExperimentConfig:
+    """The :class:`ExperimentConfig` of an experiment directory (its experiment.yaml), located where it is now."""
     exp = Path(experiment_dir)
     path = exp / "experiment.yaml"
     if not path.is_file():
@@ -542,24 +573,56 @@ def aggregate(experiment_dir) -> dict:
         raise HpcganError(f"{path} is not valid YAML: {exc}") from exc
     cfg.outdir = str(exp.parent)  # the folder may have been moved
     cfg.name = exp.name
+    return cfg
+
+
+def aggregate(experiment_dir) -> dict:
+    """Collect the tasks' test metrics; write ``results.json`` and ``results.csv``; return the results.
+
+    ``rows``: one per finished task (index, name, model, aug, class_set, run, seed,
+    the metrics of :data:`METRIC_KEYS`, best_epoch, n_test, train_mix).
+    ``cells``: one per model x aug x class set with ``n_runs``, ``seeds`` and, per
+    metric, ``<m>_mean`` and ``<m>_std`` (sample std, ddof=1) over the finished runs.
+    ``missing``: names of tasks without a result.
+    """
+    exp = Path(experiment_dir)
+    cfg = read_experiment_config(exp)
     tasks = expand(cfg)
     rows, missing = [], []
     for t in tasks:
         res = _read_result(t)
         if res is None:
             missing.append(t.name)
-            continue
-        row = {"index": t.index, "name": t.name, "model": t.model, "aug": t.aug, "class_set": t.class_set,
-               "run": t.run, "seed": t.seed}
-        row.update({k: res.get(k) for k in METRIC_KEYS})
-        row.update(best_epoch=res.get("best_epoch"), n_test=res.get("n_test"), train_mix=res.get("train_mix"),
-                   positive_class=res.get("positive_class"), class_names=res.get("class_names"))
-        row["external"] = {n: {k: e.get(k) for k in EXTERNAL_KEYS} for n, e in _task_external(cfg, t).items()}
-        for name, e in row["external"].items():
-            row.update({f"external_{name}_{k}": e.get(k) for k in EXTERNAL_KEYS})
-        rows.append(row)
+        else:
+            rows.append(_row(cfg, t, res))
+    class_sets = list(dict.fromkeys(t.class_set for t in tasks))
+    cells = _cells(cfg, class_sets, rows)
+    results = {"experiment": cfg.name, "experiment_dir": str(exp), "n_tasks": len(tasks), "n_done": len(rows),
+               "missing": missing, "runs": cfg.runs, "models": cfg.models, "augs": cfg.augs,
+               "class_sets": class_sets, "std": "sample (ddof=1)",
+               "rows": rows, "cells": cells, "external": _external_cells(cfg, cells, rows)}
+    atomic_write_text(exp / "results.json", json.dumps(_clean(results), indent=1))
+    atomic_write_text(exp / "results.csv", _results_csv(cfg, rows))
+    return results
+
+
+def _row(cfg: ExperimentConfig, t: Task, res: dict) -> dict:
+    """results.json's row of a finished task: what it is, its test metrics, its external sets (nested and flat)."""
+    row = {"index": t.index, "name": t.name, "model": t.model, "aug": t.aug, "class_set": t.class_set,
+           "run": t.run, "seed": t.seed}
+    row.update({k: res.get(k) for k in METRIC_KEYS})
+    row.update(best_epoch=res.get("best_epoch"), n_test=res.get("n_test"), train_mix=res.get("train_mix"),
+               positive_class=res.get("positive_class"), class_names=res.get("class_names"))
+    row["external"] = {n: {k: e.get(k) for k in EXTERNAL_KEYS} for n, e in _task_external(cfg, t).items()}
+    for name, e in row["external"].items():
+        row.update({f"external_{name}_{k}": e.get(k) for k in EXTERNAL_KEYS})
+    return row
+
+
+def _cells(cfg: ExperimentConfig, class_sets: list[str], rows: list[dict]) -> list[dict]:
+    """One cell per class set x model x aug: the finished runs' seeds, mean and std of each metric."""
     cells = []
-    for cset in dict.fromkeys(t.class_set for t in tasks):
+    for cset in class_sets:
         for model in cfg.models:
             for aug in cfg.augs:
                 rs = [r for r in rows if (r["class_set"], r["model"], r["aug"]) == (cset, model, aug)]
@@ -568,6 +631,11 @@ def aggregate(experiment_dir) -> dict:
                 for k in METRIC_KEYS:
                     cell[f"{k}_mean"], cell[f"{k}_std"] = _mean_std([r[k] for r in rs if r[k] is not None])
                 cells.append(cell)
+    return cells
+
+
+def _external_cells(cfg: ExperimentConfig, cells: list[dict], rows: list[dict]) -> dict:
+    """Per external set: its folder, split and cells (like :func:`_cells`, over the runs that tested on it)."""
     external = {}
     for name, data in (cfg.external or {}).items():
         ecells = []
@@ -581,11 +649,11 @@ def aggregate(experiment_dir) -> dict:
                                                              if r["external"][name].get(k) is not None])
             ecells.append(ec)
         external[name] = {"data": data, "split": cfg.external_split, "cells": ecells}
-    results = {"experiment": cfg.name, "experiment_dir": str(exp), "n_tasks": len(tasks), "n_done": len(rows),
-               "missing": missing, "runs": cfg.runs, "models": cfg.models, "augs": cfg.augs,
-               "class_sets": list(dict.fromkeys(t.class_set for t in tasks)), "std": "sample (ddof=1)",
-               "rows": rows, "cells": cells, "external": external}
-    atomic_write_text(exp / "results.json", json.dumps(_clean(results), indent=1))
+    return external
+
+
+def _results_csv(cfg: ExperimentConfig, rows: list[dict]) -> str:
+    """results.csv: one line per finished task (the metrics and the external sets flat)."""
     buf = io.StringIO()
     cols = ["index", "name", "model", "aug", "class_set", "run", "seed", *METRIC_KEYS, "best_epoch", "n_test"]
     cols += [f"external_{name}_{k}" for name in (cfg.external or {}) for k in EXTERNAL_KEYS]
@@ -593,8 +661,7 @@ def aggregate(experiment_dir) -> dict:
     w.writeheader()
     for r in rows:
         w.writerow(r)
-    atomic_write_text(exp / "results.csv", buf.getvalue())
-    return results
+    return buf.getvalue()
 
 
 def experiment_main(config: str, overrides: dict | None = None, parallel: int = 1, task_index: int | None = None,

@@ -327,14 +327,11 @@ def _gan_runs(gan_data: list | None) -> dict:
 
 def collect(experiment_dir, alpha: float = 0.05, compute_image_metrics: bool = True) -> ReportData:
     """Step 1 of the report: aggregate the grid, read the ROC curves, test the pairs, load the image metrics."""
-    import yaml
-
-    from hpcgan.experiment.grid import aggregate, ensure_image_metrics, expand, experiment_config_from_dict
+    from hpcgan.experiment.grid import aggregate, ensure_image_metrics, expand, read_experiment_config
 
     exp = Path(experiment_dir)
     results = aggregate(exp)
-    cfg = experiment_config_from_dict(yaml.safe_load((exp / "experiment.yaml").read_text()))
-    cfg.outdir, cfg.name = str(exp.parent), exp.name
+    cfg = read_experiment_config(exp)
     if results["n_done"] == 0:
         raise HpcganError(f"{exp}: no task has finished yet ({results['n_tasks']} tasks); run `hpcgan experiment` first")
     rocs: dict = {}
