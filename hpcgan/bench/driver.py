@@ -329,57 +329,75 @@ def aggregate(cfg: ScalingConfig, raw: list[dict]) -> list[dict]:
     rows = []
     for what in cfg.whats():
         for mode in cfg.modes:
-            group = {}
-            for r in raw:
-                if r["what"] != what:
-                    continue
-                if r["mode"] == mode or (r["ranks"] == 1 and r["mode"] == "strong"):
-                    group.setdefault(r["ranks"], []).append(r)
+            group = _group(raw, what, mode)
             if not group:
                 continue
             ns = sorted(group)
             n0 = ns[0]
             key = "step_s" if what == "gan-step" else "seconds"
-
-            def stats(n):  # called only within this iteration (group, key)
-                reps = group[n]  # noqa: B023
-                t, lo, hi = _median_spread([x[key] for x in reps])  # noqa: B023
-                comm = statistics.median(x["comm_s"] for x in reps)
-                wait = statistics.median(x["wait_s"] for x in reps)
-                return reps, t, lo, hi, comm, wait
-
-            base_reps, t0, *_ = stats(n0)
+            # the baseline: the smallest N's time and compute (time - comm - wait)
+            base_reps, t0, *_ = _rep_stats(group[n0], key)
             base_compute = t0 - statistics.median(x["comm_s"] for x in base_reps) - \
                 statistics.median(x["wait_s"] for x in base_reps)
             t1_compute = base_compute * n0 if mode == "strong" else base_compute  # one rank's compute
             for n in ns:
-                reps, t, lo, hi, comm, wait = stats(n)
+                reps, t, lo, hi, comm, wait = _rep_stats(group[n], key)
                 r0 = reps[0]
                 row = {"what": what, "mode": mode, "ranks": n, "nodes": r0.get("nodes", 1), "repeats": len(reps),
                        "time_s": t, "time_min_s": lo,
                        "time_max_s": hi, "comm_s": comm, "wait_s": wait, "compute_s": max(0.0, t - comm - wait),
                        "efficiency": efficiency(t0, t, n, mode, n0), "all_s": [x[key] for x in reps]}
+                # the workload's own numbers and the model's communication time
                 if what == "gan-step":
-                    row["images"] = r0["global_batch"]
-                    row["batch_gpu"] = r0["batch_gpu"]
-                    row["img_per_s"] = r0["global_batch"] / t
-                    row["bytes_per_step"] = r0["bytes_per_step"]
-                    row["allreduce_calls_per_step"] = r0["allreduce_calls_per_step"]
-                    row["sync_bytes_per_step"] = r0["sync_bytes_per_step"]
-                    pred_comm = _comm_model(r0["bytes_per_step"], r0["allreduce_calls_per_step"], n, bw, lat)
-                    if n > 1 and comm > 0:  # the bus bandwidth the measured all-reduces achieved
-                        row["measured_busbw_gbs"] = 2 * (n - 1) / n * r0["sync_bytes_per_step"] / comm / 1e9
+                    pred_comm = _gan_step_fields(row, r0, n, comm, bw, lat)
                 else:
-                    row["images"] = r0["inputs"]
-                    row["img_per_s"] = r0["inputs"] / t
-                    sizes = r0.get("collective_max_bytes", [])
-                    pred_comm = sum(allgather_seconds(b, n, bw, lat) for b in sizes)
-                    row["collectives"] = len(sizes)
-                    row["collective_bytes"] = int(sum(sizes))
+                    pred_comm = _preprocess_fields(row, r0, n, bw, lat)
                 pred = predict_step(t1_compute, n, mode, pred_comm, cfg.overlap)
                 row["predicted"] = {"comm_s": pred_comm, "time_s": pred["step_s"], "efficiency": pred["efficiency"]}
                 rows.append(row)
     return rows
+
+
+def _group(raw: list[dict], what: str, mode: str) -> dict[int, list[dict]]:
+    """The repeats of one workload and mode by rank count (the one-rank run of strong scaling counts for both)."""
+    group: dict[int, list[dict]] = {}
+    for r in raw:
+        if r["what"] != what:
+            continue
+        if r["mode"] == mode or (r["ranks"] == 1 and r["mode"] == "strong"):
+            group.setdefault(r["ranks"], []).append(r)
+    return group
+
+
+def _rep_stats(reps: list[dict], key: str):
+    """(reps, median time, min, max, median comm, median wait) over the repeats of one N."""
+    t, lo, hi = _median_spread([x[key] for x in reps])
+    comm = statistics.median(x["comm_s"] for x in reps)
+    wait = statistics.median(x["wait_s"] for x in reps)
+    return reps, t, lo, hi, comm, wait
+
+
+def _gan_step_fields(row: dict, r0: dict, n: int, comm: float, bw: float, lat: float) -> float:
+    """The GAN step's images, bytes and all-reduce counts into ``row``; returns the model's comm seconds."""
+    row["images"] = r0["global_batch"]
+    row["batch_gpu"] = r0["batch_gpu"]
+    row["img_per_s"] = r0["global_batch"] / row["time_s"]
+    row["bytes_per_step"] = r0["bytes_per_step"]
+    row["allreduce_calls_per_step"] = r0["allreduce_calls_per_step"]
+    row["sync_bytes_per_step"] = r0["sync_bytes_per_step"]
+    if n > 1 and comm > 0:  # the bus bandwidth the measured all-reduces achieved
+        row["measured_busbw_gbs"] = 2 * (n - 1) / n * r0["sync_bytes_per_step"] / comm / 1e9
+    return _comm_model(r0["bytes_per_step"], r0["allreduce_calls_per_step"], n, bw, lat)
+
+
+def _preprocess_fields(row: dict, r0: dict, n: int, bw: float, lat: float) -> float:
+    """Preprocessing's images and collectives into ``row``; returns the model's comm seconds (its all-gathers)."""
+    row["images"] = r0["inputs"]
+    row["img_per_s"] = r0["inputs"] / row["time_s"]
+    sizes = r0.get("collective_max_bytes", [])
+    row["collectives"] = len(sizes)
+    row["collective_bytes"] = int(sum(sizes))
+    return sum(allgather_seconds(b, n, bw, lat) for b in sizes)
 
 
 def _loadavg() -> float | None:
@@ -402,50 +420,69 @@ def run_scaling(cfg: ScalingConfig) -> dict | None:
         cfg.ranks = [hdist.world_size()]
         hdist.init_process_group(backend="gloo" if cfg.device == "cpu" else None)
     own_tmp = cfg.workdir is None
+    work = _workdir(cfg, current)
+    t_start = time.time()
+    load_start = _loadavg()
+    try:
+        raw = _measure(cfg, current, work)
+        if raw is None:
+            return None
+        rows = aggregate(cfg, raw)
+    finally:
+        if own_tmp and work is not None and hdist.is_rank0():
+            shutil.rmtree(work, ignore_errors=True)
+    return {"meta": _meta(cfg, t_start, load_start), "config": dataclasses.asdict(cfg), "rows": rows, "raw": raw}
+
+
+def _workdir(cfg: ScalingConfig, current: bool) -> Path | None:
+    """The working folder (``cfg.workdir`` or a new temporary one), made by the driver; with the current launch
+    every rank gets rank 0's."""
     work = None
     if hdist.is_rank0() or not current:
         work = Path(cfg.workdir) if cfg.workdir else Path(tempfile.mkdtemp(prefix="hpcgan-scaling-"))
         work.mkdir(parents=True, exist_ok=True)
     if current:
         work = Path(hdist.broadcast_object(str(work) if work else None))
-    t_start = time.time()
-    load_start = _loadavg()
-    raw: list[dict] = []
-    try:
-        gan_data = pre_src = None
-        if hdist.is_rank0():
-            from hpcgan.config import write_resolved
+    return work
 
-            write_resolved(cfg, work, "scaling-config.yaml")
-            if "gan-step" in cfg.whats():
-                gan_data = _prepare_gan_data(cfg, work)
-            if "preprocess" in cfg.whats():
-                pre_src = _preprocess_sources(cfg, work)
-        if current:
-            gan_data, pre_src = hdist.broadcast_object((gan_data, pre_src))
-            n = cfg.ranks[0]
-            tasks = _tasks_for(cfg, n, work, gan_data, pre_src) if hdist.is_rank0() else None
-            tasks = hdist.broadcast_object(tasks)
-            got = run_worker({"tasks": tasks, "threads": cfg.threads, "out": None, "warmup": cfg.warmup})
-            if not hdist.is_rank0():
-                return None
-            raw += got
-        else:
-            for n in cfg.ranks:
-                raw += _launch(cfg, n, _tasks_for(cfg, n, work, gan_data, pre_src), work)
-        rows = aggregate(cfg, raw)
-    finally:
-        if own_tmp and work is not None and hdist.is_rank0():
-            shutil.rmtree(work, ignore_errors=True)
+
+def _measure(cfg: ScalingConfig, current: bool, work: Path) -> list[dict] | None:
+    """Every measurement's raw numbers: in this launch's ranks (``current``) or one launch per rank count;
+    None on the ranks other than 0 of the current launch."""
+    # the inputs, made once by rank 0: the resolved config, the GAN's shards, preprocessing's sources
+    gan_data = pre_src = None
+    if hdist.is_rank0():
+        from hpcgan.config import write_resolved
+
+        write_resolved(cfg, work, "scaling-config.yaml")
+        if "gan-step" in cfg.whats():
+            gan_data = _prepare_gan_data(cfg, work)
+        if "preprocess" in cfg.whats():
+            pre_src = _preprocess_sources(cfg, work)
+    if not current:
+        raw: list[dict] = []
+        for n in cfg.ranks:
+            raw += _launch(cfg, n, _tasks_for(cfg, n, work, gan_data, pre_src), work)
+        return raw
+    # the current launch: every rank runs the worker in this process
+    gan_data, pre_src = hdist.broadcast_object((gan_data, pre_src))
+    n = cfg.ranks[0]
+    tasks = _tasks_for(cfg, n, work, gan_data, pre_src) if hdist.is_rank0() else None
+    tasks = hdist.broadcast_object(tasks)
+    got = run_worker({"tasks": tasks, "threads": cfg.threads, "out": None, "warmup": cfg.warmup})
+    return list(got) if hdist.is_rank0() else None
+
+
+def _meta(cfg: ScalingConfig, t_start: float, load_start: float | None) -> dict:
+    """Where and how the benchmark ran: host, CPUs, torch, launcher, load average, start time and duration."""
     import torch
 
-    meta = {"host": platform.node(), "machine": platform.machine(), "cpus": os.cpu_count(), "torch": torch.__version__,
+    return {"host": platform.node(), "machine": platform.machine(), "cpus": os.cpu_count(), "torch": torch.__version__,
             "launcher": cfg.launcher, "threads_per_rank": cfg.threads, "load_avg_start": load_start,
             "load_avg_end": _loadavg(), "started": time.strftime(
                 "%Y-%m-%dT%H:%M:%SZ", time.gmtime(t_start)), "seconds": round(time.time() - t_start, 1),
             "model": "ring all-reduce: 2(N-1)/N * bytes/bw + 2(N-1)*latency per call; "
                      "strong T_N = T1/N + (1-overlap) comm, weak T_N = T1 + (1-overlap) comm"}
-    return {"meta": meta, "config": dataclasses.asdict(cfg), "rows": rows, "raw": raw}
 
 
 def scaling_main(overrides: dict, json_path: str | None = None, plot_path: str | None = None) -> int:

@@ -83,35 +83,10 @@ def plot(result: dict, path: str | os.PathLike) -> Path:
     rows = result["rows"]
     whats = [w for w in WHATS if any(r["what"] == w for r in rows)]
     fig, axes = plt.subplots(len(whats), 3, figsize=(15, 4.2 * len(whats)), squeeze=False)
-    for i, what in enumerate(whats):
+    for i, what in enumerate(whats):  # one row of panels per workload
         ax_t, ax_e, ax_s = axes[i]
-        for mode, color in (("strong", "tab:blue"), ("weak", "tab:orange")):
-            rs = [r for r in rows if r["what"] == what and r["mode"] == mode]
-            if not rs:
-                continue
-            ns = [r["ranks"] for r in rs]
-            ax_t.errorbar(ns, [r["img_per_s"] for r in rs], marker="o", color=color, label=mode,
-                          yerr=[[r["img_per_s"] - r["images"] / r["time_max_s"] for r in rs],
-                                [r["images"] / r["time_min_s"] - r["img_per_s"] for r in rs]], capsize=3)
-            ax_e.plot(ns, [r["efficiency"] for r in rs], marker="o", color=color, label=f"{mode} measured")
-            ax_e.plot(ns, [r["predicted"]["efficiency"] for r in rs], ls="--", marker="x", color=color,
-                      label=f"{mode} model")
-        labels, comp, wait, comm = [], [], [], []
-        for r in rows:
-            if r["what"] == what:
-                labels.append(f"{r['mode'][0]}{r['ranks']}")
-                comp.append(r["compute_s"])
-                wait.append(r["wait_s"])
-                comm.append(r["comm_s"])
-        x = range(len(labels))
-        ax_s.bar(x, comp, label="compute", color="tab:green")
-        ax_s.bar(x, wait, bottom=comp, label="wait", color="tab:gray")
-        ax_s.bar(x, comm, bottom=[a + b for a, b in zip(comp, wait)], label="comm", color="tab:red")
-        ax_s.set_xticks(list(x), labels)
-        unit = "s per step" if what == "gan-step" else "s per run"
-        ax_t.set(title=f"{what}: throughput", xlabel="ranks", ylabel="images/s")
-        ax_e.set(title=f"{what}: parallel efficiency", xlabel="ranks", ylabel="efficiency", ylim=(0, 1.3))
-        ax_s.set(title=f"{what}: time split (s=strong, w=weak; ranks)", ylabel=unit)
+        _scaling_panels(ax_t, ax_e, rows, what)
+        _time_split_panel(ax_s, rows, what)
         for ax in (ax_t, ax_e):
             ax.set_xscale("log", base=2)
             ax.set_xticks(sorted({r["ranks"] for r in rows}), [str(n) for n in sorted({r["ranks"] for r in rows})])
@@ -128,6 +103,41 @@ def plot(result: dict, path: str | os.PathLike) -> Path:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
     return path
+
+
+def _scaling_panels(ax_t, ax_e, rows: list[dict], what: str) -> None:
+    """Throughput (images/s, min-max error bars) and efficiency (measured, and the model's dashed) over ranks."""
+    for mode, color in (("strong", "tab:blue"), ("weak", "tab:orange")):
+        rs = [r for r in rows if r["what"] == what and r["mode"] == mode]
+        if not rs:
+            continue
+        ns = [r["ranks"] for r in rs]
+        ax_t.errorbar(ns, [r["img_per_s"] for r in rs], marker="o", color=color, label=mode,
+                      yerr=[[r["img_per_s"] - r["images"] / r["time_max_s"] for r in rs],
+                            [r["images"] / r["time_min_s"] - r["img_per_s"] for r in rs]], capsize=3)
+        ax_e.plot(ns, [r["efficiency"] for r in rs], marker="o", color=color, label=f"{mode} measured")
+        ax_e.plot(ns, [r["predicted"]["efficiency"] for r in rs], ls="--", marker="x", color=color,
+                  label=f"{mode} model")
+    ax_t.set(title=f"{what}: throughput", xlabel="ranks", ylabel="images/s")
+    ax_e.set(title=f"{what}: parallel efficiency", xlabel="ranks", ylabel="efficiency", ylim=(0, 1.3))
+
+
+def _time_split_panel(ax_s, rows: list[dict], what: str) -> None:
+    """Stacked bars per (mode, N): compute, wait, comm."""
+    labels, comp, wait, comm = [], [], [], []
+    for r in rows:
+        if r["what"] == what:
+            labels.append(f"{r['mode'][0]}{r['ranks']}")
+            comp.append(r["compute_s"])
+            wait.append(r["wait_s"])
+            comm.append(r["comm_s"])
+    x = range(len(labels))
+    ax_s.bar(x, comp, label="compute", color="tab:green")
+    ax_s.bar(x, wait, bottom=comp, label="wait", color="tab:gray")
+    ax_s.bar(x, comm, bottom=[a + b for a, b in zip(comp, wait)], label="comm", color="tab:red")
+    ax_s.set_xticks(list(x), labels)
+    unit = "s per step" if what == "gan-step" else "s per run"
+    ax_s.set(title=f"{what}: time split (s=strong, w=weak; ranks)", ylabel=unit)
 
 
 def write_json(result: dict, path: str | os.PathLike) -> Path:

@@ -50,53 +50,17 @@ def _preprocess_task(t: dict, comm) -> dict:
 
 
 def _gan_task(t: dict) -> dict:
-    import torch
-
+    """The GAN step: ``warmup`` untimed then ``steps`` timed train steps, the gradient all-reduces timed apart."""
     from hpcgan.gan.config import TrainConfig
     from hpcgan.gan.train import Trainer
 
     cfg = TrainConfig(**t["train"])
     trainer = Trainer(cfg, run_dir=Path(t["run_dir"]))
-    dev = trainer.device
     acc = {"wait": 0.0, "comm": 0.0, "calls": 0, "bytes": 0}
-
-    def sync_point():
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-
+    sync_point = _sync_point(trainer.device)
     if trainer.ddp:
-        def timed_sync(do_sync, nbytes: int) -> bool:  # the trainer's hook around each gradient all-reduce
-            sync_point()
-            t0 = time.perf_counter()
-            torch.distributed.barrier()
-            t1 = time.perf_counter()
-            out = do_sync()
-            sync_point()
-            t2 = time.perf_counter()
-            acc["wait"] += t1 - t0
-            acc["comm"] += t2 - t1
-            acc["calls"] += 1
-            acc["bytes"] += nbytes
-            return out
-
-        trainer.sync_wrapper = timed_sync
-
-    loader = iter(torch.utils.data.DataLoader(trainer.dataset, batch_sampler=trainer.batches, num_workers=0))
-    phases: list[list[str]] = []
-    times = []
-    for i in range(t["warmup"] + t["steps"]):
-        reals, labels = next(loader)
-        if i == t["warmup"]:
-            acc.update(wait=0.0, comm=0.0, calls=0, bytes=0)
-        sync_point()
-        hdist.barrier()
-        t0 = time.perf_counter()
-        if i >= t["warmup"]:
-            phases.append(trainer.loss.phases_for_step(trainer.step))
-        trainer.train_step(reals, labels)
-        sync_point()
-        times.append(time.perf_counter() - t0)
-    timed = times[t["warmup"]:]
+        trainer.sync_wrapper = _timed_sync(acc, sync_point)
+    timed, phases = _time_steps(trainer, t["warmup"], t["steps"], acc, sync_point)
     n_g = sum(p.numel() for p in trainer.G.parameters())
     n_d = sum(p.numel() for p in trainer.D.parameters())
     n_buf = sum(b.numel() for b in trainer.tracked_buffers)
@@ -106,7 +70,63 @@ def _gan_task(t: dict) -> dict:
             "sync_calls_per_step": acc["calls"] / k, "sync_bytes_per_step": acc["bytes"] / k,
             "bytes_per_step": prof["bytes_per_step"], "allreduce_calls_per_step": prof["allreduce_calls_per_step"],
             "params_G": n_g, "params_D": n_d, "global_batch": cfg.batch, "batch_gpu": trainer.batch_gpu,
-            "device": str(dev), "backend": hdist.info().backend}
+            "device": str(trainer.device), "backend": hdist.info().backend}
+
+
+def _sync_point(dev):
+    """A function that waits for the device's queued work (CUDA; nothing to wait for on a CPU)."""
+    import torch
+
+    def sync_point():
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
+    return sync_point
+
+
+def _timed_sync(acc: dict, sync_point):
+    """The trainer's ``sync_wrapper`` hook around each gradient all-reduce: a barrier (``acc["wait"]``), then the
+    all-reduce (``acc["comm"]``), counting calls and bytes."""
+    import torch
+
+    def timed_sync(do_sync, nbytes: int) -> bool:
+        sync_point()
+        t0 = time.perf_counter()
+        torch.distributed.barrier()
+        t1 = time.perf_counter()
+        out = do_sync()
+        sync_point()
+        t2 = time.perf_counter()
+        acc["wait"] += t1 - t0
+        acc["comm"] += t2 - t1
+        acc["calls"] += 1
+        acc["bytes"] += nbytes
+        return out
+
+    return timed_sync
+
+
+def _time_steps(trainer, warmup: int, steps: int, acc: dict, sync_point) -> tuple[list[float], list[list[str]]]:
+    """Seconds of each timed step (after ``warmup`` untimed ones; ``acc`` is reset when timing starts) and the loss
+    phases each timed step ran."""
+    import torch
+
+    loader = iter(torch.utils.data.DataLoader(trainer.dataset, batch_sampler=trainer.batches, num_workers=0))
+    phases: list[list[str]] = []
+    times = []
+    for i in range(warmup + steps):
+        reals, labels = next(loader)
+        if i == warmup:
+            acc.update(wait=0.0, comm=0.0, calls=0, bytes=0)
+        sync_point()
+        hdist.barrier()
+        t0 = time.perf_counter()
+        if i >= warmup:
+            phases.append(trainer.loss.phases_for_step(trainer.step))
+        trainer.train_step(reals, labels)
+        sync_point()
+        times.append(time.perf_counter() - t0)
+    return times[warmup:], phases
 
 
 def run_worker(spec: dict) -> list[dict] | None:
@@ -136,20 +156,7 @@ def run_worker(spec: dict) -> list[dict] | None:
             r["host"] = socket.gethostname()
             rows = hdist.all_gather_object(r)
         if hdist.is_rank0():
-            merged = dict(rows[0])
-            merged["hosts"] = [x["host"] for x in rows]  # where each rank ran
-            merged["nodes"] = len(set(merged["hosts"]))
-            merged.pop("host", None)
-            for key in ("seconds", "step_s", "comm_s", "wait_s"):
-                if key in merged:
-                    merged[key] = statistics.fmean(x[key] for x in rows)
-            merged["per_rank"] = [{k: x[k] for k in ("seconds", "comm_s", "wait_s") if k in x} for x in rows]
-            merged.pop("collectives", None)
-            if t["what"] == "preprocess":
-                merged["collective_bytes"] = [b for _, b in r["collectives"]]
-                merged["collective_max_bytes"] = [max(x["collectives"][i][1] for x in rows)
-                                                  for i in range(len(r["collectives"]))]
-            results.append({**{k: t[k] for k in ("what", "mode", "ranks", "repeat")}, **merged})
+            results.append(_merge_ranks(t, r, rows))
     if hdist.is_rank0():
         info = hdist.info().to_dict()
         for r in results:
@@ -158,6 +165,25 @@ def run_worker(spec: dict) -> list[dict] | None:
             atomic_write_text(spec["out"], json.dumps(results, indent=1))
         return results
     return None
+
+
+def _merge_ranks(t: dict, r: dict, rows: list[dict]) -> dict:
+    """One measurement's row from every rank's numbers (``rows``; ``r`` is rank 0's): times averaged over ranks,
+    each rank's own in ``per_rank``, the hosts, and for preprocessing the collectives' sizes (largest rank's)."""
+    merged = dict(rows[0])
+    merged["hosts"] = [x["host"] for x in rows]  # where each rank ran
+    merged["nodes"] = len(set(merged["hosts"]))
+    merged.pop("host", None)
+    for key in ("seconds", "step_s", "comm_s", "wait_s"):
+        if key in merged:
+            merged[key] = statistics.fmean(x[key] for x in rows)
+    merged["per_rank"] = [{k: x[k] for k in ("seconds", "comm_s", "wait_s") if k in x} for x in rows]
+    merged.pop("collectives", None)
+    if t["what"] == "preprocess":
+        merged["collective_bytes"] = [b for _, b in r["collectives"]]
+        merged["collective_max_bytes"] = [max(x["collectives"][i][1] for x in rows)
+                                          for i in range(len(r["collectives"]))]
+    return {**{k: t[k] for k in ("what", "mode", "ranks", "repeat")}, **merged}
 
 
 if __name__ == "__main__":
