@@ -128,6 +128,7 @@ def model_table(preset: str | None, resolution: int = 256, c_dim: int = 2, nodes
     the node bandwidth is given too. Strong rows keep the preset's global batch
     (``strong_batch``) and stop where a GPU would get less than one image.
     """
+    # what one step moves: bytes and all-reduce calls over one D-regularisation period
     counts = count_parameters(preset, resolution, c_dim)
     phases = _phase_lists(counts["G"], counts["D"], counts["g_reg_interval"], counts["d_reg_interval"],
                           counts["pl_weight"], counts["d_reg_interval"])
@@ -138,7 +139,7 @@ def model_table(preset: str | None, resolution: int = 256, c_dim: int = 2, nodes
     strong_batch = strong_batch or counts["batch"]
     per_image = step_time_s / batch_gpu
     rows = []
-    for n in nodes:
+    for n in nodes:  # per node count: the all-reduce time (hierarchical and flat), weak and strong rows
         p = n * gpus_per_node
         hier = (hierarchical_allreduce_seconds(B, n, gpus_per_node, bw, 0.0, ibw, 0.0)
                 + k * hierarchical_allreduce_seconds(0.0, n, gpus_per_node, bw, lat, ibw, ilat))

@@ -106,8 +106,8 @@ def classification_metrics(labels, probs, class_names: list[str], positive_class
     and roc_auc are macro means over the one-vs-rest tasks. ``roc``, ``scores`` and
     ``labels`` are those of the positive class against the rest in both cases.
     """
-    labels = np.asarray(labels, dtype=np.int64)
-    probs = np.asarray(probs, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)  # [N]
+    probs = np.asarray(probs, dtype=np.float64)  # [N, K]
     k = len(class_names)
     if probs.shape != (len(labels), k):
         raise ValueError(f"probs has shape {probs.shape}, expected ({len(labels)}, {k})")
@@ -115,7 +115,8 @@ def classification_metrics(labels, probs, class_names: list[str], positive_class
     if pos_name not in class_names:
         raise ValueError(f"positive class {pos_name!r} is not one of {class_names}")
     pos = class_names.index(pos_name)
-    cm = confusion_matrix(labels, probs.argmax(axis=1), k)
+    cm = confusion_matrix(labels, probs.argmax(axis=1), k)  # [K, K]
+    # one-vs-rest rates and AUC per class, and their macro means
     per_class, ovr = {}, []
     for c, name in enumerate(class_names):
         r = rates(cm, c)
@@ -127,6 +128,7 @@ def classification_metrics(labels, probs, class_names: list[str], positive_class
     macro = {key: float(np.mean([o[key] for o in ovr])) for key in ("precision", "tpr", "f1")}
     macro = {"precision": macro["precision"], "recall": macro["tpr"], "f1": macro["f1"],
              "roc_auc": float(np.mean(aucs)) if len(aucs) == k else None}
+    # the headline rates: the positive class's (two classes) or the macro means (K > 2)
     if k == 2:
         head = {key: ovr[pos][key] for key in ("tpr", "tnr", "fpr", "fnr", "precision", "f1", "roc_auc")}
     else:

@@ -85,10 +85,11 @@ class _Generated:
             mine = idx[(idx >= offsets[k]) & (idx < offsets[k + 1])] - offsets[k]
             if len(mine):
                 items = d.__getitems__([int(i) for i in mine])
-                imgs.append(torch.stack([x for x, _ in items]))
+                imgs.append(torch.stack([x for x, _ in items]))  # [n, 1, R, R]
                 names += [d.class_names[int(y)] for _, y in items]
         self.resolution = int(m["settings"]["resolution"])
-        self.images = torch.cat(imgs) if imgs else torch.zeros((0, 1, self.resolution, self.resolution), torch.uint8)
+        self.images = torch.cat(imgs) if imgs else torch.zeros(  # [N, 1, R, R]
+            (0, 1, self.resolution, self.resolution), torch.uint8)
         self.names = np.asarray(names)
         self.splits = list(splits)
 
@@ -107,7 +108,7 @@ def _load_real(real: RealSet, num: int | None = None) -> dict[str, torch.Tensor]
     parts = list(_fid.read_images(ds, idx, 512))
     imgs = torch.cat([x for x, _ in parts]) if parts else torch.zeros((0, 1, real.resolution, real.resolution),
                                                                       dtype=torch.uint8)
-    labels = torch.cat([y for _, y in parts]) if parts else torch.zeros(0, dtype=torch.int64)
+    labels = torch.cat([y for _, y in parts]) if parts else torch.zeros(0, dtype=torch.int64)  # [N]
     return {c: imgs[labels == lab] for c, lab in zip(real.classes, real.labels)}
 
 
@@ -271,6 +272,7 @@ def _pixel_metrics(res, gen, ref, train, n_base, want_pixels, want_memo, num, sp
 def _features(res, gen, ref, train, n_base, metrics, feature_net, num, fid_num, cache_dir, batch, device, kid_subsets,
               kid_subset_size, fid_method, seed, progress) -> None:
     """FID (all classes and per class) and KID of the generated set and the baseline against the reference."""
+    # the extractor (its warnings become notes) and the reference's features, per class
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         net = _fid.load_feature_net(feature_net, device)
@@ -288,10 +290,11 @@ def _features(res, gen, ref, train, n_base, metrics, feature_net, num, fid_num, 
         base = {c: _fid.real_features(train.only(c), net, num_real=min(n_base[c], take[c]), cache_dir=cache_dir,
                                       batch=batch, progress=progress) for c in gen.classes}
         sets["baseline"] = {c: b["feats"].astype(np.float64) for c, b in base.items()}
-    f_real = r["feats"].astype(np.float64)
+    # FID (all classes, then per class) and KID of each set against the reference
+    f_real = r["feats"].astype(np.float64)  # [N, D]
     for key, per in sets.items():
         what = "gen" if key == "generated" else f"real {train.split}"
-        f_all = np.concatenate([per[c] for c in gen.classes])
+        f_all = np.concatenate([per[c] for c in gen.classes])  # [N, D]: every class's features
         if "fid" in metrics:
             e = _fid_entry(f_all, f_real, r["full"], None, fid_method, what)
             res[key].update(fid=e["fid"], fid_label=e["label"], fid_key=e["key"], fid_n=[e["n_gen"], e["n_real"]])

@@ -128,8 +128,8 @@ def _resize_axis(x: torch.Tensor, size: int, dim: int) -> torch.Tensor:
     hi = (lo + 1).clamp(max=n_in - 1)
     w = (src - lo).to(x.dtype).to(x.device)
     shape = [1] * x.ndim
-    shape[dim] = size
-    a = x.index_select(dim, lo.to(x.device))
+    shape[dim] = size  # w broadcast along axis dim: [1, .., size, .., 1]
+    a = x.index_select(dim, lo.to(x.device))  # x with axis dim of length size
     b = x.index_select(dim, hi.to(x.device))
     return a + (b - a) * w.view(shape)
 
@@ -181,7 +181,7 @@ class FeatureNet:
         """
         x = torch.as_tensor(images)
         if x.ndim == 3:
-            x = x[None]
+            x = x[None]  # [1, C, H, W]
         if x.ndim != 4 or x.shape[1] not in (1, 3):
             raise ValueError(f"expected images [N, 1 or 3, H, W], got shape {tuple(x.shape)}")
         if x.dtype != torch.uint8:
@@ -201,7 +201,7 @@ class FeatureNet:
         if isinstance(f, (tuple, list)):
             f = f[0]
         if f.ndim > 2:
-            f = f.flatten(2).mean(2)
+            f = f.flatten(2).mean(2)  # [N, D, H', W'] -> [N, D]: global average pool
         if f.ndim != 2:
             raise HpcganError(f"feature extractor {self.name} returned shape {tuple(f.shape)}; need [N, D]")
         self.dim = int(f.shape[1])
@@ -210,7 +210,7 @@ class FeatureNet:
     def features(self, images: torch.Tensor, batch: int = 64) -> np.ndarray:
         """Features of a whole set, ``batch`` images at a time, as a float64 array ``[N, D]``."""
         parts = [self(images[s:s + batch]).numpy() for s in range(0, len(images), batch)]
-        return np.concatenate(parts) if parts else np.zeros((0, self.dim or 0))
+        return np.concatenate(parts) if parts else np.zeros((0, self.dim or 0))  # [N, D]
 
 
 def default_net_path() -> Path | None:
@@ -317,8 +317,8 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     diff = mu1 - mu2
     if method == "eigh":
         w1, v1 = np.linalg.eigh(s1)
-        r1 = (v1 * np.sqrt(np.clip(w1, 0, None))) @ v1.T
-        m = r1 @ s2 @ r1
+        r1 = (v1 * np.sqrt(np.clip(w1, 0, None))) @ v1.T  # [D, D]: sigma1^(1/2)
+        m = r1 @ s2 @ r1  # [D, D], symmetric up to rounding
         w = np.linalg.eigvalsh((m + m.T) / 2)
         tr_covmean = float(np.sqrt(np.clip(w, 0, None)).sum())
     elif method == "sqrtm":
@@ -360,9 +360,9 @@ def kid(feats1: np.ndarray, feats2: np.ndarray, num_subsets: int = 100, subset_s
     whole = m == len(f1) == len(f2)
     vals = np.empty(1 if whole else int(num_subsets))
     for t in range(len(vals)):
-        x = f1[rng.choice(len(f1), m, replace=False)]
-        y = f2[rng.choice(len(f2), m, replace=False)]
-        kxx = (x @ x.T / d + 1) ** 3
+        x = f1[rng.choice(len(f1), m, replace=False)]  # [m, D]
+        y = f2[rng.choice(len(f2), m, replace=False)]  # [m, D]
+        kxx = (x @ x.T / d + 1) ** 3  # [m, m], like kyy and kxy
         kyy = (y @ y.T / d + 1) ** 3
         kxy = (x @ y.T / d + 1) ** 3
         vals[t] = ((kxx.sum() - np.trace(kxx)) + (kyy.sum() - np.trace(kyy))) / (m * (m - 1)) - 2.0 * kxy.sum() / m**2
@@ -409,7 +409,7 @@ def read_images(ds, indices: np.ndarray, batch: int):
     """Yield ``(images, labels)`` of ``ds[indices]``, ``batch`` at a time."""
     for s in range(0, len(indices), batch):
         items = ds.__getitems__([int(i) for i in indices[s:s + batch]])
-        yield torch.stack([x for x, _ in items]), torch.as_tensor([int(y) for _, y in items])
+        yield torch.stack([x for x, _ in items]), torch.as_tensor([int(y) for _, y in items])  # [n, C, H, W], [n]
 
 
 def _result(feats, labels, real: RealSet, num_real, key, path, cached) -> dict:
@@ -441,6 +441,7 @@ def real_features(real: RealSet, net: FeatureNet, num_real: int | None = None,
                     return _result(z["feats"], z["labels"], real, num_real, key, path, True)
         except (OSError, KeyError, ValueError) as exc:
             warnings.warn(f"ignoring unreadable FID cache {path}: {exc}", stacklevel=2)
+    # not cached: extract the features batch by batch, then write the cache
     ds = real.dataset(raw=True)  # uint8, as NVlabs feeds real images
     idx = subset_indices(len(ds), num_real)
     batches = read_images(ds, idx, batch)
@@ -452,7 +453,7 @@ def real_features(real: RealSet, net: FeatureNet, num_real: int | None = None,
     for x, y in batches:
         feats.append(net(x).numpy())
         labels.append(y.numpy())
-    feats, labels = np.concatenate(feats).astype(np.float32), np.concatenate(labels).astype(np.int64)
+    feats, labels = np.concatenate(feats).astype(np.float32), np.concatenate(labels).astype(np.int64)  # [N, D], [N]
     try:
         _atomic_savez(path, feats=feats, labels=labels, key=np.array(key),
                       meta=np.array(json.dumps({"real_dir": str(Path(real.folder).resolve()), **real.key(),

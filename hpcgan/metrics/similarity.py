@@ -52,7 +52,7 @@ def _pair(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
     if x.shape != y.shape:
         raise ValueError(f"x and y must have the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
     if x.ndim == 3:
-        x, y = x[None], y[None]
+        x, y = x[None], y[None]  # [1, C, H, W]
     if x.ndim != 4:
         raise ValueError(f"expected images [N, C, H, W] or [C, H, W], got shape {tuple(x.shape)}")
     return x.to(torch.float64), y.to(torch.float64)
@@ -61,7 +61,7 @@ def _pair(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]
 def mse(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Mean squared error per image: ``sum((x - y)^2) / n``."""
     x, y = _pair(x, y)
-    return (x - y).square().flatten(1).mean(1)
+    return (x - y).square().flatten(1).mean(1)  # [N, C*H*W] -> [N]
 
 
 def rmse(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -87,8 +87,8 @@ def sre(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     reference gives ``-inf`` (unless ``y`` is also all zero).
     """
     x, y = _pair(x, y)
-    m = (x - y).square().flatten(1).mean(1)
-    mu2 = x.flatten(1).mean(1).square()
+    m = (x - y).square().flatten(1).mean(1)  # [N]
+    mu2 = x.flatten(1).mean(1).square()  # [N]
     out = 10.0 * torch.log10(mu2 / m)
     return torch.where(m == 0, torch.full_like(m, math.inf), out)
 
@@ -101,8 +101,8 @@ def sam(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     with ``a > 0``; 90 when either image is all zero.
     """
     x, y = _pair(x, y)
-    xf, yf = x.flatten(1), y.flatten(1)
-    nx, ny = xf.norm(dim=1, keepdim=True), yf.norm(dim=1, keepdim=True)
+    xf, yf = x.flatten(1), y.flatten(1)  # [N, C*H*W]: each image one vector
+    nx, ny = xf.norm(dim=1, keepdim=True), yf.norm(dim=1, keepdim=True)  # [N, 1]
     zero = (nx[:, 0] == 0) | (ny[:, 0] == 0)
     u = xf / nx.clamp_min(torch.finfo(torch.float64).tiny)
     v = yf / ny.clamp_min(torch.finfo(torch.float64).tiny)
@@ -134,12 +134,13 @@ def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, win_size: in
     if h < win_size or w < win_size:
         raise ValueError(f"SSIM needs images of at least {win_size}x{win_size} pixels, got {h}x{w}")
     g = _gaussian_window(win_size, sigma).to(x.device)
-    gh = g.view(1, 1, 1, win_size).expand(c, 1, 1, win_size)
-    gv = g.view(1, 1, win_size, 1).expand(c, 1, win_size, 1)
+    gh = g.view(1, 1, 1, win_size).expand(c, 1, 1, win_size)  # [C, 1, 1, win]: a row filter per channel
+    gv = g.view(1, 1, win_size, 1).expand(c, 1, win_size, 1)  # [C, 1, win, 1]: a column filter per channel
 
-    def blur(t: torch.Tensor) -> torch.Tensor:
+    def blur(t: torch.Tensor) -> torch.Tensor:  # [N, C, H, W] -> [N, C, H - win + 1, W - win + 1] ('valid')
         return F.conv2d(F.conv2d(t, gh, groups=c), gv, groups=c)
 
+    # local statistics and the SSIM map, on the valid region
     c1 = (k1 * data_range) ** 2
     c2 = (k2 * data_range) ** 2
     mu_x, mu_y = blur(x), blur(y)
@@ -147,7 +148,7 @@ def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, win_size: in
     syy = blur(y * y) - mu_y**2
     sxy = blur(x * y) - mu_x * mu_y
     smap = ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (sxx + syy + c2))
-    return smap.flatten(1).mean(1)
+    return smap.flatten(1).mean(1)  # [N]: mean over channels and the valid region
 
 
 SIMILARITY_METRICS = {"rmse": rmse, "psnr": psnr, "sre": sre, "sam": sam, "ssim": ssim}
@@ -187,7 +188,7 @@ def _flat(t: torch.Tensor, metric: str) -> torch.Tensor:
     if metric == "rmse":
         if t.ndim not in (3, 4):
             raise ValueError(f"metric 'rmse' needs images [N, C, H, W], got shape {tuple(t.shape)}")
-        return _as_unit_float(t).flatten(1)
+        return _as_unit_float(t).flatten(1)  # [N, C*H*W]
     if metric == "feature":
         if t.ndim != 2:
             raise ValueError(f"metric 'feature' needs feature vectors [N, D], got shape {tuple(t.shape)}")
@@ -229,28 +230,29 @@ def nearest_distances(query: torch.Tensor, pool: torch.Tensor, metric: str = "rm
         raise ValueError(f"query and pool differ in size per item: {q.shape[1]} vs {pool[0].numel()}")
     p = _LazyFlat(pool, metric)
     k = min(candidates, len(p))
-    best_d = torch.full((len(q), k), math.inf, dtype=torch.float32)
+    # the k candidates of each query: float32 squared distances, chunked over queries and pool
+    best_d = torch.full((len(q), k), math.inf, dtype=torch.float32)  # [N, k]
     best_i = torch.zeros((len(q), k), dtype=torch.int64)
     for qs in range(0, len(q), chunk):
-        qc = q[qs:qs + chunk].to(torch.float32)
-        qn = qc.square().sum(1, keepdim=True)
+        qc = q[qs:qs + chunk].to(torch.float32)  # [n, D]
+        qn = qc.square().sum(1, keepdim=True)  # [n, 1]
         bd, bi = best_d[qs:qs + chunk], best_i[qs:qs + chunk]
         for ps in range(0, len(p), chunk):
-            pc = p[ps:ps + chunk].to(torch.float32)
-            d2 = qn + pc.square().sum(1)[None] - 2.0 * (qc @ pc.T)
-            cd = torch.cat([bd, d2], 1)
-            ci = torch.cat([bi, torch.arange(ps, ps + len(pc)).expand(len(qc), -1)], 1)
+            pc = p[ps:ps + chunk].to(torch.float32)  # [m, D]
+            d2 = qn + pc.square().sum(1)[None] - 2.0 * (qc @ pc.T)  # [n, m]: |a|^2 + |b|^2 - 2 a.b
+            cd = torch.cat([bd, d2], 1)  # [n, k + m]: the best so far and this chunk
+            ci = torch.cat([bi, torch.arange(ps, ps + len(pc)).expand(len(qc), -1)], 1)  # [n, k + m]
             top = torch.topk(cd, k, dim=1, largest=False)
             bd, bi = top.values, torch.gather(ci, 1, top.indices)
         best_d[qs:qs + chunk], best_i[qs:qs + chunk] = bd, bi
     # exact float64 distances of the candidates
-    exact = torch.empty((len(q), k), dtype=torch.float64)
+    exact = torch.empty((len(q), k), dtype=torch.float64)  # [N, k]
     for j in range(k):
-        diff = q.to(torch.float64) - p[best_i[:, j]].to(torch.float64)
+        diff = q.to(torch.float64) - p[best_i[:, j]].to(torch.float64)  # [N, D]
         exact[:, j] = diff.square().mean(1).sqrt() if metric == "rmse" else diff.square().sum(1).sqrt()
     pos = exact.argmin(1)
-    idx = best_i.gather(1, pos[:, None])[:, 0]
-    dist = exact.gather(1, pos[:, None])[:, 0]
+    idx = best_i.gather(1, pos[:, None])[:, 0]  # [N]
+    dist = exact.gather(1, pos[:, None])[:, 0]  # [N]
     return idx, dist
 
 
