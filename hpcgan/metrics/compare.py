@@ -89,7 +89,7 @@ class _Generated:
                 names += [d.class_names[int(y)] for _, y in items]
         self.resolution = int(m["settings"]["resolution"])
         self.images = torch.cat(imgs) if imgs else torch.zeros(  # [N, 1, R, R]
-            (0, 1, self.resolution, self.resolution), torch.uint8)
+            (0, 1, self.resolution, self.resolution), dtype=torch.uint8)
         self.names = np.asarray(names)
         self.splits = list(splits)
 

@@ -19,7 +19,7 @@ from hpcgan.metrics.realset import RealSet
 
 from conftest import _require
 
-from .conftest import run_cli, write_shard_set
+from .conftest import run_cli, write_shard_set, write_splits
 
 
 def _frechet_reference(mu1, s1, mu2, s2):
@@ -322,3 +322,14 @@ def test_cli_errors_and_help(metrics_real_shards, tmp_path):
                  "--num", "--fid-num", "--classes", "--kid-subsets", "--kid-subset-size", "--fid-method", "--no-baseline", "--cache-dir",
                  "--batch", "--device", "--seed", "--json", "--no-progress"):
         assert flag in helptext, flag
+
+
+def test_compare_shards_empty_generated_split_is_a_clear_error(tmp_path):
+    """A generated split without images is the user's error with its message (it was a TypeError)."""
+    rng = np.random.default_rng(0)
+    real = write_splits(tmp_path / "real", {"train": (rng.integers(0, 255, (8, 1, 16, 16)), [0] * 4 + [1] * 4),
+                                            "test": (rng.integers(0, 255, (8, 1, 16, 16)), [0] * 4 + [1] * 4)})
+    fake = write_splits(tmp_path / "fake", {"train": (rng.integers(0, 255, (6, 1, 16, 16)), [0] * 3 + [1] * 3),
+                                            "val": (np.zeros((0, 1, 16, 16)), [])})
+    with pytest.raises(HpcganError, match="holds 0 image"):
+        compare_shards(real, fake, metrics="rmse", split_fake="val")
