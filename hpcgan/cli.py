@@ -804,7 +804,7 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
     from hpcgan.experiment.grid import experiment_main
 
     return experiment_main(args.config, {"outdir": args.outdir, "progress": args.progress}, parallel=args.parallel,
-                           task_index=args.task_index, list_only=args.list, launcher=args.launcher)
+                           task_index=args.task_index, list_only=args.list)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -835,8 +835,6 @@ def _add_experiment_commands(sub) -> None:
     e.add_argument("config", help="experiment YAML (fields: hpcgan.experiment.grid.ExperimentConfig)")
     e.add_argument("--outdir", default=None, help="parent folder of the experiment directory (overrides the config's "
                    "outdir; the directory is OUTDIR/<name>)")
-    e.add_argument("--launcher", default="local", choices=("local",),
-                   help="where the tasks run: local = this machine (SLURM arrays: --list and --task-index)")
     e.add_argument("--parallel", type=int, default=1, help="tasks run at once in worker processes, each with "
                    "cores/N torch threads and its output in logs/<task>.log (default 1: one after another here)")
     e.add_argument("--task-index", dest="task_index", type=int, default=None, metavar="I",

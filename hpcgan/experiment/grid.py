@@ -665,11 +665,8 @@ def _results_csv(cfg: ExperimentConfig, rows: list[dict]) -> str:
 
 
 def experiment_main(config: str, overrides: dict | None = None, parallel: int = 1, task_index: int | None = None,
-                    list_only: bool = False, launcher: str = "local") -> int:
+                    list_only: bool = False) -> int:
     """Entry of ``hpcgan experiment``; returns the exit status (1 when a task failed)."""
-    if launcher != "local":
-        raise HpcganError(f"--launcher {launcher!r}: only 'local' runs here; submit the tasks to SLURM with the "
-                          "launch module (sbatch array over --task-index)")
     cfg = load_experiment(config, overrides)
     if list_only:
         print(list_text(cfg))
