@@ -16,7 +16,7 @@ import argparse
 import dataclasses
 import functools
 
-__all__ = ["flag_fields", "add_flags", "overrides", "default_text", "help_text"]
+__all__ = ["flag_fields", "add_flags", "overrides", "default_text", "help_text", "usage_errors"]
 
 
 def flag_fields(cls, exclude: tuple = ()) -> list[dataclasses.Field]:
@@ -35,7 +35,7 @@ def default_text(f: dataclasses.Field) -> str | None:
         value = f.default_factory()
     else:
         return None
-    if meta.get("const") is not None or value is None or value == "":
+    if meta.get("const") is not None or value is None or (isinstance(value, (str, list, tuple)) and not value):
         return None  # a switch, or "not set": the help says what that means
     if isinstance(value, bool):
         return "on" if value else "off"
@@ -54,7 +54,7 @@ def help_text(f: dataclasses.Field) -> str:
     return text if default is None else f"{text} (default {default})"
 
 
-def _usage_errors(parse):
+def usage_errors(parse):
     """``parse`` with a ValueError shown as argparse's usage error, with the parser's own message."""
     if parse in (None, int, float, str):
         return parse
@@ -89,7 +89,7 @@ def _add_one(parser: argparse.ArgumentParser, f: dataclasses.Field) -> None:
         if parse is None and type(f.default) in (int, float):
             parse = type(f.default)  # a number's flag parses as the default's type
         if parse is not None:
-            kw["type"] = _usage_errors(parse)
+            kw["type"] = usage_errors(parse)
         parser.add_argument(*names, dest=f.name, **kw)
     for option, const, help in meta.get("extra_flags", ()):
         parser.add_argument(option, dest=f.name, action="store_const", const=const, help=help)

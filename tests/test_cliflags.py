@@ -31,6 +31,7 @@ class Demo:
     kind: list | None = setting(None, choices=("one", "both"), convert=lambda v: ["x", "y"] if v == "both" else [v],
                                 help="one or both")
     progress: str = progress_setting()
+    extra: list = setting([], help="extra words")
     hidden: int = 7  # YAML only
 
 
@@ -58,7 +59,7 @@ def test_values_parse_aliases_consts_and_conversions():
                                "1,2", "--cond", "--kind", "both", "--no-progress"])
     over = cliflags.overrides(ns, Demo)
     assert over == {"source": "in", "size": 32, "rate": 0.1, "mode": "b", "names": ["p", "q"], "ranks": [1, 2],
-                    "even": None, "cond": True, "kind": ["x", "y"], "progress": "off"}
+                    "even": None, "extra": None, "cond": True, "kind": ["x", "y"], "progress": "off"}
     assert _parser().parse_args(["--lr", "3"]).rate == 3.0
 
 
@@ -80,6 +81,7 @@ def test_help_renders_the_dataclass_default():
     assert cliflags.help_text(fields["ranks"]) == "rank counts (default all)"
     assert cliflags.help_text(fields["cond"]) == "conditional"
     assert cliflags.help_text(fields["source"]) == "input folder"
+    assert cliflags.help_text(fields["extra"]) == "extra words"  # an empty default is "not set"
     assert Demo().names == ["x", "y"] and Demo().names is not Demo().names
 
 

@@ -311,7 +311,7 @@ class PreprocessConfig:
     layout: str = setting("auto", choices=LAYOUTS,
                           help="kaggle: <Class>/images + <Class>/masks; flat: <Class>/*.png; plain: class folders "
                           "with an optional --masks folder; dicom: class folders of DICOM files under any name; "
-                          "auto ({default}) picks kaggle when images/ folders exist. .dcm files are read as DICOM in "
+                          "auto picks kaggle when images/ folders exist (default {default}). .dcm files are read as DICOM in "
                           "every layout (MONOCHROME1 inverted, rescale and VOI window applied, PatientID as patient)")
     masks: str | None = setting(None, help="mask folder parallel to the class folders (MASKS/<Class>/<stem>.png or "
                                 "MASKS/<stem>.png), for the flat/plain layouts")
