@@ -69,6 +69,7 @@ FID_NET_NAME = "fid-inception-2015-12-05"
 FALLBACK_NAME = "fallback-randinit-inception"
 FALLBACK_ALIASES = ("fallback", FALLBACK_NAME, "fallback-randinit-inception-v3")
 FALLBACK_SEED = 0
+FID_METHODS = ("sqrtm", "eigh")  # frechet_distance's matrix square roots
 PREP_VERSION = "uint8-tfbilinear-299-v2"  # part of every cache key: change it when preprocessing changes
 CACHE_VERSION = 2
 NOT_COMPARABLE = ("FID/KID numbers from different feature extractors are not comparable "
