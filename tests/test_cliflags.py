@@ -92,3 +92,22 @@ def test_a_required_flag_must_be_given(capsys):
     with pytest.raises(SystemExit):
         p.parse_args([])
     assert "the following arguments are required: --network" in capsys.readouterr().err
+
+
+def _options(parser, verb):
+    sub = next(a for a in parser._actions if a.dest == "command").choices[verb]
+    return sorted((tuple(a.option_strings), a.dest, a.default, a.help) for a in sub._actions)
+
+
+def test_a_verbs_parser_has_the_full_parsers_flags_and_the_listing_imports_no_torch():
+    import subprocess
+    import sys
+
+    from hpcgan.cli import build_parser
+
+    full = build_parser()
+    for verb in ("preprocess", "train-gan", "generate", "metrics", "classify", "evaluate", "bench"):
+        assert _options(build_parser(verb), verb) == _options(full, verb)
+    code = "import sys; from hpcgan.cli import build_parser; build_parser(''); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
