@@ -34,6 +34,11 @@ def _add_progress_flags(p: argparse.ArgumentParser) -> None:
     cliflags.add_flags(p, _Progress)
 
 
+def _defaults(fn) -> dict:
+    """The keyword defaults of a stage function, for the flags of a verb that has no config dataclass."""
+    return {k: v.default for k, v in inspect.signature(fn).parameters.items() if v.default is not inspect.Parameter.empty}
+
+
 def _add_config_flag(p: argparse.ArgumentParser, help: str) -> None:
     p.add_argument("--config", default=None, help=help)
 
@@ -222,17 +227,19 @@ def _add_metrics(sub, flags: bool = True) -> None:
     p.set_defaults(func=_cmd_metrics, job=_metrics_job)
     if not flags:  # listed only: `hpcgan --help`, or another verb runs
         return
-    from hpcgan.metrics.compare import ALL_METRICS
+    from hpcgan.metrics.compare import ALL_METRICS, compare_shards
     from hpcgan.metrics.fid import FID_METHODS
+
+    d = _defaults(compare_shards)
 
     p.add_argument("--real", required=True, metavar="SHARDS", help="real shards: an `hpcgan preprocess` output folder")
     p.add_argument("--fake", required=True, metavar="SHARDS", help="generated shards: an `hpcgan generate` output "
                    "folder (any folder in the shard format)")
     p.add_argument("--metrics", default=",".join(ALL_METRICS), metavar="LIST",
                    help=f"comma-separated subset of {','.join(ALL_METRICS)}, or all (default: all)")
-    p.add_argument("--real-split", dest="real_split", default="test", metavar="SPLIT",
+    p.add_argument("--real-split", dest="real_split", default=d["split_real"], metavar="SPLIT",
                    help="real split the generated images are compared with (default test: images the GAN never saw)")
-    p.add_argument("--train-split", dest="train_split", default="train", metavar="SPLIT",
+    p.add_argument("--train-split", dest="train_split", default=d["split_train"], metavar="SPLIT",
                    help="real split the GAN was trained on: the memorisation pool and the baseline (default train)")
     p.add_argument("--fake-split", dest="fake_split", default=None, metavar="SPLITS",
                    help="comma-separated splits of --fake to use (default: all its non-empty splits)")
@@ -251,11 +258,11 @@ def _add_metrics(sub, flags: bool = True) -> None:
     p.add_argument("--classes", default=None, metavar="LIST",
                    help="comma-separated classes to compare (default: every class --fake has images of); real "
                    "images of other classes are never used. With two or more classes FID is also given per class")
-    p.add_argument("--kid-subsets", dest="kid_subsets", type=int, default=100, metavar="K",
-                   help="random subsets KID is averaged over (default 100)")
-    p.add_argument("--kid-subset-size", dest="kid_subset_size", type=int, default=1000, metavar="M",
-                   help="images per KID subset, clipped to the smaller set (default 1000)")
-    p.add_argument("--fid-method", dest="fid_method", default=FID_METHODS[0], choices=FID_METHODS,
+    p.add_argument("--kid-subsets", dest="kid_subsets", type=int, default=d["kid_subsets"], metavar="K",
+                   help=f"random subsets KID is averaged over (default {d['kid_subsets']})")
+    p.add_argument("--kid-subset-size", dest="kid_subset_size", type=int, default=d["kid_subset_size"], metavar="M",
+                   help=f"images per KID subset, clipped to the smaller set (default {d['kid_subset_size']})")
+    p.add_argument("--fid-method", dest="fid_method", default=d["fid_method"], choices=FID_METHODS,
                    help="matrix square root of the Frechet distance: sqrtm (default, scipy.linalg.sqrtm as in the "
                    "reference code) or eigh (same value to rounding, several times faster on CPUs)")
     p.add_argument("--no-baseline", dest="no_baseline", action="store_true",
@@ -263,9 +270,11 @@ def _add_metrics(sub, flags: bool = True) -> None:
     p.add_argument("--cache-dir", dest="cache_dir", default=None, metavar="DIR",
                    help="where real-set features are cached (default $HPCGAN_CACHE/fid or ~/.cache/hpcgan/fid); "
                    "the cache is keyed by the shards' checksums, split, N and extractor")
-    p.add_argument("--batch", type=int, default=64, help="images per feature-extraction batch (default 64)")
-    p.add_argument("--device", default="cpu", help="torch device for the feature extractor (default cpu; e.g. cuda)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the KID subsets (default 0)")
+    p.add_argument("--batch", type=int, default=d["batch"],
+                   help=f"images per feature-extraction batch (default {d['batch']})")
+    p.add_argument("--device", default=d["device"],
+                   help=f"torch device for the feature extractor (default {d['device']}; e.g. cuda)")
+    p.add_argument("--seed", type=int, default=d["seed"], help=f"seed of the KID subsets (default {d['seed']})")
     p.add_argument("--json", default=None, metavar="OUT", help="also write all numbers to this JSON file (atomically)")
     _add_progress_flags(p)
 
@@ -321,18 +330,20 @@ def _add_evaluate(sub, flags: bool = True) -> None:
     v.set_defaults(func=_cmd_evaluate)
     if not flags:  # listed only: `hpcgan --help`, or another verb runs
         return
-    from hpcgan.classify.evaluate import SPLITS
+    from hpcgan.classify.evaluate import SPLITS, evaluate_main
     from hpcgan.dist import DEVICES
+
+    d = _defaults(evaluate_main)
 
     v.add_argument("--run", required=True, help="a classifier run directory (the --outdir of `hpcgan classify`, "
                    "or an experiment task folder)")
     v.add_argument("--data", required=True, help="the other data set: an `hpcgan preprocess` output folder")
-    v.add_argument("--split", default=SPLITS[0], choices=SPLITS,
+    v.add_argument("--split", default=d["split"], choices=SPLITS,
                    help="images to test: all (default: every split of --data; it was never trained on) or test")
     v.add_argument("--name", default=None, help="entry name in external_metrics.json (default: the --data folder's "
                    "name)")
-    v.add_argument("--batch", type=int, default=64, help="images per forward pass (default 64)")
-    v.add_argument("--device", default="auto", choices=DEVICES, help="default auto: CUDA if present")
+    v.add_argument("--batch", type=int, default=d["batch"], help=f"images per forward pass (default {d['batch']})")
+    v.add_argument("--device", default=d["device"], choices=DEVICES, help=f"default {d['device']}: CUDA if present")
 
 
 # -- stage requests for `hpcgan submit` (owned with the launch layer) ----------------------------------------
@@ -526,8 +537,7 @@ def _model_defaults() -> dict:
     """The defaults of the --model-only table: hpcgan.bench.model.model_table's."""
     from hpcgan.bench.model import model_table
 
-    return {k: v.default for k, v in inspect.signature(model_table).parameters.items()
-            if v.default is not inspect.Parameter.empty}
+    return _defaults(model_table)
 
 
 def _model_kwargs(args: argparse.Namespace) -> dict:
