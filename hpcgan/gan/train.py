@@ -72,7 +72,8 @@ from hpcgan.gan.loss import NonFiniteLossError, sanitize_gradients
 from hpcgan.gan.snapshot import (FORMAT, VERSION, build_networks, list_snapshots, load_snapshot, resolve_resume,
                                  rng_state, save_snapshot, set_rng_state, snapshot_name)
 
-__all__ = ["train", "train_main", "Trainer", "EXIT_INTERRUPTED", "ArchParts", "ARCH_BUILDERS", "build_stylegan2", "build_cdcgan"]
+__all__ = ["train", "train_main", "Trainer", "EXIT_INTERRUPTED", "ArchParts", "ARCH_BUILDERS", "build_stylegan2", "build_cdcgan",
+           "StatsWriter"]
 
 EXIT_INTERRUPTED = 3  # the CLI's exit status after a signal-triggered snapshot
 
@@ -120,6 +121,84 @@ class _StepBatches:
         while True:
             yield self.indices(step)
             step += 1
+
+
+class StatsWriter:
+    """A run's statistics: ``stats.jsonl`` (one JSON line per record, flushed and fsynced) and TensorBoard
+    scalars (when ``torch.utils.tensorboard`` imports); the one place that opens, writes and closes both.
+
+    ``enabled=False`` (every rank but 0): writes nothing. ``keep_upto`` (on resume): first drop the lines
+    logged after that image count (they are re-done).
+    """
+
+    def __init__(self, run_dir: str | Path, enabled: bool = True, keep_upto: int | None = None, tensorboard: bool = True):
+        self.path = Path(run_dir) / "stats.jsonl"
+        self.enabled = enabled
+        self._tb = None
+        if not enabled:
+            return
+        if keep_upto is not None:
+            self._trim(keep_upto)
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._tb = SummaryWriter(str(run_dir))
+            except Exception:  # noqa: BLE001 - TensorBoard is optional
+                self._tb = None
+
+    def _trim(self, nimg: int) -> None:
+        if not self.path.is_file():
+            return
+        keep = [ln for ln in self.path.read_text().splitlines() if ln.strip() and json.loads(ln).get("nimg", 0) <= nimg]
+        atomic_write_text(self.path, "".join(ln + "\n" for ln in keep))
+
+    def append(self, record: dict) -> None:
+        """One line of ``stats.jsonl`` (events such as ``nonfinite``; no TensorBoard scalars)."""
+        if not self.enabled:
+            return
+        with open(self.path, "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def write_tick(self, record: dict, nimg: int) -> None:
+        """A tick's line, and its numbers (but the counters tick, step, nimg) as TensorBoard scalars at ``nimg``."""
+        if not self.enabled:
+            return
+        self.append(record)
+        if self._tb is not None:
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and k not in ("tick", "step", "nimg"):
+                    self._tb.add_scalar(k, v, nimg)
+            self._tb.flush()
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
+
+
+class _TickStats:
+    """One tick's step statistics, start time and start image count."""
+
+    def __init__(self, nimg: int):
+        self.stats: dict[str, list[float]] = {}
+        self.t0 = time.perf_counter()
+        self.nimg0 = nimg
+
+    def add(self, step_stats: dict[str, list[float]]) -> None:
+        for k, v in step_stats.items():
+            self.stats.setdefault(k, []).extend(v)
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self.t0
+
+
+def _tick_line(tick_idx: int, record: dict) -> str:
+    """The progress line of a tick: kimg, sec/kimg, losses, ADA p and FID when measured."""
+    return (f"{hdist.log_prefix()}tick {tick_idx} kimg {record['kimg']:.3f} sec/kimg {record['sec_per_kimg']:.2f} "
+            + " ".join(f"{k} {record[k]:.4g}" for k in ("loss_G", "loss_D", "aug_p", record.get("fid_key")) if k in record))
 
 
 # -- one builder per architecture ------------------------------------------------------
@@ -560,22 +639,28 @@ class Trainer:
     def _on_signal(self, signum, frame) -> None:  # noqa: ARG002
         self._stop_signal = signal.Signals(signum).name
 
-    def _stats_path(self) -> Path:
-        return self.run_dir / "stats.jsonl"
+    def _catch_stop_signals(self) -> dict:
+        """SIGTERM and SIGUSR2 set the stop flag; returns the previous handlers."""
+        return {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGUSR2)}
 
-    def _append_stats(self, record: dict) -> None:
-        with open(self._stats_path(), "a") as fh:
-            fh.write(json.dumps(record) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+    def _agree_stop(self) -> bool:
+        """Whether any rank received a stop signal (with several ranks a collective: every rank calls it)."""
+        stop = self._stop_signal is not None
+        if self.ddp:
+            flag = torch.tensor([1.0 if stop else 0.0], device=self.device)
+            torch.distributed.all_reduce(flag)
+            stop = float(flag) > 0
+        return stop
 
-    def _trim_stats(self) -> None:
-        """On resume: drop the lines logged after the snapshot (they are re-done)."""
-        path = self._stats_path()
-        if not path.is_file():
-            return
-        keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln).get("nimg", 0) <= self.cur_nimg]
-        atomic_write_text(path, "".join(ln + "\n" for ln in keep))
+    def _start_run(self) -> StatsWriter:
+        """Rank 0: the resolved config, ``reals.png`` (a fresh run) and the stats writer (on resume without
+        the lines logged after the snapshot). The other ranks get a writer that writes nothing."""
+        if not self.rank0:
+            return StatsWriter(self.run_dir, enabled=False)
+        write_resolved(self.cfg, self.run_dir)
+        if self.cur_nimg == 0:
+            self.write_reals()
+        return StatsWriter(self.run_dir, keep_upto=self.cur_nimg if self.cur_nimg else None)
 
     def _interrupted(self, log, written: bool = False, snapshot: Path | None = None) -> Path | None:
         """Stop on a signal: write the snapshot (every rank takes part) unless this step already ``written``
@@ -587,115 +672,102 @@ class Trainer:
             f"continue with `hpcgan train-gan --resume latest --outdir {self.cfg.outdir}`")
         return snapshot
 
+    def _diverged(self, exc: NonFiniteLossError, stats: StatsWriter) -> HpcganError:
+        """A NaN/inf loss: the ``nonfinite`` event in stats.jsonl, and the error that names the last good snapshot."""
+        snaps = list_snapshots(self.run_dir)
+        last = f"the last good snapshot is {snaps[-1]} (resume with --resume {snaps[-1]})" if snaps \
+            else "no snapshot was written before it"
+        stats.append({"event": "nonfinite", "term": exc.term, "phase": exc.phase,
+                      "step": self.step, "nimg": self.cur_nimg, "kimg": self.cur_nimg / 1000})
+        return HpcganError(f"training stopped at kimg {self.cur_nimg / 1000:.3f} (step {self.step}): "
+                           f"{exc} Nothing was saved after this step; {last}.")
+
     def run(self) -> dict:
+        """Train up to ``cfg.kimg`` or a stop signal; returns the summary that :func:`train` returns."""
+        from hpcgan.progress import Progress
+
         cfg = self.cfg
         total_nimg = int(round(cfg.kimg * 1000))
         fid = self._fid_evaluator()
-        writer = None
-        if self.rank0:
-            write_resolved(cfg, self.run_dir)
-            if self.cur_nimg == 0:
-                self.write_reals()
-            else:
-                self._trim_stats()
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                writer = SummaryWriter(str(self.run_dir))
-            except Exception:  # noqa: BLE001 - TensorBoard is optional
-                writer = None
-        from hpcgan.progress import Progress
-
+        stats = self._start_run()
         bar = Progress(total=total_nimg, initial=min(self.cur_nimg, total_nimg), unit="img", mode=cfg.progress,
                        rank0=self.rank0, desc=f"{cfg.arch} {self.resolution}px")
         log = bar.write if self.rank0 else (lambda s: None)
-        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGUSR2)}
+        old = self._catch_stop_signals()
         loader = torch.utils.data.DataLoader(self.dataset, batch_sampler=self.batches, num_workers=cfg.workers,
                                              pin_memory=self.device.type == "cuda")
         it = iter(loader)
-        status, last_snapshot = "done", None
-        tick_stats: dict[str, list[float]] = {}
-        tick_t0 = time.perf_counter()
-        tick_nimg0 = self.cur_nimg
         try:
-            while self.cur_nimg < total_nimg:
-                reals, labels = next(it)
-                step_stats = self.train_step(reals, labels)
-                for k, v in step_stats.items():
-                    tick_stats.setdefault(k, []).extend(v)
-                bar.update(min(cfg.batch, total_nimg - bar.n))
-                if self.on_step is not None:
-                    self.on_step({"trainer": self, "step": self.step, "cur_nimg": self.cur_nimg})
-                stop = self._stop_signal is not None
-                if self.ddp:
-                    flag = torch.tensor([1.0 if stop else 0.0], device=self.device)
-                    torch.distributed.all_reduce(flag)
-                    stop = float(flag) > 0
-                done = self.cur_nimg >= total_nimg
-                interrupt = stop and not done
-                tick_end = done or self.tick == 0 or self.cur_nimg >= self.tick_start_nimg + cfg.tick_kimg * 1000
-                if interrupt and not tick_end:
-                    last_snapshot, status = self._interrupted(log), "interrupted"
-                    break
-                if not tick_end:
-                    continue
-                # -- end of a tick
-                tick_idx = self.tick
-                self.tick += 1
-                self.tick_start_nimg = self.cur_nimg
-                dt = time.perf_counter() - tick_t0
-                record = self._tick_record(tick_idx, tick_stats, dt, self.cur_nimg - tick_nimg0)
-                if fid is not None and not interrupt and (done or tick_idx % cfg.metric_every == 0):  # no FID when stopping
-                    t0 = time.perf_counter()
-                    record.update(fid.record(self.G_ema, cfg.fid_num_fake, seed=cfg.seed))  # fid5k_full, per class
-                    record["fid_sec"] = round(time.perf_counter() - t0, 3)
-                if self.ddp:
-                    torch.distributed.barrier()
-                if self.rank0:
-                    self._append_stats(record)
-                    if writer is not None:
-                        for k, v in record.items():
-                            if isinstance(v, (int, float)) and k not in ("tick", "step", "nimg"):
-                                writer.add_scalar(k, v, self.cur_nimg)
-                        writer.flush()
-                    log(f"{hdist.log_prefix()}tick {tick_idx} kimg {record['kimg']:.3f} "
-                        f"sec/kimg {record['sec_per_kimg']:.2f} " +
-                        " ".join(f"{k} {record[k]:.4g}" for k in ("loss_G", "loss_D", "aug_p", record.get("fid_key"))
-                                 if k in record))
-                snapped = done or (cfg.snap > 0 and tick_idx % cfg.snap == 0)
-                if snapped:
-                    if self.rank0:
-                        self.write_grid()
-                    last_snapshot = self.write_snapshot()
-                # -- a stop signal at a tick's last step: the tick is complete (so a resumed run keeps the
-                # uninterrupted run's tick boundaries), then stop with its snapshot
-                if interrupt:
-                    last_snapshot = self._interrupted(log, snapped, last_snapshot)
-                    status = "interrupted"
-                    break
-                tick_stats = {}
-                tick_t0 = time.perf_counter()
-                tick_nimg0 = self.cur_nimg
+            status, last_snapshot = self._loop(it, total_nimg, fid, stats, bar, log)
         except NonFiniteLossError as exc:
-            snaps = list_snapshots(self.run_dir)
-            last = f"the last good snapshot is {snaps[-1]} (resume with --resume {snaps[-1]})" if snaps \
-                else "no snapshot was written before it"
-            if self.rank0:
-                self._append_stats({"event": "nonfinite", "term": exc.term, "phase": exc.phase,
-                                    "step": self.step, "nimg": self.cur_nimg, "kimg": self.cur_nimg / 1000})
-            raise HpcganError(f"training stopped at kimg {self.cur_nimg / 1000:.3f} (step {self.step}): "
-                              f"{exc} Nothing was saved after this step; {last}.") from exc
+            raise self._diverged(exc, stats) from exc
         finally:
             for s, h in old.items():
                 signal.signal(s, h)
             bar.close()
-            if writer is not None:
-                writer.close()
+            stats.close()
             del it
         if status == "done" and last_snapshot is None and self.rank0:
-            last_snapshot = list_snapshots(self.run_dir)[-1] if list_snapshots(self.run_dir) else None
+            snaps = list_snapshots(self.run_dir)
+            last_snapshot = snaps[-1] if snaps else None
         return {"status": status, "run_dir": str(self.run_dir), "snapshot": str(last_snapshot) if last_snapshot else None,
                 "kimg": self.cur_nimg / 1000, "step": self.step, "signal": self._stop_signal}
+
+    def _loop(self, it, total_nimg: int, fid, stats: StatsWriter, bar, log) -> tuple[str, Path | None]:
+        """Steps until ``total_nimg`` images or a stop signal; returns the status ("done" or "interrupted")
+        and the last snapshot written (its path on rank 0, None elsewhere)."""
+        cfg = self.cfg
+        last_snapshot = None
+        tick = _TickStats(self.cur_nimg)
+        while self.cur_nimg < total_nimg:
+            # -- one step; then every rank agrees whether to stop
+            reals, labels = next(it)
+            tick.add(self.train_step(reals, labels))
+            bar.update(min(cfg.batch, total_nimg - bar.n))
+            if self.on_step is not None:
+                self.on_step({"trainer": self, "step": self.step, "cur_nimg": self.cur_nimg})
+            stop = self._agree_stop()
+            done = self.cur_nimg >= total_nimg
+            interrupt = stop and not done
+            tick_end = done or self.tick == 0 or self.cur_nimg >= self.tick_start_nimg + cfg.tick_kimg * 1000
+            # -- a stop signal inside a tick: stop now, with a snapshot
+            if interrupt and not tick_end:
+                return "interrupted", self._interrupted(log)
+            if not tick_end:
+                continue
+            # -- end of a tick: its stats line, then grid and snapshot when due (no FID when stopping)
+            snapped, path = self._end_tick(tick, fid, stats, log, done=done, interrupt=interrupt)
+            if snapped:
+                last_snapshot = path
+            # -- a stop signal at a tick's last step: the tick is complete (so a resumed run keeps the
+            # uninterrupted run's tick boundaries), then stop with its snapshot
+            if interrupt:
+                return "interrupted", self._interrupted(log, snapped, last_snapshot)
+            tick = _TickStats(self.cur_nimg)
+        return "done", last_snapshot
+
+    def _end_tick(self, tick: _TickStats, fid, stats: StatsWriter, log, done: bool, interrupt: bool) -> tuple[bool, Path | None]:
+        """Close a tick: the stats line (with FID when due, never when stopping), grid and snapshot when due.
+        Every rank calls it (collectives). Returns (whether a snapshot was written, its path on rank 0)."""
+        cfg = self.cfg
+        tick_idx = self.tick
+        self.tick += 1
+        self.tick_start_nimg = self.cur_nimg
+        record = self._tick_record(tick_idx, tick.stats, tick.seconds(), self.cur_nimg - tick.nimg0)
+        if fid is not None and not interrupt and (done or tick_idx % cfg.metric_every == 0):
+            t0 = time.perf_counter()
+            record.update(fid.record(self.G_ema, cfg.fid_num_fake, seed=cfg.seed))  # fid5k_full, per class
+            record["fid_sec"] = round(time.perf_counter() - t0, 3)
+        if self.ddp:
+            torch.distributed.barrier()
+        if self.rank0:
+            stats.write_tick(record, self.cur_nimg)
+            log(_tick_line(tick_idx, record))
+        if not (done or (cfg.snap > 0 and tick_idx % cfg.snap == 0)):
+            return False, None
+        if self.rank0:
+            self.write_grid()
+        return True, self.write_snapshot()
 
     def _tick_record(self, tick_idx: int, stats: dict[str, list[float]], dt: float, nimg: int) -> dict:
         means = {k: float(np.mean(v)) for k, v in sorted(stats.items()) if k != "n_real"}
