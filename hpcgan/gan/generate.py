@@ -127,38 +127,60 @@ def _name(w, names: list[str]) -> str:
 
 def generate(cfg: GenerateConfig) -> dict:
     """Write the synthetic shards (and PNGs); returns the manifest."""
-    from hpcgan.data.shards import FORMAT_VERSION, MANIFEST, atomic_write_text, sha256_file, write_shard
-    from hpcgan.data.sources import FLAG_NAMES, FLAG_SYNTHETIC
+    from hpcgan.data.shards import MANIFEST, atomic_write_text
     from hpcgan.gan.snapshot import build_generator, load_snapshot, resolve_resume
-    from hpcgan.gan.train import to_uint8
 
     t0 = time.perf_counter()
+    # -- settings, the snapshot, seeds and classes (every check before anything is written)
+    _check_settings(cfg)
+    path = resolve_resume(cfg.network, None)
+    snap = load_snapshot(path)
+    seeds = _plan_seeds(cfg)
+    if cfg.trunc != 1 and snap["arch"] != "stylegan2":
+        raise HpcganError(f"--trunc needs a StyleGAN2 network; this one is {snap['arch']}")
+    classes = _resolve_classes(snap, cfg.classes)
+    # -- the network, and its images: for every class one per seed
+    dev = select_device(cfg.device)
+    G = build_generator(snap, which=cfg.which, impl=cfg.impl, device=dev)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    images, labels, sources = _generate_images(G, classes, seeds, cfg, dev)
+    # -- shards, PNGs and grid, manifest
+    shards = _write_shards(out, images, labels, sources, snap["data"]["resolution"], path, cfg)
+    if cfg.png:
+        _write_pngs(out, images, labels, sources, snap["data"]["class_names"], classes, len(seeds))
+    manifest = _manifest(cfg, path, snap, classes, seeds, labels, shards, t0)
+    write_resolved(cfg, out)
+    atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1))
+    return manifest
+
+
+def _check_settings(cfg: GenerateConfig) -> None:
     if not cfg.network or not cfg.out:
         raise HpcganError("--network and --out are required")
     if cfg.which not in WHICH:
         raise HpcganError(f"--which must be G or G_ema, got {cfg.which!r}")
     if cfg.batch < 1 or cfg.shard_size < 1:
         raise HpcganError("--batch and --shard-size must be >= 1")
-    path = resolve_resume(cfg.network, None)
-    snap = load_snapshot(path)
+
+
+def _plan_seeds(cfg: GenerateConfig) -> list[int]:
+    """``--seeds`` (agreeing with ``--n`` when both are given), else seeds ``0 .. n-1``."""
     if cfg.seeds is not None:
         seeds = parse_seeds(cfg.seeds)
         if cfg.n is not None and cfg.n != len(seeds):
             raise HpcganError(f"--n {cfg.n} but --seeds names {len(seeds)} seeds; give one of them (or agreeing ones)")
-    else:
-        if cfg.n is None or cfg.n < 1:
-            raise HpcganError("give --n N (images per class, seeds 0..N-1) or --seeds")
-        seeds = list(range(cfg.n))
-    if cfg.trunc != 1 and snap["arch"] != "stylegan2":
-        raise HpcganError(f"--trunc needs a StyleGAN2 network; this one is {snap['arch']}")
-    classes = _resolve_classes(snap, cfg.classes)
-    dev = select_device(cfg.device)
-    G = build_generator(snap, which=cfg.which, impl=cfg.impl, device=dev)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    names = snap["data"]["class_names"]
-    R = snap["data"]["resolution"]
+        return seeds
+    if cfg.n is None or cfg.n < 1:
+        raise HpcganError("give --n N (images per class, seeds 0..N-1) or --seeds")
+    return list(range(cfg.n))
 
+
+def _generate_images(G: torch.nn.Module, classes: list[tuple[str, int, int | None]], seeds: list[int],
+                     cfg: GenerateConfig, dev: torch.device) -> tuple[np.ndarray, list[int], list[str]]:
+    """uint8 images ``[len(classes) * len(seeds), 1, R, R]`` (class by class, seeds in order), their labels
+    and source names, made in batches of ``cfg.batch``."""
+    from hpcgan.gan.train import to_uint8
     from hpcgan.progress import Progress
 
     images, labels, sources = [], [], []
@@ -166,19 +188,27 @@ def generate(cfg: GenerateConfig) -> dict:
     for name, label, ci in classes:
         for i in range(0, len(seeds), cfg.batch):
             part = seeds[i:i + cfg.batch]
-            z = torch.from_numpy(np.stack([np.random.RandomState(s).randn(G.z_dim) for s in part])).float().to(dev)
+            z = torch.from_numpy(np.stack([np.random.RandomState(s).randn(G.z_dim) for s in part])).float().to(dev)  # [n, z_dim]
             c = None
             if ci is not None:
-                c = torch.nn.functional.one_hot(torch.full((len(part),), ci), G.c_dim).float().to(dev)
+                c = torch.nn.functional.one_hot(torch.full((len(part),), ci), G.c_dim).float().to(dev)  # [n, c_dim]
             with torch.no_grad():
                 kw = {"truncation_psi": cfg.trunc} if cfg.trunc != 1 else {}
-                img = G(z, c, noise_mode="const", **kw)
+                img = G(z, c, noise_mode="const", **kw)  # [n, 1, R, R] in [-1, 1]
             images.append(to_uint8(img))
             labels += [label] * len(part)
             sources += [f"synthetic-{name}-seed{s:06d}" for s in part]
             bar.update(len(part))
     bar.close()
-    images = np.concatenate(images)
+    return np.concatenate(images), labels, sources  # [N, 1, R, R] uint8
+
+
+def _write_shards(out: Path, images: np.ndarray, labels: list[int], sources: list[str], R: int, snapshot: Path,
+                  cfg: GenerateConfig) -> list[dict]:
+    """``OUT/train/shard-NNNNN.h5`` of ``cfg.shard_size`` images each (older shards removed); their manifest entries."""
+    from hpcgan.data.shards import write_shard
+    from hpcgan.data.sources import FLAG_SYNTHETIC
+
     n = len(images)
     for old in (out / "train").glob("shard-*.h5") if (out / "train").is_dir() else []:
         old.unlink()
@@ -187,27 +217,44 @@ def generate(cfg: GenerateConfig) -> dict:
         hi = min(n, lo + cfg.shard_size)
         rel = f"train/shard-{k:05d}.h5"
         digest = write_shard(out / rel, images[lo:hi], np.asarray(labels[lo:hi]), sources[lo:hi],
-                             np.tile(np.array([0, 0, R, R], np.int32), (hi - lo, 1)),
+                             np.tile(np.array([0, 0, R, R], np.int32), (hi - lo, 1)),  # [n, 4] mask_bbox: the full image
                              np.full(hi - lo, FLAG_SYNTHETIC, np.uint32), compression=cfg.compression,
-                             attrs={"synthetic": True, "snapshot": str(path.resolve())})
+                             attrs={"synthetic": True, "snapshot": str(snapshot.resolve())})
         shards.append({"path": rel, "split": "train", "n": hi - lo, "sha256": digest})
-    counts = {"train": {name: 0 for name in names}, "val": {name: 0 for name in names},
-              "test": {name: 0 for name in names}}
-    for lab in labels:
-        counts["train"][names[lab]] += 1
-    if cfg.png:
-        for name, _, _ in classes:
-            (out / "png" / name).mkdir(parents=True, exist_ok=True)
-        for img, src, lab in zip(images, sources, labels):
-            write_png(out / "png" / names[lab] / f"{src.rsplit('-', 1)[1]}.png", img[0])
-        write_png(out / "grid.png", _class_grid(images, len(classes), len(seeds)))
+    return shards
+
+
+def _write_pngs(out: Path, images: np.ndarray, labels: list[int], sources: list[str], names: list[str],
+                classes: list[tuple[str, int, int | None]], per_class: int) -> None:
+    """``OUT/png/<class>/seedNNNNNN.png`` per image and ``OUT/grid.png``."""
+    for name, _, _ in classes:
+        (out / "png" / name).mkdir(parents=True, exist_ok=True)
+    for img, src, lab in zip(images, sources, labels):
+        write_png(out / "png" / names[lab] / f"{src.rsplit('-', 1)[1]}.png", img[0])  # [R, R]
+    write_png(out / "grid.png", _class_grid(images, len(classes), per_class))
+
+
+def _manifest(cfg: GenerateConfig, path: Path, snap: dict, classes: list[tuple[str, int, int | None]], seeds: list[int],
+              labels: list[int], shards: list[dict], t0: float) -> dict:
+    """A preprocessing output's manifest (``hpcgan data info|verify`` and ``ShardDataset`` read it), plus the
+    ``generator`` entry: snapshot path and sha256, architecture, kimg, seeds, classes, truncation.
+    ``t0``: the run's start (``time.perf_counter()``) for the summary's seconds."""
+    from hpcgan.data.shards import FORMAT_VERSION, sha256_file
+    from hpcgan.data.sources import FLAG_NAMES
+
     try:
         from hpcgan import __version__ as version
     except ImportError:  # pragma: no cover
         version = "unknown"
+    names = snap["data"]["class_names"]
+    n = len(labels)
+    counts = {"train": {name: 0 for name in names}, "val": {name: 0 for name in names},
+              "test": {name: 0 for name in names}}
+    for lab in labels:
+        counts["train"][names[lab]] += 1
     settings = asdict(cfg)
-    settings.update(resolution=R, compression=cfg.compression, shard_size=cfg.shard_size)
-    manifest = {
+    settings.update(resolution=snap["data"]["resolution"], compression=cfg.compression, shard_size=cfg.shard_size)
+    return {
         "format_version": FORMAT_VERSION,
         "hpcgan_version": version,
         "kind": "synthetic",
@@ -237,9 +284,6 @@ def generate(cfg: GenerateConfig) -> dict:
         "summary": {"inputs": n, "written": n, "excluded": 0, "failed": 0, "shards_written": len(shards),
                     "shards_resumed": 0, "ranks": 1, "seconds": round(time.perf_counter() - t0, 3)},
     }
-    write_resolved(cfg, out)
-    atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1))
-    return manifest
 
 
 def _class_grid(images: np.ndarray, n_classes: int, per_class: int, side: int = 8) -> np.ndarray:
