@@ -253,43 +253,35 @@ class StyleGAN2Loss:
 
         if do_Gmain or do_Gpl:
             with _frozen(self.D):
+                # Gmain: maximise D's logits for generated images.
                 if do_Gmain:
-                    gen_img, _ = self.run_G(gen_z, gen_c, update_emas=True)
-                    gen_logits = self.run_D(gen_img, gen_c)
+                    gen_img, _ = self.run_G(gen_z, gen_c, update_emas=True)  # [N, C, R, R]
+                    gen_logits = self.run_D(gen_img, gen_c)  # [N, 1]
                     loss_G = F.softplus(-gen_logits)
                     stats["scores_fake"] = float(gen_logits.detach().mean())
                     self._check("loss_Gmain", phase, loss_G, stats, "loss_G")
                     loss_G.mean().mul(gain).backward()
+                # Gpl: path-length regularisation (Greg: lazy, scaled by g_reg_interval).
                 if do_Gpl:
-                    n = max(1, gen_z.shape[0] // self.pl_batch_shrink)
-                    pl_c = None if gen_c is None else gen_c[:n]
-                    gen_img, gen_ws = self.run_G(gen_z[:n], pl_c)
-                    pl_noise = torch.randn_like(gen_img) / math.sqrt(gen_img.shape[2] * gen_img.shape[3])
-                    (pl_grads,) = torch.autograd.grad(outputs=[(gen_img * pl_noise).sum()], inputs=[gen_ws],
-                                                      create_graph=True, only_inputs=True)
-                    pl_lengths = pl_grads.square().sum(dim=2).mean(dim=1).sqrt()
-                    pl_mean = self.pl_mean.lerp(pl_lengths.mean().detach().to(self.pl_mean.dtype), self.pl_decay)
-                    pl_penalty = (pl_lengths - pl_mean.to(pl_lengths.dtype)).square()
-                    loss_Gpl = pl_penalty * self.pl_weight
-                    stats["pl_penalty"] = float(pl_penalty.detach().mean())
-                    self._check("loss_Gpl", phase, loss_Gpl, stats)
-                    self.pl_mean.copy_(pl_mean)
-                    stats["pl_mean"] = float(pl_mean)
+                    loss_Gpl, gen_img = self._path_length_loss(phase, gen_z, gen_c, stats)
                     (gen_img[:, 0, 0, 0] * 0 + loss_Gpl).mean().mul(gain * g_reg_gain).backward()
 
         if do_Dmain or do_Dr1:
             with _frozen(self.G if isinstance(self.G, nn.Module) else nn.Module()):
+                # Dmain: minimise D's logits for generated images (made without a graph through G).
                 if do_Dmain:
                     with torch.no_grad():
-                        gen_img, _ = self.run_G(gen_z, gen_c, update_emas=False)
-                    gen_logits = self.run_D(gen_img, gen_c)
+                        gen_img, _ = self.run_G(gen_z, gen_c, update_emas=False)  # [N, C, R, R]
+                    gen_logits = self.run_D(gen_img, gen_c)  # [N, 1]
                     loss_Dgen = F.softplus(gen_logits)
                     stats["scores_fake"] = float(gen_logits.detach().mean())
                     self._check("loss_Dgen", phase, loss_Dgen, stats)
                     loss_Dgen.mean().mul(gain).backward()
 
-                real = real_img.detach().requires_grad_(do_Dr1)
-                real_logits = self.run_D(real, real_c)
+                # Dmain: maximise D's logits for real images. Dr1: R1 penalty on them (Dreg: lazy, scaled by
+                # d_reg_interval). One pass over the reals for both; its sign statistic feeds ADA.
+                real = real_img.detach().requires_grad_(do_Dr1)  # [N, C, R, R]
+                real_logits = self.run_D(real, real_c)  # [N, 1]
                 stats["scores_real"] = float(real_logits.detach().mean())
                 stats["Dreal_sign"] = float(real_logits.detach().sign().mean())
                 stats["n_real"] = float(real_logits.shape[0])
@@ -301,14 +293,34 @@ class StyleGAN2Loss:
                     total = total + loss_Dreal
                 if do_Dr1:
                     (r1_grads,) = torch.autograd.grad(outputs=[real_logits.sum()], inputs=[real],
-                                                      create_graph=True, only_inputs=True)
-                    r1_penalty = r1_grads.square().sum(dim=[1, 2, 3])
+                                                      create_graph=True, only_inputs=True)  # [N, C, R, R]
+                    r1_penalty = r1_grads.square().sum(dim=[1, 2, 3])  # [N]
                     loss_Dr1 = r1_penalty * (self.r1_gamma / 2)
                     stats["r1_penalty"] = float(r1_penalty.detach().mean())
                     self._check("loss_Dr1", phase, loss_Dr1, stats)
                     total = total + loss_Dr1 * d_reg_gain
                 total.mean().mul(gain).backward()
         return stats
+
+    def _path_length_loss(self, phase: str, gen_z: torch.Tensor, gen_c: torch.Tensor | None,
+                          stats: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """The path-length penalty of ``batch // pl_batch_shrink`` generated images, times ``pl_weight``
+        (``[n]``), and those images (for the caller's backward); updates ``pl_mean``."""
+        n = max(1, gen_z.shape[0] // self.pl_batch_shrink)
+        pl_c = None if gen_c is None else gen_c[:n]
+        gen_img, gen_ws = self.run_G(gen_z[:n], pl_c)  # [n, C, R, R], [n, num_ws, w_dim]
+        pl_noise = torch.randn_like(gen_img) / math.sqrt(gen_img.shape[2] * gen_img.shape[3])  # [n, C, R, R]
+        (pl_grads,) = torch.autograd.grad(outputs=[(gen_img * pl_noise).sum()], inputs=[gen_ws],
+                                          create_graph=True, only_inputs=True)  # [n, num_ws, w_dim]
+        pl_lengths = pl_grads.square().sum(dim=2).mean(dim=1).sqrt()  # [n]
+        pl_mean = self.pl_mean.lerp(pl_lengths.mean().detach().to(self.pl_mean.dtype), self.pl_decay)
+        pl_penalty = (pl_lengths - pl_mean.to(pl_lengths.dtype)).square()  # [n]
+        loss_Gpl = pl_penalty * self.pl_weight
+        stats["pl_penalty"] = float(pl_penalty.detach().mean())
+        self._check("loss_Gpl", phase, loss_Gpl, stats)
+        self.pl_mean.copy_(pl_mean)
+        stats["pl_mean"] = float(pl_mean)
+        return loss_Gpl, gen_img
 
     # -- checkpointing ---------------------------------------------------------
 
