@@ -267,10 +267,15 @@ class AugmentPipe(nn.Module):
             raise ValueError(f"images must be [N, C, H, W], got shape {tuple(images.shape)}")
         if float(self.p) == 0:
             return images
-        N, C, H, W = images.shape
-        dev, dt = images.device, images.dtype
-        zeros = torch.zeros(N, device=dev, dtype=dt)
-        ones = torch.ones(N, device=dev, dtype=dt)
+        # The random draws run in this order (blitting, geometric, colour): it fixes the result for a seed.
+        G_blit = self._blit_matrix(images)  # [N, 3, 3]
+        G_geom = self._geom_matrix(images)  # [N, 3, 3]
+        x = self._warp(images, G_blit, G_geom)  # [N, C, H, W]
+        return self._recolour(x, images)  # [N, C, H, W]
+
+    def _draws(self, like: torch.Tensor):
+        """``rand(*shape)``, ``randn(*shape)`` and per-image zeros and ones ``[N]`` on ``like``'s device and dtype."""
+        dev, dt = like.device, like.dtype
 
         def rand(*shape):
             return torch.rand(*shape, device=dev, dtype=dt)
@@ -278,49 +283,65 @@ class AugmentPipe(nn.Module):
         def randn(*shape):
             return torch.randn(*shape, device=dev, dtype=dt)
 
-        # Inverse transform (output pixel -> input pixel), in pixels from the image centre:
-        # G = G_blit @ G_geom, pixel blitting first.
-        G = _eye(3, N, zeros)
+        N = like.shape[0]
+        return rand, randn, torch.zeros(N, device=dev, dtype=dt), torch.ones(N, device=dev, dtype=dt)
+
+    def _blit_matrix(self, images: torch.Tensor) -> torch.Tensor:
+        """Pixel blitting (x-flip, rotation by k * 90 degrees, integer translation) as one inverse transform
+        ``[N, 3, 3]`` (output pixel -> input pixel, in pixels from the image centre)."""
+        N, _, H, W = images.shape
+        rand, _, zeros, ones = self._draws(images)
+        G = _eye(3, N, zeros)  # [N, 3, 3]
         if self.xflip > 0:
-            i = torch.floor(rand(N) * 2)
+            i = torch.floor(rand(N) * 2)  # [N]
             i = torch.where(self._chance(self.xflip, N, images), i, zeros)
             G = G @ _scale(1 - 2 * i, ones)
         if self.rotate90 > 0:
-            i = torch.floor(rand(N) * 4)
+            i = torch.floor(rand(N) * 4)  # [N]
             i = torch.where(self._chance(self.rotate90, N, images), i, zeros)
             G = G @ _rotate(-(math.pi / 2) * i)
         if self.xint > 0:
-            t = (rand(N, 2) * 2 - 1) * self.xint_max
+            t = (rand(N, 2) * 2 - 1) * self.xint_max  # [N, xy]
             t = torch.where(self._chance(self.xint, N, images)[:, None], t, torch.zeros_like(t))
             G = G @ _translate(-torch.round(t[:, 0] * W), -torch.round(t[:, 1] * H))
-        G_blit, G = G, _eye(3, N, zeros)
+        return G
+
+    def _geom_matrix(self, images: torch.Tensor) -> torch.Tensor:
+        """The geometric transforms (isotropic scaling, rotation, anisotropic scaling, rotation, fractional
+        translation) as one inverse transform ``[N, 3, 3]``, applied after the blitting."""
+        N, _, H, W = images.shape
+        rand, randn, zeros, ones = self._draws(images)
+        G = _eye(3, N, zeros)  # [N, 3, 3]
         if self.scale > 0:
-            s = torch.exp2(randn(N) * self.scale_std)
+            s = torch.exp2(randn(N) * self.scale_std)  # [N]
             s = torch.where(self._chance(self.scale, N, images), s, ones)
             G = G @ _scale(1 / s, 1 / s)
-        p_rot = 1 - torch.sqrt((1 - self.rotate * self.p).clamp(0, 1))
+        p_rot = 1 - torch.sqrt((1 - self.rotate * self.p).clamp(0, 1))  # each of the two rotations
         if self.rotate > 0:
-            theta = (rand(N) * 2 - 1) * math.pi * self.rotate_max
+            theta = (rand(N) * 2 - 1) * math.pi * self.rotate_max  # [N]
             theta = torch.where(self._chance(self.rotate, N, images, p_rot), theta, zeros)
             G = G @ _rotate(theta)
         if self.aniso > 0:
-            s = torch.exp2(randn(N) * self.aniso_std)
+            s = torch.exp2(randn(N) * self.aniso_std)  # [N]
             s = torch.where(self._chance(self.aniso, N, images), s, ones)
             G = G @ _scale(1 / s, s)
         if self.rotate > 0:
-            theta = (rand(N) * 2 - 1) * math.pi * self.rotate_max
+            theta = (rand(N) * 2 - 1) * math.pi * self.rotate_max  # [N]
             theta = torch.where(self._chance(self.rotate, N, images, p_rot), theta, zeros)
             G = G @ _rotate(theta)
         if self.xfrac > 0:
-            t = randn(N, 2) * self.xfrac_std
+            t = randn(N, 2) * self.xfrac_std  # [N, xy]
             t = torch.where(self._chance(self.xfrac, N, images)[:, None], t, torch.zeros_like(t))
             G = G @ _translate(-t[:, 0] * W, -t[:, 1] * H)
+        return G
 
-        x = self._warp(images, G_blit, G)
-
-        # Colour: x' = flip * contrast * (x + brightness), as ADA's colour matrix on the luma axis.
-        scale = ones
-        offset = zeros
+    def _recolour(self, x: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+        """Colour: ``x' = flip * contrast * (x + brightness)``, as ADA's colour matrix on the luma axis; images
+        drawn with no colour transform are returned untouched."""
+        N = x.shape[0]
+        rand, randn, zeros, ones = self._draws(images)
+        scale = ones  # [N]
+        offset = zeros  # [N]
         if self.brightness > 0:
             b = randn(N) * self.brightness_std
             b = torch.where(self._chance(self.brightness, N, images), b, zeros)
@@ -333,9 +354,9 @@ class AugmentPipe(nn.Module):
             i = torch.floor(rand(N) * 2)
             i = torch.where(self._chance(self.lumaflip, N, images), i, zeros)
             scale, offset = scale * (1 - 2 * i), offset * (1 - 2 * i)
-        recolour = (scale != 1) | (offset != 0)
+        recolour = (scale != 1) | (offset != 0)  # [N]
         if bool(recolour.any()):
-            y = x * scale[:, None, None, None] + offset[:, None, None, None]
+            y = x * scale[:, None, None, None] + offset[:, None, None, None]  # [N, C, H, W]
             x = torch.where(recolour[:, None, None, None], y, x)
         return x
 
