@@ -509,20 +509,25 @@ class Trainer:
         return self.sync_wrapper(lambda: self._sync(params, self._tracked, failed), nbytes)
 
     def train_step(self, reals: torch.Tensor, real_labels: torch.Tensor) -> dict[str, list[float]]:
+        """One step of every phase due (see the module docstring) on this rank's slices of the global batch;
+        then G_ema, the counters and ADA. Returns each statistic's values, one per slice and phase."""
         cfg, B, bg = self.cfg, self.cfg.batch, self.batch_gpu
-        gen = torch.Generator().manual_seed(_seed(cfg.seed, self.step, 0xDA7A))
-        reals = reals.to(self.device, torch.float32)
-        real_c = self._onehot(real_labels)
+        gen = torch.Generator().manual_seed(_seed(cfg.seed, self.step, 0xDA7A))  # the step's latents and labels
+        reals = reals.to(self.device, torch.float32)  # [rounds * bg, 1, R, R]: this rank's slices
+        real_c = self._onehot(real_labels)  # [rounds * bg, c_dim] or None
         slicing = self.rounds > 1 or self.ddp
         stats: dict[str, list[float]] = {}
         for phase_i, phase in enumerate(self.loss.phases_for_step(self.step)):
-            z_all = torch.randn(B, self.z_dim, generator=gen)
-            c_all = self._onehot(self.dataset.labels[torch.randint(len(self.dataset), (B,), generator=gen)])
+            # -- the global batch's latents and labels (the same on every rank), the phase's network
+            z_all = torch.randn(B, self.z_dim, generator=gen)  # [B, z_dim]
+            c_all = self._onehot(self.dataset.labels[torch.randint(len(self.dataset), (B,), generator=gen)])  # [B, c_dim]
             net, opt = (self.G, self.opt_G) if phase.startswith("G") else (self.D, self.opt_D)
             opt.zero_grad(set_to_none=True)
             before = [b.detach().clone() for b in self._tracked] if slicing else None
             after = [torch.zeros_like(b) for b in self._tracked] if slicing else None
             error = None
+            # -- accumulate the gradients of this rank's slices; each slice starts from the tracked buffers'
+            # values before the phase, with the torch RNG seeded from (seed, step, phase, slice)
             try:
                 for r in range(self.rounds):
                     k = self.rank * self.rounds + r
@@ -544,6 +549,8 @@ class Trainer:
                         self.ada.accumulate(s["Dreal_sign"], int(s["n_real"]))
             except NonFiniteLossError as exc:
                 error = exc
+            # -- the tracked buffers become the slices' mean; gradients, buffers and failure are averaged
+            # over ranks (a failure on any rank stops every rank)
             if slicing and error is None:
                 for b, a in zip(self._tracked, after):
                     b.copy_(a)
@@ -553,26 +560,31 @@ class Trainer:
                         error = NonFiniteLossError("a loss term (on another rank)", phase, float("nan"))
             if error is not None:
                 raise error
-            bad = sanitize_gradients(net.parameters())  # identical on every rank: after the all-reduce
+            # -- replace non-finite gradient values (identical on every rank: after the all-reduce), step
+            bad = sanitize_gradients(net.parameters())
             self._nonfinite["grad_nonfinite"] += bad
             self._nonfinite["grad_nonfinite_phases"] += int(bad > 0)
             opt.step()
-
-        # G_ema
-        with torch.no_grad():
-            ema_nimg = self.ema_nimg
-            if self.ema_rampup is not None:
-                ema_nimg = min(ema_nimg, self.cur_nimg * self.ema_rampup)
-            beta = 0.5 ** (B / max(ema_nimg, 1e-8))
-            for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
-                p_ema.copy_(p.detach().lerp(p_ema, beta))
-            for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
-                b_ema.copy_(b)
+        # -- G_ema, the counters, ADA's p
+        self._update_ema()
         self.cur_nimg += B
         self.step += 1
         if self.ada is not None:
             self.ada.step(B)
         return stats
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        """G_ema moves towards G with a half-life of ``ema_nimg`` images (ramped up: at most ``cur_nimg *
+        ema_rampup``); its buffers are G's."""
+        ema_nimg = self.ema_nimg
+        if self.ema_rampup is not None:
+            ema_nimg = min(ema_nimg, self.cur_nimg * self.ema_rampup)
+        beta = 0.5 ** (self.cfg.batch / max(ema_nimg, 1e-8))
+        for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
+            p_ema.copy_(p.detach().lerp(p_ema, beta))
+        for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
+            b_ema.copy_(b)
 
     # -- grids, metrics -------------------------------------------------------------------
 
