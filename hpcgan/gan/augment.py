@@ -364,13 +364,13 @@ class AugmentPipe(nn.Module):
         """Apply ``G_blit @ G_geom`` to the images it moves (exact comparison: untouched images keep
         an exact identity); anti-aliased where a geometric transform is drawn."""
         eye3 = torch.eye(3, device=x.device, dtype=x.dtype)
-        blit = (G_blit != eye3).flatten(1).any(dim=1)
-        geom = (G_geom != eye3).flatten(1).any(dim=1)
+        blit = (G_blit != eye3).flatten(1).any(dim=1)  # [N]: moved by blitting
+        geom = (G_geom != eye3).flatten(1).any(dim=1)  # [N]: moved by a geometric transform
         G = G_blit @ G_geom
         parts = ((blit & ~geom, False), (geom, True)) if self.antialias else ((blit | geom, False),)
         for chosen, aa in parts:
             if bool(chosen.any()):
-                idx = torch.nonzero(chosen).flatten()
+                idx = torch.nonzero(chosen).flatten()  # [M]: the chosen images
                 x = x.index_copy(0, idx, affine_warp(x.index_select(0, idx), G[idx], antialias=aa, impl=self.impl))
         return x
 

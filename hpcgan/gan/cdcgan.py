@@ -67,12 +67,12 @@ class CDCGenerator(nn.Module):
         self.img_resolution, self.img_channels = _check_res(img_resolution), img_channels
         n_up = int(math.log2(img_resolution)) - 2
         chans = [filters * min(8, 2 ** (n_up - 1 - i)) for i in range(n_up)]  # input channels of each up-block
-        self.project = nn.Sequential(nn.Linear(z_dim, chans[0] * 16, bias=False), nn.Unflatten(1, (chans[0], 4, 4)),
+        self.project = nn.Sequential(nn.Linear(z_dim, chans[0] * 16, bias=False), nn.Unflatten(1, (chans[0], 4, 4)),  # -> [N, chans[0], 4, 4]
                                      nn.BatchNorm2d(chans[0]), nn.ReLU(True))
         extra = 0
         if c_dim > 0:
             self.embed = nn.Linear(c_dim, embed, bias=False)  # == nn.Embedding on one-hot labels
-            self.label_map = nn.Sequential(nn.Linear(embed, 16), nn.Unflatten(1, (1, 4, 4)))
+            self.label_map = nn.Sequential(nn.Linear(embed, 16), nn.Unflatten(1, (1, 4, 4)))  # [N, embed] -> [N, 1, 4, 4]
             extra = 1
         else:
             self.embed = self.label_map = None
@@ -100,10 +100,10 @@ class CDCGenerator(nn.Module):
         if z.ndim != 2 or z.shape[1] != self.z_dim:
             raise ValueError(f"z must have shape [N, {self.z_dim}], got {tuple(z.shape)}")
         c = _labels(c, self.c_dim, z.shape[0])
-        x = self.project(z)
+        x = self.project(z)  # [N, chans[0], 4, 4]
         if c is not None:
-            x = torch.cat([x, self.label_map(self.embed(c.to(x.dtype)))], dim=1)
-        return self.net(x)
+            x = torch.cat([x, self.label_map(self.embed(c.to(x.dtype)))], dim=1)  # [N, chans[0] + 1, 4, 4]
+        return self.net(x)  # [N, img_channels, R, R]
 
 
 class CDCDiscriminator(nn.Module):
@@ -116,7 +116,7 @@ class CDCDiscriminator(nn.Module):
         R = img_resolution
         if c_dim > 0:
             self.embed = nn.Linear(c_dim, embed, bias=False)
-            self.label_map = nn.Sequential(nn.Linear(embed, R * R), nn.Unflatten(1, (1, R, R)))
+            self.label_map = nn.Sequential(nn.Linear(embed, R * R), nn.Unflatten(1, (1, R, R)))  # [N, embed] -> [N, 1, R, R]
         else:
             self.embed = self.label_map = None
         cin = img_channels + (1 if c_dim > 0 else 0)
@@ -141,10 +141,10 @@ class CDCDiscriminator(nn.Module):
         if img.ndim != 4 or img.shape[1:] != (self.img_channels, R, R):
             raise ValueError(f"img must have shape [N, {self.img_channels}, {R}, {R}], got {tuple(img.shape)}")
         c = _labels(c, self.c_dim, img.shape[0])
-        x = img
+        x = img  # [N, C, R, R]
         if c is not None:
-            x = torch.cat([x, self.label_map(self.embed(c.to(img.dtype)))], dim=1)
-        return self.out(self.features(x))
+            x = torch.cat([x, self.label_map(self.embed(c.to(img.dtype)))], dim=1)  # [N, C + 1, R, R]
+        return self.out(self.features(x))  # [N, 8f * (R/16)^2] -> [N, 1]
 
     def prob(self, img: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         return torch.sigmoid(self.forward(img, c))

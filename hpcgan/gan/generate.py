@@ -293,7 +293,7 @@ def _class_grid(images: np.ndarray, n_classes: int, per_class: int, side: int = 
     rows_per_class = per_row.count(0)
     cells = []
     for j in range(n_classes):  # the images of class j are images[j * per_class: (j + 1) * per_class]
-        block = images[j * per_class: (j + 1) * per_class][: rows_per_class * cols]
+        block = images[j * per_class: (j + 1) * per_class][: rows_per_class * cols]  # [<= rows_per_class * cols, 1, R, R]
         pad = np.zeros((rows_per_class * cols - len(block), *images.shape[1:]), np.uint8)
         cells.append(np.concatenate([block, pad]))
     return image_grid(np.concatenate(cells), rows_per_class * n_classes, cols)

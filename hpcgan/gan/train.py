@@ -416,7 +416,7 @@ class Trainer:
         if self.c_dim == 0:
             return None
         idx = torch.tensor([self.label_to_c[int(v)] for v in labels], dtype=torch.int64)
-        return torch.nn.functional.one_hot(idx, self.c_dim).float().to(self.device)
+        return torch.nn.functional.one_hot(idx, self.c_dim).float().to(self.device)  # [N, c_dim]
 
     # -- snapshots -------------------------------------------------------------------
 
@@ -486,9 +486,9 @@ class Trainer:
     def _sync(self, params: list[torch.nn.Parameter], bufs: list[torch.Tensor] | None, failed: bool) -> bool:
         """All-reduce the phase's gradients (mean over ranks), tracked buffers (mean) and the failure flag."""
         with_grad = [p for p in params if p.grad is not None]
-        parts = [p.grad.flatten() for p in with_grad] + [b.flatten() for b in (bufs or [])]
+        parts = [p.grad.flatten() for p in with_grad] + [b.flatten() for b in (bufs or [])]  # each [numel]
         parts.append(torch.tensor([1.0 if failed else 0.0], device=self.device))
-        flat = torch.cat([t.to(self.device, torch.float32) for t in parts])
+        flat = torch.cat([t.to(self.device, torch.float32) for t in parts])  # [gradient numels + buffer numels + 1]
         torch.distributed.all_reduce(flat)
         if float(flat[-1]) > 0:
             return True
@@ -496,7 +496,7 @@ class Trainer:
         off = 0
         for t in [p.grad for p in with_grad] + list(bufs or []):
             n = t.numel()
-            t.copy_(flat[off:off + n].view_as(t))
+            t.copy_(flat[off:off + n].view_as(t))  # [n] -> t's shape
             off += n
         return False
 
@@ -597,10 +597,10 @@ class Trainer:
         per_row = self._grid_classes()
         rows = len(per_row) if per_row else cfg.grid_rows
         n = rows * cfg.grid_cols
-        z = torch.randn(n, self.z_dim, generator=torch.Generator().manual_seed(_seed(cfg.seed, 0x6121D)))
+        z = torch.randn(n, self.z_dim, generator=torch.Generator().manual_seed(_seed(cfg.seed, 0x6121D)))  # [rows * cols, z_dim]
         c = None
         if per_row:
-            rows_c = torch.tensor(per_row).repeat_interleave(cfg.grid_cols)  # c index = train-class index
+            rows_c = torch.tensor(per_row).repeat_interleave(cfg.grid_cols)  # [rows * cols]: c index = train-class index
             c = torch.nn.functional.one_hot(rows_c, self.c_dim).float()  # [rows * cols, c_dim]
         return z, c, rows, cfg.grid_cols
 
@@ -630,7 +630,7 @@ class Trainer:
         else:
             idx = [i % len(self.dataset) for i in range(rows * cols)]
         items = self.dataset.__getitems__(idx)
-        imgs = to_uint8(torch.stack([x for x, _ in items]))
+        imgs = to_uint8(torch.stack([x for x, _ in items]))  # [rows * cols, 1, R, R]
         write_png(self.run_dir / "reals.png", image_grid(imgs, rows, cols))
 
     def _fid_evaluator(self):
