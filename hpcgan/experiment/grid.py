@@ -43,16 +43,16 @@ from pathlib import Path
 import yaml
 
 from hpcgan.atomic import atomic_write_text
-from hpcgan.classify.config import AMPS
+from hpcgan.classify.config import AMPS, AUGS, MODELS
+from hpcgan.classify.evaluate import SPLITS as EXTERNAL_SPLITS
 from hpcgan.config import load as load_config
 from hpcgan.errors import HpcganError
+from hpcgan.metrics.fid import FID_METHODS
 
 __all__ = ["ExperimentConfig", "Task", "load_experiment", "expand", "experiment_dir", "prepare_dir", "run_task",
            "run_local", "aggregate", "ensure_image_metrics", "list_text", "experiment_main", "METRIC_KEYS",
            "experiment_config_from_dict", "read_experiment_config"]
 
-MODELS = ("inception_v3", "efficientnet_b0", "small_cnn")
-AUGS = ("none", "classic", "gan", "classic+gan", "rebalance")
 GAN_AUGS = ("gan", "classic+gan")
 # Settings that change how, not what, is computed: they may differ between runs into one directory.
 EXECUTION_KEYS = ("workers", "device", "progress", "outdir")
@@ -202,13 +202,13 @@ def _validate_external(cfg: ExperimentConfig) -> None:
         if bad:
             raise HpcganError(f"experiment setting external: set names {bad} must be letters, digits, _ . + -")
         cfg.external = {str(k): str(v) for k, v in cfg.external.items()}
-    if cfg.external_split not in ("all", "test"):
+    if cfg.external_split not in EXTERNAL_SPLITS:
         raise HpcganError(f"experiment setting external_split must be all or test, got {cfg.external_split!r}")
 
 
 def _validate_metrics(cfg: ExperimentConfig) -> None:
     """The image metrics' settings."""
-    if cfg.fid_method not in ("sqrtm", "eigh"):
+    if cfg.fid_method not in FID_METHODS:
         raise HpcganError(f"experiment setting fid_method must be sqrtm or eigh, got {cfg.fid_method!r}")
     if cfg.metrics_num is not None and cfg.metrics_num < 2:
         raise HpcganError(f"experiment setting metrics_num must be >= 2 (or null), got {cfg.metrics_num}")
