@@ -37,12 +37,10 @@ from hpcgan.dist import DEVICES, select_device
 from hpcgan.data.imagegrid import class_rows, image_grid, write_png
 from hpcgan.config import write_resolved
 from hpcgan.errors import HpcganError
+from hpcgan.gan.snapshot import GENERATORS
 from hpcgan.ops._native import IMPLS
 
 __all__ = ["GenerateConfig", "generate", "generate_main", "parse_seeds"]
-
-
-WHICH = ("G_ema", "G")  # the generators of a snapshot
 
 
 @dataclass
@@ -58,7 +56,7 @@ class GenerateConfig:
     seeds: str | list | None = setting(None, help="seeds, e.g. 0-99 or 1,5,9 (one image per seed and class)")
     png: bool = setting(False, const=True, help="also write OUT/png/<class>/seedNNNNNN.png and OUT/grid.png")
     batch: int = setting(32, help="images per forward pass")
-    which: str = setting("G_ema", choices=WHICH, help="generator of the snapshot")
+    which: str = setting("G_ema", choices=GENERATORS, help="generator of the snapshot")
     impl: str = setting("auto", choices=IMPLS, help="op implementation")
     device: str = setting("auto", choices=DEVICES, help="auto = CUDA if present")
     shard_size: int = setting(1024, help="images per shard")
@@ -158,7 +156,7 @@ def generate(cfg: GenerateConfig) -> dict:
 def _check_settings(cfg: GenerateConfig) -> None:
     if not cfg.network or not cfg.out:
         raise HpcganError("--network and --out are required")
-    if cfg.which not in WHICH:
+    if cfg.which not in GENERATORS:
         raise HpcganError(f"--which must be G or G_ema, got {cfg.which!r}")
     if cfg.batch < 1 or cfg.shard_size < 1:
         raise HpcganError("--batch and --shard-size must be >= 1")

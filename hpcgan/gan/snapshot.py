@@ -157,9 +157,12 @@ def build_networks(arch: str, G_kwargs: dict, D_kwargs: dict, impl: str = "auto"
     raise HpcganError(f"unknown architecture {arch!r} in snapshot")
 
 
+GENERATORS = ("G_ema", "G")  # the generators a snapshot holds
+
+
 def build_generator(snapshot: dict, which: str = "G_ema", impl: str = "auto", device="cpu") -> torch.nn.Module:
     """The generator ``which`` ("G_ema" or "G") of a loaded snapshot, in eval mode on ``device``."""
-    if which not in ("G", "G_ema"):
+    if which not in GENERATORS:
         raise ValueError(f"which must be 'G' or 'G_ema', got {which!r}")
     G, _ = build_networks(snapshot["arch"], snapshot["G_kwargs"], snapshot["D_kwargs"], impl=impl)
     G.load_state_dict(snapshot[which])
