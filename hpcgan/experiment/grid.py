@@ -46,6 +46,7 @@ from hpcgan.atomic import atomic_write_text
 from hpcgan.classify.config import AMPS, AUGS, MODELS
 from hpcgan.classify.evaluate import SPLITS as EXTERNAL_SPLITS
 from hpcgan.config import load as load_config
+from hpcgan.config import progress_setting, setting
 from hpcgan.errors import HpcganError
 from hpcgan.metrics.fid import FID_METHODS
 
@@ -67,12 +68,13 @@ RESULT_FILE = "test_metrics.json"
 
 @dataclass
 class ExperimentConfig:
-    """One experiment grid; every field is a YAML key (see configs/paper.yaml)."""
+    """One experiment grid; every field is a YAML key (see configs/paper.yaml), outdir and progress also flags."""
 
     name: str = "experiment"          # the experiment directory is <outdir>/<name>
     data: str = ""                    # real shards (hpcgan preprocess output)
     gan_data: list | None = None      # hpcgan generate output folders (needed by aug gan / classic+gan)
-    outdir: str = "experiments"
+    outdir: str = setting("experiments", help="parent folder of the experiment directory (overrides the config's "
+                          "outdir; the directory is OUTDIR/<name>)")
     models: list = field(default_factory=lambda: ["inception_v3", "efficientnet_b0"])
     augs: list = field(default_factory=lambda: ["none", "classic", "gan"])
     runs: int = 4                     # run r = 1..runs trains with seed r (same seeds in every cell)
@@ -97,7 +99,7 @@ class ExperimentConfig:
     device: str = "auto"
     amp: str = "off"                  # classifier mixed precision: off | bf16 | fp16 (ClassifyConfig.amp)
     channels_last: bool = False       # classifier memory layout (ClassifyConfig.channels_last)
-    progress: str | bool = "auto"  # auto | bar | lines | off (hpcgan.progress); true/false = auto/off
+    progress: str | bool = progress_setting()  # true/false (older configs) = auto/off
     # image metrics of gan_data against data (hpcgan.metrics.compare.compare_shards), stored as image_metrics.json
     image_metrics: bool = True
     metrics: str = "fid,kid,rmse,psnr,sre,sam,ssim,memorisation"
