@@ -416,11 +416,11 @@ def _classify_job(args: argparse.Namespace) -> dict:
 
 def _experiment_job(args: argparse.Namespace) -> dict:
     from hpcgan.config import to_dict
-    from hpcgan.experiment.grid import load_experiment
+    from hpcgan.experiment.grid import ExperimentConfig, load_experiment
 
     if args.task_index is not None or args.list:
         raise HpcganError("submit experiment: leave out --task-index and --list (the launcher runs every task)")
-    return to_dict(load_experiment(args.config, {"outdir": args.outdir, "progress": args.progress}))
+    return to_dict(load_experiment(args.config, cliflags.overrides(args, ExperimentConfig)))
 
 
 def _report_job(args: argparse.Namespace) -> dict:
@@ -623,9 +623,9 @@ def _add_model_only_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_experiment(args: argparse.Namespace) -> int:
-    from hpcgan.experiment.grid import experiment_main
+    from hpcgan.experiment.grid import ExperimentConfig, experiment_main
 
-    return experiment_main(args.config, {"outdir": args.outdir, "progress": args.progress}, parallel=args.parallel,
+    return experiment_main(args.config, cliflags.overrides(args, ExperimentConfig), parallel=args.parallel,
                            task_index=args.task_index, list_only=args.list)
 
 
@@ -641,7 +641,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return demo_main(args.out, quick=args.quick, parallel=args.parallel, progress=args.progress)
 
 
-def _add_experiment(sub) -> None:
+def _add_experiment(sub, flags: bool = True) -> None:
     e = sub.add_parser(
         "experiment", help="run the classifier x augmentation x class set x runs grid of a config, then aggregate",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -653,17 +653,21 @@ def _add_experiment(sub) -> None:
         "  hpcgan experiment configs/paper.yaml --list                  # N tasks: sbatch --array=0-(N-1)\n"
         "  hpcgan experiment configs/paper.yaml --task-index $SLURM_ARRAY_TASK_ID",
     )
+    e.set_defaults(func=_cmd_experiment, job=_experiment_job)
+    if not flags:  # listed only: `hpcgan --help`, or another verb runs
+        return
+    from hpcgan.experiment.grid import ExperimentConfig, experiment_main
+
+    d = _defaults(experiment_main)
     e.add_argument("config", help="experiment YAML (fields: hpcgan.experiment.grid.ExperimentConfig)")
-    e.add_argument("--outdir", default=None, help="parent folder of the experiment directory (overrides the config's "
-                   "outdir; the directory is OUTDIR/<name>)")
-    e.add_argument("--parallel", type=int, default=1, help="tasks run at once in worker processes, each with "
-                   "cores/N torch threads and its output in logs/<task>.log (default 1: one after another here)")
+    cliflags.add_flags(e, ExperimentConfig)
+    e.add_argument("--parallel", type=int, default=d["parallel"], help="tasks run at once in worker processes, each "
+                   "with cores/N torch threads and its output in logs/<task>.log (default "
+                   f"{d['parallel']}: one after another here)")
     e.add_argument("--task-index", dest="task_index", type=int, default=None, metavar="I",
                    help="run task I only (0-based, as --list numbers them) and do not aggregate: one array element")
     e.add_argument("--list", action="store_true", help="print one task per line (index, name) and the count; run "
                    "nothing")
-    _add_progress_flags(e)
-    e.set_defaults(func=_cmd_experiment, job=_experiment_job)
 
 
 def _add_report(sub) -> None:
@@ -707,7 +711,7 @@ _VERBS = (("doctor", _add_doctor), ("preprocess", _add_preprocess), ("data", _ad
           ("train-gan", _add_train_gan), ("generate", _add_generate), ("metrics", _add_metrics),
           ("classify", _add_classify), ("evaluate", _add_evaluate), ("submit", _add_submit), ("bench", _add_bench),
           ("experiment", _add_experiment), ("report", _add_report), ("demo", _add_demo))
-_LAZY = frozenset({"preprocess", "train-gan", "generate", "metrics", "classify", "evaluate", "bench"})
+_LAZY = frozenset({"preprocess", "train-gan", "generate", "metrics", "classify", "evaluate", "bench", "experiment"})
 
 
 def build_parser(verb: str | None = None) -> argparse.ArgumentParser:

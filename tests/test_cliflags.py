@@ -106,7 +106,7 @@ def test_a_verbs_parser_has_the_full_parsers_flags_and_the_listing_imports_no_to
     from hpcgan.cli import build_parser
 
     full = build_parser()
-    for verb in ("preprocess", "train-gan", "generate", "metrics", "classify", "evaluate", "bench"):
+    for verb in ("preprocess", "train-gan", "generate", "metrics", "classify", "evaluate", "bench", "experiment"):
         assert _options(build_parser(verb), verb) == _options(full, verb)
     code = "import sys; from hpcgan.cli import build_parser; build_parser(''); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
