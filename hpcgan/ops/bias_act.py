@@ -161,51 +161,66 @@ def _reduce_except(t: torch.Tensor, dim: int) -> torch.Tensor:
     return sum_fp32(t, [i for i in range(t.ndim) if i != dim])
 
 
+def _bias_act_fake(x, b, dim, act, alpha, gain, clamp):
+    """Fake ``bias_act``: y like x (same memory format)."""
+    return torch.empty_like(x)
+
+
+def _bias_act_grad_fake(dy, x, b, dim, act, alpha, gain, clamp, order):
+    """Fake ``bias_act_grad``: like x."""
+    return torch.empty_like(x)
+
+
+def _setup(ctx, inputs, output):
+    """Save x and b, and the scalar arguments, for :func:`_backward`."""
+    x, b, dim, act, alpha, gain, clamp = inputs
+    ctx.save_for_backward(x, b)
+    ctx.params = (dim, act, alpha, gain, clamp)
+
+
+def _backward(ctx, dy):
+    """Gradient of ``bias_act``: ``dx = bias_act_grad(dy, x, b, order=1)``, ``db = dx`` summed except along dim."""
+    x, b = ctx.saved_tensors
+    dim = ctx.params[0]
+    dx = torch.ops.hpcgan.bias_act_grad(dy, x, b, *ctx.params, 1)
+    db = _reduce_except(dx, dim) if b is not None and ctx.needs_input_grad[1] else None  # [C]
+    return dx, db, None, None, None, None, None
+
+
+def _setup_grad(ctx, inputs, output):
+    """Save dy, x and b, the scalar arguments and the order, for :func:`_backward_grad`."""
+    dy, x, b, dim, act, alpha, gain, clamp, order = inputs
+    ctx.save_for_backward(dy, x, b)
+    ctx.params = (dim, act, alpha, gain, clamp)
+    ctx.order = order
+
+
+def _backward_grad(ctx, ddx):
+    """Gradient of ``bias_act_grad`` (order 1 only: bias_act has first and second derivatives).
+
+    ``bias_act_grad(dy, x) = dy * f'(x + b)``, so its gradient for dy is
+    ``ddx * f'(x + b)`` (order 1) and for x and b ``ddx * dy * f''(x + b)`` (order 2).
+    """
+    if ctx.order != 1:
+        raise RuntimeError("bias_act supports first and second order gradients, not third")
+    dy, x, b = ctx.saved_tensors
+    dim = ctx.params[0]
+    g_dy = torch.ops.hpcgan.bias_act_grad(ddx, x, b, *ctx.params, 1) if ctx.needs_input_grad[0] else None
+    g_x = g_b = None
+    if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
+        g_x = torch.ops.hpcgan.bias_act_grad(ddx * dy, x, b, *ctx.params, 2)
+        if b is not None and ctx.needs_input_grad[2]:
+            g_b = _reduce_except(g_x, dim)  # [C]
+    return g_dy, g_x, g_b, None, None, None, None, None, None
+
+
 def _register():
+    """Register the fake kernels and the autograd of bias_act and bias_act_grad with torch.library."""
     lib = "hpcgan::"
-
-    @torch.library.register_fake(lib + "bias_act")
-    def _(x, b, dim, act, alpha, gain, clamp):
-        return torch.empty_like(x)
-
-    @torch.library.register_fake(lib + "bias_act_grad")
-    def _(dy, x, b, dim, act, alpha, gain, clamp, order):
-        return torch.empty_like(x)
-
-    def setup(ctx, inputs, output):
-        x, b, dim, act, alpha, gain, clamp = inputs
-        ctx.save_for_backward(x, b)
-        ctx.params = (dim, act, alpha, gain, clamp)
-
-    def backward(ctx, dy):
-        x, b = ctx.saved_tensors
-        dim = ctx.params[0]
-        dx = torch.ops.hpcgan.bias_act_grad(dy, x, b, *ctx.params, 1)
-        db = _reduce_except(dx, dim) if b is not None and ctx.needs_input_grad[1] else None
-        return dx, db, None, None, None, None, None
-
-    torch.library.register_autograd(lib + "bias_act", backward, setup_context=setup)
-
-    def setup_grad(ctx, inputs, output):
-        dy, x, b, dim, act, alpha, gain, clamp, order = inputs
-        ctx.save_for_backward(dy, x, b)
-        ctx.params = (dim, act, alpha, gain, clamp)
-        ctx.order = order
-
-    def backward_grad(ctx, ddx):
-        if ctx.order != 1:
-            raise RuntimeError("bias_act supports first and second order gradients, not third")
-        dy, x, b = ctx.saved_tensors
-        dim = ctx.params[0]
-        g_dy = torch.ops.hpcgan.bias_act_grad(ddx, x, b, *ctx.params, 1) if ctx.needs_input_grad[0] else None
-        g_x = g_b = None
-        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
-            g_x = torch.ops.hpcgan.bias_act_grad(ddx * dy, x, b, *ctx.params, 2)
-            if b is not None and ctx.needs_input_grad[2]:
-                g_b = _reduce_except(g_x, dim)
-        return g_dy, g_x, g_b, None, None, None, None, None, None
-
-    torch.library.register_autograd(lib + "bias_act_grad", backward_grad, setup_context=setup_grad)
+    torch.library.register_fake(lib + "bias_act", _bias_act_fake)
+    torch.library.register_fake(lib + "bias_act_grad", _bias_act_grad_fake)
+    torch.library.register_autograd(lib + "bias_act", _backward, setup_context=_setup)
+    torch.library.register_autograd(lib + "bias_act_grad", _backward_grad, setup_context=_setup_grad)
 
 
 if _native.available():

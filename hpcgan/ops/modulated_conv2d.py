@@ -242,109 +242,147 @@ def modulated_conv2d_ref(x, weight, styles, noise=None, up=1, down=1, padding=0,
 
 # ---------------------------------------------------------------------------
 # Registration: fake kernels and autograd of the fused pieces.
+#
+# Four native ops (csrc/ops.cpp) make the native path:
+#   modulate                   xs = x * s[:, :, None, None]
+#   modulate_backward          (gx, gs) of modulate, one pass
+#   modconv_epilogue           y = clamp(act(z * d[:, :, None, None] + noise + b) * gain)
+#   modconv_epilogue_backward  (gz, gd, gnoise, gb) of the epilogue, one pass
+# Each gets a fake kernel (torch.compile, opcheck) and autograd. A backward
+# uses the fused native kernel, unless a graph of the gradient is being built
+# (torch.is_grad_enabled() inside backward: create_graph=True, as path-length
+# regularisation does); then it is built from differentiable pieces, so any
+# second derivative is exact.
 # ---------------------------------------------------------------------------
 
 
+def _like_act4(t):
+    """An empty tensor shaped like ``t`` in the layout the native kernels give it.
+
+    The native kernels keep NCHW-contiguous and channels_last tensors as they
+    are and lay anything else out channels_last.
+    """
+    if t.is_contiguous() or t.is_contiguous(memory_format=torch.channels_last):
+        return torch.empty_like(t)
+    return torch.empty(t.shape, dtype=t.dtype, device=t.device, memory_format=torch.channels_last)
+
+
+def _modulate_fake(x, s, channels_last):
+    """Fake ``modulate``: ``[N, C, H, W]`` like x, channels_last when asked for."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    return torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=fmt)
+
+
+def _modulate_backward_fake(gxs, x, s):
+    """Fake ``modulate_backward``: gx like x, gs ``[N, C]``."""
+    return _like_act4(x), s.new_empty(s.shape)
+
+
+def _epilogue_fake(z, d, noise, b, act, alpha, gain, clamp):
+    """Fake ``modconv_epilogue``: y like z."""
+    return _like_act4(z)
+
+
+def _epilogue_backward_fake(dy, z, d, noise, b, act, alpha, gain, clamp):
+    """Fake ``modconv_epilogue_backward``: gz like z; gd ``[N, C]``, gnoise ``[N, 1, H, W]``, gb ``[C]``,
+    each ``[0]`` when its operand is absent."""
+    N, C, H, W = z.shape
+    gd = z.new_empty((N, C) if d is not None else (0,))
+    gn = z.new_empty((N, 1, H, W) if noise is not None else (0,))
+    gb = z.new_empty((C,) if b is not None else (0,))
+    return _like_act4(z), gd, gn, gb
+
+
+def _modulate_setup(ctx, inputs, output):
+    """Save x and s for :func:`_modulate_backward`."""
+    x, s, _ = inputs
+    ctx.save_for_backward(x, s)
+
+
+def _modulate_backward(ctx, gxs):
+    """Gradient of ``modulate``: ``gx = gxs * s``, ``gs = sum_hw gxs * x``."""
+    x, s = ctx.saved_tensors
+    if torch.is_grad_enabled():  # building a graph of the gradient: differentiable pieces
+        gx = gxs * s[:, :, None, None]  # [N, C, H, W]
+        gs = sum_fp32(gxs * x, [2, 3])  # [N, C]
+    else:
+        gx, gs = torch.ops.hpcgan.modulate_backward(gxs, x, s)
+    return (gx if ctx.needs_input_grad[0] else None), (gs if ctx.needs_input_grad[1] else None), None
+
+
+def _modulate_backward_setup(ctx, inputs, output):
+    """Save gxs, x and s for :func:`_modulate_double_backward`."""
+    gxs, x, s = inputs
+    ctx.save_for_backward(gxs, x, s)
+
+
+def _modulate_double_backward(ctx, ggx, ggs):
+    """Gradient of ``modulate_backward`` (bilinear in gxs and (x, s)), from aten ops."""
+    gxs, x, s = ctx.saved_tensors
+    g_gxs = g_x = g_s = None
+    if ctx.needs_input_grad[0]:
+        g_gxs = 0
+        if ggx is not None:
+            g_gxs = ggx * s[:, :, None, None]  # [N, C, H, W]
+        if ggs is not None:
+            g_gxs = g_gxs + ggs[:, :, None, None] * x  # [N, C, H, W]
+    if ctx.needs_input_grad[1] and ggs is not None:
+        g_x = ggs[:, :, None, None] * gxs  # [N, C, H, W]
+    if ctx.needs_input_grad[2] and ggx is not None:
+        g_s = sum_fp32(ggx * gxs, [2, 3])  # [N, C]
+    return g_gxs, g_x, g_s
+
+
+def _epilogue_setup(ctx, inputs, output):
+    """Save z and the optional operands, and the activation parameters, for :func:`_epilogue_backward`."""
+    z, d, noise, b, act, alpha, gain, clamp = inputs
+    ctx.save_for_backward(z, d, noise, b)
+    ctx.params = (act, alpha, gain, clamp)
+
+
+def _epilogue_grads_differentiable(dy, z, d, noise, b, params):
+    """(gz, gd, gnoise, gb) of the epilogue from differentiable pieces (bias_act_grad, aten ops)."""
+    pre = z if d is None else z * d[:, :, None, None]  # [N, C, H, W], before noise, bias, act
+    if noise is not None:
+        pre = pre + noise
+    g_pre = torch.ops.hpcgan.bias_act_grad(dy, pre, b, 1, *params, 1)  # [N, C, H, W]
+    gz = g_pre if d is None else g_pre * d[:, :, None, None]  # [N, C, H, W]
+    gd = sum_fp32(g_pre * z, [2, 3]) if d is not None else None  # [N, C]
+    gn = sum_fp32(g_pre, [1], keepdim=True) if noise is not None else None  # [N, 1, H, W]
+    gb = sum_fp32(g_pre, [0, 2, 3]) if b is not None else None  # [C]
+    return gz, gd, gn, gb
+
+
+def _epilogue_backward(ctx, dy):
+    """Gradient of ``modconv_epilogue`` for z, d, noise and b (the act parameters get None)."""
+    z, d, noise, b = ctx.saved_tensors
+    if torch.is_grad_enabled():  # building a graph of the gradient: differentiable pieces
+        gz, gd, gn, gb = _epilogue_grads_differentiable(dy, z, d, noise, b, ctx.params)
+    else:
+        gz, gd, gn, gb = torch.ops.hpcgan.modconv_epilogue_backward(dy, z, d, noise, b, *ctx.params)
+    if noise is not None and noise.shape[0] == 1 and gn.shape[0] != 1:  # noise broadcast over the batch
+        gn = sum_fp32(gn, [0], keepdim=True)  # [1, 1, H, W]
+    need = ctx.needs_input_grad
+    return (
+        gz if need[0] else None,
+        gd if d is not None and need[1] else None,
+        gn if noise is not None and need[2] else None,
+        gb if b is not None and need[3] else None,
+        None, None, None, None,
+    )
+
+
 def _register():
-    ops = torch.ops.hpcgan
+    """Register the fake kernels and the autograd of the four fused ops with torch.library."""
     lib = "hpcgan::"
-
-    @torch.library.register_fake(lib + "modulate")
-    def _(x, s, channels_last):
-        fmt = torch.channels_last if channels_last else torch.contiguous_format
-        return torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=fmt)
-
-    def _like_act4(t):
-        # The native kernels keep NCHW-contiguous and channels_last tensors as they
-        # are and lay anything else out channels_last.
-        if t.is_contiguous() or t.is_contiguous(memory_format=torch.channels_last):
-            return torch.empty_like(t)
-        return torch.empty(t.shape, dtype=t.dtype, device=t.device, memory_format=torch.channels_last)
-
-    @torch.library.register_fake(lib + "modulate_backward")
-    def _(gxs, x, s):
-        return _like_act4(x), s.new_empty(s.shape)
-
-    @torch.library.register_fake(lib + "modconv_epilogue")
-    def _(z, d, noise, b, act, alpha, gain, clamp):
-        return _like_act4(z)
-
-    @torch.library.register_fake(lib + "modconv_epilogue_backward")
-    def _(dy, z, d, noise, b, act, alpha, gain, clamp):
-        N, C, H, W = z.shape
-        gd = z.new_empty((N, C) if d is not None else (0,))
-        gn = z.new_empty((N, 1, H, W) if noise is not None else (0,))
-        gb = z.new_empty((C,) if b is not None else (0,))
-        return _like_act4(z), gd, gn, gb
-
-    # modulate: xs = x * s[:, :, None, None]
-    def setup_mod(ctx, inputs, output):
-        x, s, _ = inputs
-        ctx.save_for_backward(x, s)
-
-    def backward_mod(ctx, gxs):
-        x, s = ctx.saved_tensors
-        if torch.is_grad_enabled():  # building a graph of the gradient: differentiable pieces
-            gx = gxs * s[:, :, None, None]
-            gs = sum_fp32(gxs * x, [2, 3])
-        else:
-            gx, gs = ops.modulate_backward(gxs, x, s)
-        return (gx if ctx.needs_input_grad[0] else None), (gs if ctx.needs_input_grad[1] else None), None
-
-    torch.library.register_autograd(lib + "modulate", backward_mod, setup_context=setup_mod)
-
-    def setup_modb(ctx, inputs, output):
-        gxs, x, s = inputs
-        ctx.save_for_backward(gxs, x, s)
-
-    def backward_modb(ctx, ggx, ggs):
-        gxs, x, s = ctx.saved_tensors
-        g_gxs = g_x = g_s = None
-        if ctx.needs_input_grad[0]:
-            g_gxs = 0
-            if ggx is not None:
-                g_gxs = ggx * s[:, :, None, None]
-            if ggs is not None:
-                g_gxs = g_gxs + ggs[:, :, None, None] * x
-        if ctx.needs_input_grad[1] and ggs is not None:
-            g_x = ggs[:, :, None, None] * gxs
-        if ctx.needs_input_grad[2] and ggx is not None:
-            g_s = sum_fp32(ggx * gxs, [2, 3])
-        return g_gxs, g_x, g_s
-
-    torch.library.register_autograd(lib + "modulate_backward", backward_modb, setup_context=setup_modb)
-
-    # epilogue: y = clamp(act(z * d + noise + b) * gain)
-    def setup_epi(ctx, inputs, output):
-        z, d, noise, b, act, alpha, gain, clamp = inputs
-        ctx.save_for_backward(z, d, noise, b)
-        ctx.params = (act, alpha, gain, clamp)
-
-    def backward_epi(ctx, dy):
-        z, d, noise, b = ctx.saved_tensors
-        if torch.is_grad_enabled():
-            pre = z if d is None else z * d[:, :, None, None]
-            if noise is not None:
-                pre = pre + noise
-            g_pre = ops.bias_act_grad(dy, pre, b, 1, *ctx.params, 1)
-            gz = g_pre if d is None else g_pre * d[:, :, None, None]
-            gd = sum_fp32(g_pre * z, [2, 3]) if d is not None else None
-            gn = sum_fp32(g_pre, [1], keepdim=True) if noise is not None else None
-            gb = sum_fp32(g_pre, [0, 2, 3]) if b is not None else None
-        else:
-            gz, gd, gn, gb = ops.modconv_epilogue_backward(dy, z, d, noise, b, *ctx.params)
-        if noise is not None and noise.shape[0] == 1 and gn.shape[0] != 1:
-            gn = sum_fp32(gn, [0], keepdim=True)
-        need = ctx.needs_input_grad
-        return (
-            gz if need[0] else None,
-            gd if d is not None and need[1] else None,
-            gn if noise is not None and need[2] else None,
-            gb if b is not None and need[3] else None,
-            None, None, None, None,
-        )
-
-    torch.library.register_autograd(lib + "modconv_epilogue", backward_epi, setup_context=setup_epi)
+    torch.library.register_fake(lib + "modulate", _modulate_fake)
+    torch.library.register_fake(lib + "modulate_backward", _modulate_backward_fake)
+    torch.library.register_fake(lib + "modconv_epilogue", _epilogue_fake)
+    torch.library.register_fake(lib + "modconv_epilogue_backward", _epilogue_backward_fake)
+    torch.library.register_autograd(lib + "modulate", _modulate_backward, setup_context=_modulate_setup)
+    torch.library.register_autograd(lib + "modulate_backward", _modulate_double_backward,
+                                    setup_context=_modulate_backward_setup)
+    torch.library.register_autograd(lib + "modconv_epilogue", _epilogue_backward, setup_context=_epilogue_setup)
 
 
 if _native.available():

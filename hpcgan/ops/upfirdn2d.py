@@ -323,43 +323,56 @@ def _channels_last(x: torch.Tensor) -> bool:
     return suggest_memory_format(x) == torch.channels_last
 
 
+def _upfirdn2d_fake(x, f, upx, upy, downx, downy, padx0, padx1, pady0, pady1, flip, gain):
+    """Fake ``upfirdn2d``: ``[N, C, outH, outW]`` in the layout the native kernel gives (x's)."""
+    torch._check(x.dim() == 4, lambda: f"upfirdn2d: x must have 4 dimensions, got {x.dim()}")
+    torch._check(f.dim() == 2, lambda: f"upfirdn2d: f must have 2 dimensions, got {f.dim()}")
+    torch._check(upx >= 1 and upy >= 1 and downx >= 1 and downy >= 1, lambda: "upfirdn2d: up/down must be >= 1")
+    N, C, H, W = x.shape
+    outH, outW = _output_size(H, W, f.shape[0], f.shape[1], upx, upy, downx, downy, padx0, padx1, pady0, pady1)
+    torch._check(outH > 0 and outW > 0, lambda: "upfirdn2d: the filter is larger than the padded input")
+    fmt = torch.channels_last if _channels_last(x) else torch.contiguous_format
+    return x.new_empty([N, C, outH, outW]).contiguous(memory_format=fmt)
+
+
+def _grad_padding(in_hw, out_hw, fh, fw, upx, upy, downx, downy, padx0, pady0):
+    """Padding ``(gpx0, gpx1, gpy0, gpy1)`` of the upfirdn2d that is the gradient of one
+    (up and down swapped, the filter flipped): it maps ``out_hw`` back onto ``in_hw``."""
+    H, W = in_hw
+    outH, outW = out_hw
+    gpx0 = fw - padx0 - 1
+    gpx1 = W * upx - outW * downx + padx0 - upx + 1
+    gpy0 = fh - pady0 - 1
+    gpy1 = H * upy - outH * downy + pady0 - upy + 1
+    return gpx0, gpx1, gpy0, gpy1
+
+
+def _setup(ctx, inputs, output):
+    """Save the filter, the scalar arguments and the input and output sizes for :func:`_backward`."""
+    x, f, upx, upy, downx, downy, padx0, padx1, pady0, pady1, flip, gain = inputs
+    ctx.save_for_backward(f)
+    ctx.params = (upx, upy, downx, downy, padx0, padx1, pady0, pady1, flip, gain)
+    ctx.in_hw = (x.shape[2], x.shape[3])
+    ctx.out_hw = (output.shape[2], output.shape[3])
+
+
+def _backward(ctx, dy):
+    """Gradient for x: upfirdn2d of dy (linear op), itself registered, so every order is native."""
+    (f,) = ctx.saved_tensors
+    upx, upy, downx, downy, padx0, padx1, pady0, pady1, flip, gain = ctx.params
+    fh, fw = f.shape
+    gpx0, gpx1, gpy0, gpy1 = _grad_padding(ctx.in_hw, ctx.out_hw, fh, fw, upx, upy, downx, downy, padx0, pady0)
+    dx = None
+    if ctx.needs_input_grad[0]:
+        dx = torch.ops.hpcgan.upfirdn2d(dy, f, downx, downy, upx, upy, gpx0, gpx1, gpy0, gpy1, not flip, gain)
+    return dx, None, None, None, None, None, None, None, None, None, None, None
+
+
 def _register():
+    """Register the fake kernel and the autograd of upfirdn2d with torch.library."""
     name = "hpcgan::upfirdn2d"
-
-    @torch.library.register_fake(name)
-    def _(x, f, upx, upy, downx, downy, padx0, padx1, pady0, pady1, flip, gain):
-        torch._check(x.dim() == 4, lambda: f"upfirdn2d: x must have 4 dimensions, got {x.dim()}")
-        torch._check(f.dim() == 2, lambda: f"upfirdn2d: f must have 2 dimensions, got {f.dim()}")
-        torch._check(upx >= 1 and upy >= 1 and downx >= 1 and downy >= 1, lambda: "upfirdn2d: up/down must be >= 1")
-        N, C, H, W = x.shape
-        outH, outW = _output_size(H, W, f.shape[0], f.shape[1], upx, upy, downx, downy, padx0, padx1, pady0, pady1)
-        torch._check(outH > 0 and outW > 0, lambda: "upfirdn2d: the filter is larger than the padded input")
-        fmt = torch.channels_last if _channels_last(x) else torch.contiguous_format
-        return x.new_empty([N, C, outH, outW]).contiguous(memory_format=fmt)
-
-    def setup(ctx, inputs, output):
-        x, f, upx, upy, downx, downy, padx0, padx1, pady0, pady1, flip, gain = inputs
-        ctx.save_for_backward(f)
-        ctx.params = (upx, upy, downx, downy, padx0, padx1, pady0, pady1, flip, gain)
-        ctx.in_hw = (x.shape[2], x.shape[3])
-        ctx.out_hw = (output.shape[2], output.shape[3])
-
-    def backward(ctx, dy):
-        (f,) = ctx.saved_tensors
-        upx, upy, downx, downy, padx0, padx1, pady0, pady1, flip, gain = ctx.params
-        H, W = ctx.in_hw
-        outH, outW = ctx.out_hw
-        fh, fw = f.shape
-        gpx0 = fw - padx0 - 1
-        gpx1 = W * upx - outW * downx + padx0 - upx + 1
-        gpy0 = fh - pady0 - 1
-        gpy1 = H * upy - outH * downy + pady0 - upy + 1
-        dx = None
-        if ctx.needs_input_grad[0]:
-            dx = torch.ops.hpcgan.upfirdn2d(dy, f, downx, downy, upx, upy, gpx0, gpx1, gpy0, gpy1, not flip, gain)
-        return dx, None, None, None, None, None, None, None, None, None, None, None
-
-    torch.library.register_autograd(name, backward, setup_context=setup)
+    torch.library.register_fake(name, _upfirdn2d_fake)
+    torch.library.register_autograd(name, _backward, setup_context=_setup)
 
 
 if _native.available():
