@@ -128,8 +128,8 @@ class FullyConnected(nn.Module):
             if self.bias_gain != 1:
                 b = b * self.bias_gain
         if self.activation == "linear" and b is not None:
-            return torch.addmm(b.unsqueeze(0), x, w.t())
-        x = x.matmul(w.t())
+            return torch.addmm(b.unsqueeze(0), x, w.t())  # [1, out] + [N, in] @ [in, out] -> [N, out]
+        x = x.matmul(w.t())  # [N, in] @ [in, out] -> [N, out]
         return bias_act(x, b, dim=1, act=self.activation, impl=self.impl)
 
     def extra_repr(self) -> str:
@@ -254,25 +254,27 @@ class MinibatchStd(nn.Module):
             raise ValueError(f"MinibatchStd: {C} channels are not divisible by num_channels={Fn}")
         G = N if self.group_size is None else min(self.group_size, N)
         M = -(-N // G)  # number of groups
-        y = x.reshape(N, Fn, C // Fn, H, W)
+        y = x.reshape(N, Fn, C // Fn, H, W)  # [N, Fn, c, H, W], c = C // Fn
+        # 1. per group: the standard deviation of every feature, averaged to Fn numbers
         if N % G == 0:  # StyleGAN2's layout: [G, M, ...]
-            y = y.reshape(G, M, Fn, C // Fn, H, W)
-            y = y - y.mean(dim=0)
+            y = y.reshape(G, M, Fn, C // Fn, H, W)  # [G, M, Fn, c, H, W]
+            y = y - y.mean(dim=0)  # [G, M, Fn, c, H, W]
             y = (y.square().mean(dim=0) + 1e-8).sqrt()  # [M, Fn, c, H, W]
             y = y.mean(dim=[2, 3, 4])  # [M, Fn]
-            y = y.repeat(G, 1)  # sample i gets group i % M
-        else:
-            gid = torch.arange(N, device=x.device) % M
+            y = y.repeat(G, 1)  # [N, Fn]: sample i gets group i % M
+        else:  # unequal groups: sums over a one-hot group matrix
+            gid = torch.arange(N, device=x.device) % M  # [N]
             onehot = F.one_hot(gid, M).to(x.dtype)  # [N, M]
             count = onehot.sum(dim=0)  # [M]
-            flat = y.reshape(N, -1)
-            mean = (onehot.t() @ flat) / count[:, None]  # [M, F*c*H*W]
-            dev = flat - mean[gid]
-            var = (onehot.t() @ dev.square()) / count[:, None]
+            flat = y.reshape(N, -1)  # [N, Fn*c*H*W]
+            mean = (onehot.t() @ flat) / count[:, None]  # [M, Fn*c*H*W]
+            dev = flat - mean[gid]  # [N, Fn*c*H*W]
+            var = (onehot.t() @ dev.square()) / count[:, None]  # [M, Fn*c*H*W]
             std = (var + 1e-8).sqrt().reshape(M, Fn, -1).mean(dim=2)  # [M, Fn]
-            y = std[gid]
-        y = y.reshape(N, Fn, 1, 1).expand(N, Fn, H, W)
-        return torch.cat([x, y], dim=1)
+            y = std[gid]  # [N, Fn]
+        # 2. appended to every sample as Fn constant feature maps
+        y = y.reshape(N, Fn, 1, 1).expand(N, Fn, H, W)  # [N, Fn, H, W]
+        return torch.cat([x, y], dim=1)  # [N, C + Fn, H, W]
 
     def extra_repr(self) -> str:
         return f"group_size={self.group_size}, num_channels={self.num_channels}"

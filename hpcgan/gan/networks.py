@@ -151,6 +151,7 @@ class MappingNetwork(nn.Module):
 
     def forward(self, z: torch.Tensor | None, c: torch.Tensor | None = None, truncation_psi: float = 1.0,
                 truncation_cutoff: int | None = None, update_emas: bool = False) -> torch.Tensor:
+        # 1. the normalised inputs: z and the embedded label
         parts = []
         if self.z_dim > 0:
             if z is None or z.ndim != 2 or z.shape[1] != self.z_dim:
@@ -167,14 +168,16 @@ class MappingNetwork(nn.Module):
             parts.append(normalize_2nd_moment(self.embed(c)))
         elif c is not None and c.numel() != 0:
             raise ValueError(f"this mapping network is unconditional (c_dim=0) but got labels of shape {tuple(c.shape)}")
-        x = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+        x = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)  # [N, z_dim + embed_features]
+        # 2. the fully connected layers
         for layer in self.layers:
-            x = layer(x)
+            x = layer(x)  # [N, layer_features]; [N, w_dim] after the last
+        # 3. the running average of w (training), broadcast to num_ws, truncation
         if update_emas and self.w_avg is not None:
             with torch.no_grad():
                 self.w_avg.copy_(x.detach().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
         if self.num_ws is not None:
-            x = x.unsqueeze(1).repeat(1, self.num_ws, 1)
+            x = x.unsqueeze(1).repeat(1, self.num_ws, 1)  # [N, num_ws, w_dim]
         if truncation_psi != 1:
             if self.w_avg is None:
                 raise ValueError("truncation needs w averaging (w_avg_beta is None)")
@@ -183,8 +186,8 @@ class MappingNetwork(nn.Module):
             else:
                 if truncation_cutoff < 0:
                     raise ValueError(f"truncation_cutoff must be None or >= 0, got {truncation_cutoff}")
-                head = self.w_avg.lerp(x[:, :truncation_cutoff], truncation_psi)
-                x = torch.cat([head, x[:, truncation_cutoff:]], dim=1)
+                head = self.w_avg.lerp(x[:, :truncation_cutoff], truncation_psi)  # [N, cutoff, w_dim]
+                x = torch.cat([head, x[:, truncation_cutoff:]], dim=1)  # [N, num_ws, w_dim]
         return x
 
     def extra_repr(self) -> str:
@@ -234,15 +237,16 @@ class SynthesisLayer(nn.Module):
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "random", gain: float = 1.0) -> torch.Tensor:
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
-        styles = self.affine(w)
+        styles = self.affine(w)  # [N, in_channels]
+        # noise, already scaled by its strength
         noise = None
         if self.use_noise and noise_mode == "random":
             # drawn in float32 so that a half block sees the noise of the float32 network
             noise = torch.randn(x.shape[0], 1, self.resolution, self.resolution, device=x.device,
-                                dtype=torch.promote_types(x.dtype, torch.float32))
+                                dtype=torch.promote_types(x.dtype, torch.float32))  # [N, 1, R, R]
             noise = (noise * self.noise_strength).to(x.dtype)
         elif self.use_noise and noise_mode == "const":
-            noise = (self.noise_const * self.noise_strength).to(x.dtype)[None, None]
+            noise = (self.noise_const * self.noise_strength).to(x.dtype)[None, None]  # [1, 1, R, R]
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
         weight = self.weight
         if x.dtype in (torch.float16, torch.bfloat16):
@@ -278,7 +282,7 @@ class ToRGBLayer(nn.Module):
         self.weight_gain = 1 / math.sqrt(in_channels)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        styles = self.affine(w) * self.weight_gain
+        styles = self.affine(w) * self.weight_gain  # [N, in_channels]
         return modulated_conv2d(x, self.weight.to(x.dtype), styles.to(x.dtype), demodulate=False,
                                 bias=self.bias.to(x.dtype), act="linear", clamp=self.conv_clamp, impl=self.impl)
 
@@ -323,10 +327,10 @@ class SynthesisBlock(nn.Module):
 
     def forward(self, x: torch.Tensor | None, img: torch.Tensor | None, ws: torch.Tensor,
                 noise_mode: str = "random") -> tuple[torch.Tensor, torch.Tensor]:
-        w_iter = iter(ws.unbind(dim=1))
+        w_iter = iter(ws.unbind(dim=1))  # num_conv + num_torgb of [N, w_dim]
         dtype = half_dtype(ws.device) if self.use_fp16 else ws.dtype
         if self.conv0 is None:
-            x = self.const.to(dtype).unsqueeze(0).expand(ws.shape[0], -1, -1, -1)
+            x = self.const.to(dtype).unsqueeze(0).expand(ws.shape[0], -1, -1, -1)  # [N, C, 4, 4]
         else:
             x = self.conv0(x.to(dtype), next(w_iter), noise_mode=noise_mode)
         x = self.conv1(x, next(w_iter), noise_mode=noise_mode)
@@ -385,7 +389,7 @@ class SynthesisNetwork(nn.Module):
         w_idx = 0
         for block in self.blocks:
             n = block.num_conv + block.num_torgb
-            x, img = block(x, img, ws.narrow(1, w_idx, n), noise_mode=noise_mode)
+            x, img = block(x, img, ws.narrow(1, w_idx, n), noise_mode=noise_mode)  # ws [N, n, w_dim]
             w_idx += block.num_conv
         return img
 
@@ -500,10 +504,10 @@ class DiscriminatorEpilogue(nn.Module):
         if self.mbstd is not None:
             x = self.mbstd(x)
         x = self.conv(x)
-        x = self.fc(x.flatten(1))
+        x = self.fc(x.flatten(1))  # [N, C, 4, 4] -> [N, C * 16] -> [N, C]
         x = self.out(x)
         if self.cmap_dim > 0:
-            x = (x * cmap).sum(dim=1, keepdim=True) * (1 / math.sqrt(self.cmap_dim))
+            x = (x * cmap).sum(dim=1, keepdim=True) * (1 / math.sqrt(self.cmap_dim))  # [N, cmap_dim] -> [N, 1]
         return x
 
 

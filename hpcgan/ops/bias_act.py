@@ -133,7 +133,7 @@ def bias_act_ref(x, b=None, dim=1, act="linear", alpha=None, gain=None, clamp=No
     if b is not None:
         shape = [1] * x.ndim
         shape[dim] = -1
-        x = x + b.reshape(shape)
+        x = x + b.reshape(shape)  # b [C] as [1, ..., C, ..., 1], C at dim
     x = ACTIVATIONS[act].ref(x, p.alpha)
     if p.gain != 1:
         x = x * p.gain

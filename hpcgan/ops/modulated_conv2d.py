@@ -195,20 +195,24 @@ def _up_pads(x, weight, f, up, px, py):
 
 
 def _native_forward(x, weight, styles, d, noise, bias, up, down, px, py, f, p):
-    # channels_last makes oneDNN's convolution faster from 32x32 on; below that the
-    # weights outweigh the activations and layout conversions of the weight cost more.
+    """The native path: modulate the activations, one batched convolution, the fused epilogue."""
+    # 1. modulation: xs = x * styles. channels_last makes oneDNN's convolution faster from
+    # 32x32 on; below that the weights outweigh the activations and layout conversions
+    # of the weight cost more.
     cl = x.shape[2] * x.shape[3] >= CHANNELS_LAST_MIN_PIXELS
-    xs = torch.ops.hpcgan.modulate(x, styles, cl)
+    xs = torch.ops.hpcgan.modulate(x, styles, cl)  # [N, Cin, H, W]
+    # 2. one ordinary convolution for the whole batch, with its resampling
     if up == 1:
-        z = F.conv2d(xs, weight, padding=(py, px))
+        z = F.conv2d(xs, weight, padding=(py, px))  # [N, Cout, H + 2*py - kh + 1, W + 2*px - kw + 1]
         if down > 1:
-            z = downsample2d(z, f, down=down, impl="native")
+            z = downsample2d(z, f, down=down, impl="native")  # [N, Cout, Hout, Wout]
     else:
         pads = _up_pads(x, weight, f, up, px, py)
-        wt = weight.flip([2, 3]).transpose(0, 1)
-        z = F.conv_transpose2d(xs, wt, stride=up)
-        z = upfirdn2d(z, f, padding=pads, gain=up * up, impl="native")
-    return torch.ops.hpcgan.modconv_epilogue(z, d, noise, bias, p.code, p.alpha, p.gain, p.clamp)
+        wt = weight.flip([2, 3]).transpose(0, 1)  # [Cin, Cout, kh, kw]
+        z = F.conv_transpose2d(xs, wt, stride=up)  # [N, Cout, (H - 1) * up + kh, (W - 1) * up + kw]
+        z = upfirdn2d(z, f, padding=pads, gain=up * up, impl="native")  # [N, Cout, Hout, Wout]
+    # 3. demodulation, noise, bias, activation, gain and clamp in one pass
+    return torch.ops.hpcgan.modconv_epilogue(z, d, noise, bias, p.code, p.alpha, p.gain, p.clamp)  # [N, Cout, Hout, Wout]
 
 
 def modulated_conv2d_ref(x, weight, styles, noise=None, up=1, down=1, padding=0, resample_filter=None, demodulate=True, bias=None, act="linear", alpha=None, gain=None, clamp=None):
@@ -218,25 +222,27 @@ def modulated_conv2d_ref(x, weight, styles, noise=None, up=1, down=1, padding=0,
     px, py = int_pair(padding, "padding")
     if resample_filter is None and (up > 1 or down > 1):
         resample_filter = setup_filter([1, 3, 3, 1], device=x.device)
-    # per-sample weights in float32 or better, then in x's dtype (the precision rules of modulated_conv2d)
+    # 1. per-sample weights in float32 or better, then in x's dtype (the precision rules of modulated_conv2d)
     acc = torch.promote_types(torch.promote_types(weight.dtype, styles.dtype), torch.float32)
     w = weight.to(acc)[None] * styles.to(acc)[:, None, :, None, None]  # [N, Cout, Cin, kh, kw]
     if demodulate:
-        w = w * (w.square().sum(dim=[2, 3, 4]) + DEMOD_EPS).rsqrt()[:, :, None, None, None]
+        w = w * (w.square().sum(dim=[2, 3, 4]) + DEMOD_EPS).rsqrt()[:, :, None, None, None]  # [N, Cout, Cin, kh, kw]
     w = w.to(x.dtype)
+    # 2. the batch as the groups of one grouped convolution, with its resampling
     xg = x.reshape(1, N * Cin, H, W)  # [1, N * Cin, H, W]
     if up > 1:
         wt = w.flip([3, 4]).transpose(1, 2).reshape(N * Cin, Cout, kh, kw)  # [N * Cin, Cout, kh, kw]
         y = F.conv_transpose2d(xg, wt, stride=up, groups=N).reshape(N, Cout, -1, (W - 1) * up + kw)  # [N, Cout, H', W']
         pads = _up_pads(x, weight, resample_filter, up, px, py)
-        y = upfirdn2d(y, resample_filter, padding=pads, gain=up * up, impl="ref")
+        y = upfirdn2d(y, resample_filter, padding=pads, gain=up * up, impl="ref")  # [N, Cout, Hout, Wout]
     else:
-        y = F.conv2d(xg, w.reshape(N * Cout, Cin, kh, kw), padding=(py, px), groups=N)
-        y = y.reshape(N, Cout, *y.shape[2:])  # [N, Cout, Hout, Wout]
+        y = F.conv2d(xg, w.reshape(N * Cout, Cin, kh, kw), padding=(py, px), groups=N)  # [1, N * Cout, H', W']
+        y = y.reshape(N, Cout, *y.shape[2:])  # [N, Cout, H', W']
     if down > 1:
-        y = downsample2d(y, resample_filter, down=down, impl="ref")
+        y = downsample2d(y, resample_filter, down=down, impl="ref")  # [N, Cout, Hout, Wout]
+    # 3. the epilogue: noise, then bias, activation, gain and clamp
     if noise is not None:
-        y = y + noise.to(y.dtype)
+        y = y + noise.to(y.dtype)  # [N, Cout, Hout, Wout] + [N or 1, 1, Hout, Wout]
     return bias_act_ref(y, None if bias is None else bias.to(y.dtype), 1, act, alpha, gain, clamp)
 
 

@@ -167,7 +167,7 @@ def upfirdn2d(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1, impl="au
     if not _native.use_native(impl, x, f):
         return _ref(x, f, upx, upy, downx, downy, pads, bool(flip_filter), gain)
     if f.ndim == 1:  # separable: the 2-D filter is the outer product (exact in float64)
-        f = torch.outer(f.double(), f.double())
+        f = torch.outer(f.double(), f.double())  # [fw] -> [fw, fw]
     return torch.ops.hpcgan.upfirdn2d(x, f, upx, upy, downx, downy, *pads, bool(flip_filter), gain)
 
 
@@ -187,22 +187,23 @@ def _ref(x, f, upx, upy, downx, downy, pads, flip_filter, gain):
         return _ref(x.float(), f, upx, upy, downx, downy, pads, flip_filter, gain).to(x.dtype)
     N, C, H, W = x.shape
     px0, px1, py0, py1 = pads
-    if upx > 1 or upy > 1:  # zero insertion
-        x = x.reshape(N, C, H, 1, W, 1)
-        x = F.pad(x, [0, upx - 1, 0, 0, 0, upy - 1])
-        x = x.reshape(N, C, H * upy, W * upx)
-    x = F.pad(x, [px0, px1, py0, py1])  # negative values crop
+    if upx > 1 or upy > 1:  # 1. zero insertion
+        x = x.reshape(N, C, H, 1, W, 1)  # [N, C, H, 1, W, 1]
+        x = F.pad(x, [0, upx - 1, 0, 0, 0, upy - 1])  # [N, C, H, upy, W, upx]
+        x = x.reshape(N, C, H * upy, W * upx)  # [N, C, H * upy, W * upx]
+    x = F.pad(x, [px0, px1, py0, py1])  # 2. padding; negative values crop. [N, C, ph, pw]
+    # 3. FIR filter, 4. downsampling (the convolution's stride), 5. gain (in the weights)
     f = f.to(x.dtype)
     if not flip_filter:
-        f = f.flip(list(range(f.ndim)))
+        f = f.flip(list(range(f.ndim)))  # conv2d correlates: flip for a true convolution
     if f.ndim == 2:
-        w = (f * gain)[None, None].expand(C, 1, -1, -1)
-        return F.conv2d(x, w, stride=(downy, downx), groups=C)
+        w = (f * gain)[None, None].expand(C, 1, -1, -1)  # [C, 1, fh, fw], depthwise
+        return F.conv2d(x, w, stride=(downy, downx), groups=C)  # [N, C, outH, outW]
     # separable: horizontal pass (with the gain), then vertical pass
-    wx = (f * gain)[None, None, None, :].expand(C, 1, 1, -1)
-    wy = f[None, None, :, None].expand(C, 1, -1, 1)
-    x = F.conv2d(x, wx, stride=(1, downx), groups=C)
-    return F.conv2d(x, wy, stride=(downy, 1), groups=C)
+    wx = (f * gain)[None, None, None, :].expand(C, 1, 1, -1)  # [C, 1, 1, fw]
+    wy = f[None, None, :, None].expand(C, 1, -1, 1)  # [C, 1, fw, 1]
+    x = F.conv2d(x, wx, stride=(1, downx), groups=C)  # [N, C, ph, outW]
+    return F.conv2d(x, wy, stride=(downy, 1), groups=C)  # [N, C, outH, outW]
 
 
 def setup_filter(f, normalize=True, flip_filter=False, gain=1, separable=None, device=torch.device("cpu"), dtype=None):
@@ -233,7 +234,7 @@ def setup_filter(f, normalize=True, flip_filter=False, gain=1, separable=None, d
         f = 1
     f = torch.as_tensor(f, dtype=torch.float64)
     if f.ndim == 0:
-        f = f[None]
+        f = f[None]  # [1]
     if f.ndim not in (1, 2):
         raise ValueError(f"f must be 1-D or 2-D, got shape {tuple(f.shape)}")
     if f.numel() == 0:
@@ -243,7 +244,7 @@ def setup_filter(f, normalize=True, flip_filter=False, gain=1, separable=None, d
     if separable is None:
         separable = f.ndim == 1 and f.numel() >= 8
     if f.ndim == 1 and not separable:
-        f = torch.outer(f, f)
+        f = torch.outer(f, f)  # [fw] -> [fw, fw]
     if normalize:
         s = float(f.sum())
         if s == 0 or not math.isfinite(s):
