@@ -252,6 +252,11 @@ class SynthesisLayer(nn.Module):
         if x.dtype in (torch.float16, torch.bfloat16):
             # Demodulation divides out any per-channel scale of weight and styles: bring both
             # to at most 1 in float32 first, so the half products cannot overflow (as NVlabs).
+            # Not a duplicate of modulated_conv2d's own float16 prescaling: the op scales only
+            # float16 x (this also covers bfloat16, CPU mixed precision), and here the scaling
+            # happens in float32 before the cast to x's dtype, so the op sees other roundings.
+            # Without it the outputs differ (float16 by up to 6e-3, bfloat16 by up to 3e-2 at
+            # unit scale, most elements in their last bits).
             weight = weight * (weight.abs().amax(dim=[1, 2, 3], keepdim=True) * math.sqrt(weight[0].numel())).reciprocal()
             styles = styles * styles.abs().amax(dim=1, keepdim=True).reciprocal()
         return modulated_conv2d(
