@@ -21,6 +21,30 @@
 // written once. NCHW uses the "flat" path below (polyphase components of the
 // zero-padded input). Filters must be finite (the flat path multiplies padding
 // by every weight); the Python function rejects others with a clear error.
+//
+// CPU dispatch: why this file does not use cpu_vec.h's HPCGAN_CPU_CLONES.
+// Threading is the same as in the other ops (at::parallel_for); only the ISA
+// dispatch differs, for three reasons:
+// - Granularity. bias_act and modconv clone their innermost row loops (noinline,
+//   one call per row of hundreds of elements). Here the innermost loop is one
+//   output pixel (NHWC: C channels of a few taps) or one phase of a group, too
+//   short for a call each; so the loops are force-inlined into the two row
+//   functions (nhwc_rows, flat_items) and those are compiled per ISA.
+// - FMA. The AVX2 version is built with target("avx2,fma"). cpu_vec.h's "avx2"
+//   clone has no FMA (GCC's avx2 does not imply it, and its avx512f clone does
+//   not give 256-bit FMA either); putting "fma" into cpu_vec.h would change the
+//   rounding of bias_act and modconv, and dropping it here would change the
+//   rounding of this op on every AVX2 machine. The explicit 256-bit vectors
+//   of the flat path gain nothing from an AVX-512 clone.
+// - Measured (issue 15 item 6): nhwc_rows and flat_items as HPCGAN_CPU_CLONES
+//   (avx512f clone picked on the AMD EPYC build machine) were not faster:
+//   upsample2d/downsample2d, NCHW and channels_last, 8x512x8x8 to 8x64x128x128,
+//   one thread, min of 15 calls, 5 interleaved runs of each build on a loaded
+//   2-core machine: geometric mean of the ratios 1.15 (new/old; 0.86 to 2.5
+//   per case). benchmarks/ops.py --res 16 64 gave 0.87 for the upfirdn2d rows,
+//   but 0.44 for bias_act, whose code had not changed: noise of that size.
+// So the dispatch stays as it is (nhwc_rows_avx2, flat_items_avx2 and
+// cpu_has_avx2, at the end of the file); no other op uses it.
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
