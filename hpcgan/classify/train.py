@@ -57,6 +57,7 @@ import json
 import random
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Callable
 
@@ -292,6 +293,52 @@ def _write_records(path: Path, records: list[dict]) -> None:
     atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in records))
 
 
+@dataclass
+class _Env:
+    """Where a run happens: its data, ranks and device (:func:`_setup`)."""
+
+    sets: dict  # build_datasets: train / val / test datasets, class_names, train_mix
+    names: list[str]
+    size: int  # image side fed to the model
+    distributed: bool
+    world: int
+    rank: int
+    dev: torch.device
+    per_rank: int  # images per rank and step: batch / world
+
+
+@dataclass
+class _Net:
+    """The model and what updates it (:func:`_build_model`)."""
+
+    core: nn.Module  # the model itself; DDP (when distributed) wraps it for training only
+    info: dict  # build_model's: pretrained_weights, aux_logits
+    opt: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+
+
+@dataclass
+class _Standing:
+    """Where the run stands: epochs finished, and the best-validation epoch so far (:func:`_resume`)."""
+
+    done: int = 0
+    best_epoch: int = 0
+    best_score: float = -1.0
+    best_state: dict | None = None
+
+
+@dataclass
+class _Feed:
+    """The training and validation loaders, and the loss (:func:`_feed`)."""
+
+    sampler: ShardSampler | BalancedSampler
+    gen: torch.Generator  # the training loader's, reseeded each epoch
+    loader: DataLoader
+    val_loader: DataLoader
+    crit: nn.Module
+    positive: int  # index of the positive class (val AUC with 2 classes)
+
+
 def run_classify(cfg: ClassifyConfig, on_epoch: Callable[[dict], None] | None = None) -> dict:
     """Train, keep the best-validation epoch, evaluate it on the test split; returns the test metrics.
 
@@ -305,12 +352,42 @@ def run_classify(cfg: ClassifyConfig, on_epoch: Callable[[dict], None] | None = 
     if done is not None:
         _log(f"{out / TEST_METRICS} exists for this config: nothing to do")
         return done
+    # data, ranks and device; rank 0 writes the resolved config
+    env = _setup(cfg, out)
+    # model (seeded), optimiser, loss scaler; resume from last.pt when an earlier run left one
+    net = _build_model(cfg, env)
+    standing = _resume(cfg, out, net)
+    records = _read_records(out / "metrics.jsonl", standing.done)
+    # DDP for training, samplers and loaders, the loss
+    model: nn.Module = net.core
+    if env.distributed:
+        model = nn.parallel.DistributedDataParallel(net.core, device_ids=[env.dev.index] if env.dev.type == "cuda"
+                                                    else None)
+    feed = _feed(cfg, env)
+    # the epochs: train, validate, keep the best, then (rank 0) the resume point and metrics.jsonl
+    for epoch in range(standing.done + 1, cfg.epochs + 1):
+        rec = _run_epoch(cfg, out, env, net, model, feed, standing, epoch)
+        records.append(rec)
+        if dist.is_rank0():
+            _save_epoch(cfg, out, net, standing, epoch, records)
+        if on_epoch is not None:
+            on_epoch(rec)
+    # the best epoch's model on the test split; rank 0 writes test_metrics.json and the plots
+    result, probs, labels = _test(cfg, env, net, standing)
+    if dist.is_rank0():
+        _write_results(out, result, probs, labels, env.names, records)
+    if env.distributed:
+        torch.distributed.barrier()
+    return result
+
+
+def _setup(cfg: ClassifyConfig, out: Path) -> _Env:
+    """The datasets, the process group and the device; rank 0 creates ``out`` with the resolved config."""
     size = resolved_image_size(cfg)
     sets = build_datasets(cfg)
     names = sets["class_names"]
     if cfg.positive_class is not None and cfg.positive_class not in names:
         raise HpcganError(f"positive_class {cfg.positive_class!r} is not one of the classes {names}")
-
     distributed = dist.init_process_group()
     world, rank = dist.world_size(), dist.rank()
     if cfg.batch % world:
@@ -319,135 +396,170 @@ def run_classify(cfg: ClassifyConfig, on_epoch: Callable[[dict], None] | None = 
     if dist.is_rank0():
         out.mkdir(parents=True, exist_ok=True)
         write_resolved(cfg, out)
+    return _Env(sets, names, size, distributed, world, rank, dev, cfg.batch // world)
 
+
+def _build_model(cfg: ClassifyConfig, env: _Env) -> _Net:
+    """The model, initialised after ``torch.manual_seed(seed)``, on the device; Adam and the loss scaler."""
     _seed_all(cfg.seed)
-    core, info = build_model(cfg.model, len(names), size, cfg.pretrained)
-    core.to(dev, memory_format=torch.channels_last if cfg.channels_last else torch.preserve_format)
+    core, info = build_model(cfg.model, len(env.names), env.size, cfg.pretrained)
+    core.to(env.dev, memory_format=torch.channels_last if cfg.channels_last else torch.preserve_format)
     if info["pretrained_weights"]:
         _log(f"{cfg.model}: ImageNet weights from {info['pretrained_weights']}")
     elif cfg.model != "small_cnn":
         why = "pretrained=no" if cfg.pretrained == "no" else f"no file at {weights_path(cfg.model)}"
         _log(f"{cfg.model}: random initialisation ({why})")
     opt = torch.optim.Adam(core.parameters(), lr=cfg.lr)
-    scaler = torch.amp.GradScaler(dev.type, enabled=cfg.amp == "fp16")  # loss scaling for float16 only
+    scaler = torch.amp.GradScaler(env.dev.type, enabled=cfg.amp == "fp16")  # loss scaling for float16 only
+    return _Net(core, info, opt, scaler)
 
-    start, best_epoch, best_score, best_state = 0, 0, -1.0, None
-    last_pt, best_pt, jsonl = out / "last.pt", out / "best.pt", out / "metrics.jsonl"
-    if last_pt.is_file():
-        try:
-            ck = torch.load(last_pt, map_location="cpu", weights_only=True)
-            core.load_state_dict(ck["model"])
-            opt.load_state_dict(ck["optimizer"])
-            if ck.get("scaler"):
-                scaler.load_state_dict(ck["scaler"])
-        except Exception as exc:  # a damaged checkpoint is the user's to remove
-            raise HpcganError(f"cannot resume from {last_pt} ({exc}); delete it to start the run over") from exc
-        start, best_epoch = int(ck["epoch"]), int(ck["best_epoch"])
-        best_score = float(ck.get("best_val_score", ck.get("best_val_accuracy", -1.0)))  # older runs: accuracy
-        if start > cfg.epochs:
-            raise HpcganError(f"{last_pt} is at epoch {start}, beyond epochs {cfg.epochs}; raise epochs or use "
-                              "another outdir")
-        best_state = torch.load(best_pt, map_location="cpu", weights_only=True)["model"]
-        _log(f"resuming from {last_pt} after epoch {start} (best epoch {best_epoch}, val {cfg.select} "
-             f"{best_score:.4f})")
-    records = _read_records(jsonl, start)
 
-    model: nn.Module = core
-    if distributed:
-        model = nn.parallel.DistributedDataParallel(core, device_ids=[dev.index] if dev.type == "cuda" else None)
-    per_rank = cfg.batch // world
+def _resume(cfg: ClassifyConfig, out: Path, net: _Net) -> _Standing:
+    """Load ``out/last.pt`` (model, optimiser, scaler) and the best model so far when a run left them."""
+    standing = _Standing()
+    last_pt, best_pt = out / "last.pt", out / "best.pt"
+    if not last_pt.is_file():
+        return standing
+    try:
+        ck = torch.load(last_pt, map_location="cpu", weights_only=True)
+        net.core.load_state_dict(ck["model"])
+        net.opt.load_state_dict(ck["optimizer"])
+        if ck.get("scaler"):
+            net.scaler.load_state_dict(ck["scaler"])
+    except Exception as exc:  # a damaged checkpoint is the user's to remove
+        raise HpcganError(f"cannot resume from {last_pt} ({exc}); delete it to start the run over") from exc
+    standing.done, standing.best_epoch = int(ck["epoch"]), int(ck["best_epoch"])
+    standing.best_score = float(ck.get("best_val_score", ck.get("best_val_accuracy", -1.0)))  # older runs: accuracy
+    if standing.done > cfg.epochs:
+        raise HpcganError(f"{last_pt} is at epoch {standing.done}, beyond epochs {cfg.epochs}; raise epochs or use "
+                          "another outdir")
+    standing.best_state = torch.load(best_pt, map_location="cpu", weights_only=True)["model"]
+    _log(f"resuming from {last_pt} after epoch {standing.done} (best epoch {standing.best_epoch}, val {cfg.select} "
+         f"{standing.best_score:.4f})")
+    return standing
+
+
+def _feed(cfg: ClassifyConfig, env: _Env) -> _Feed:
+    """This rank's training sampler (shuffled, or balanced under ``balance: oversample``), the loaders, the loss
+    (class-weighted under ``balance: weight``)."""
+    names, sets, dev = env.names, env.sets, env.dev
     labels = train_labels(sets["train"])
     if cfg.balance == "oversample":
-        sampler = BalancedSampler(labels, world, rank, seed=cfg.seed)
+        sampler = BalancedSampler(labels, env.world, env.rank, seed=cfg.seed)
     else:
-        sampler = ShardSampler(len(sets["train"]), world, rank, seed=cfg.seed)
+        sampler = ShardSampler(len(sets["train"]), env.world, env.rank, seed=cfg.seed)
     gen = torch.Generator()
-    loader = DataLoader(sets["train"], batch_size=per_rank, sampler=sampler, num_workers=cfg.workers,
+    loader = DataLoader(sets["train"], batch_size=env.per_rank, sampler=sampler, num_workers=cfg.workers,
                         generator=gen, pin_memory=dev.type == "cuda")
-    val_loader = DataLoader(sets["val"], batch_size=per_rank, shuffle=False, num_workers=cfg.workers)
+    val_loader = DataLoader(sets["val"], batch_size=env.per_rank, shuffle=False, num_workers=cfg.workers)
     weight = class_weights(labels, len(names)).to(dev) if cfg.balance == "weight" else None
     crit = nn.CrossEntropyLoss(weight=weight)
     positive = names.index(cfg.positive_class) if cfg.positive_class is not None else 0
+    return _Feed(sampler, gen, loader, val_loader, crit, positive)
+
+
+def _run_epoch(cfg: ClassifyConfig, out: Path, env: _Env, net: _Net, model: nn.Module, feed: _Feed,
+               standing: _Standing, epoch: int) -> dict:
+    """Epoch ``epoch``: train, re-estimate batch norm, validate, keep the weights when best; its metrics record."""
+    t0 = time.perf_counter()
+    # every random source from (seed, epoch): a resumed run equals an uninterrupted one
+    s = _epoch_seed(cfg.seed, epoch)
+    _seed_all(s)
+    feed.gen.manual_seed(s)
+    set_epoch(env.sets["train"], s)
+    feed.sampler.set_epoch(epoch)
+    sums = _train_epoch(cfg, env, net, model, feed, epoch)
+    # batch-norm statistics from the final weights; rank 0's on every rank, so every rank evaluates the same model
+    recalibrate_batchnorm(net.core, feed.loader, env.dev, BN_RECALIBRATION_IMAGES // env.world, cfg.amp,
+                          cfg.channels_last)
+    if env.distributed:
+        torch.distributed.all_reduce(sums)
+        for b in net.core.buffers():
+            torch.distributed.broadcast(b, 0)
+    # validate; the best epoch so far is kept in memory and (rank 0) in best.pt
+    val_loss, val_acc, vprobs, vlabels = _evaluate(net.core, feed.val_loader, env.dev, cfg.amp, cfg.channels_last)
+    scores = val_scores(vprobs, vlabels, feed.positive)
+    score = scores[cfg.select] if scores[cfg.select] is not None else -1.0  # undefined AUC never wins
+    if standing.best_state is None or score > standing.best_score:
+        standing.best_epoch, standing.best_score = epoch, score
+        standing.best_state = copy.deepcopy({k: v.detach().cpu() for k, v in net.core.state_dict().items()})
+        if dist.is_rank0():
+            _save({"model": standing.best_state, "epoch": epoch, "val_accuracy": val_acc, "select": cfg.select,
+                   "val_score": score, "class_names": env.names, "model_name": cfg.model, "image_size": env.size,
+                   "config": to_dict(cfg)}, out / "best.pt")
+    return {"epoch": epoch, "train_loss": float(sums[0] / max(sums[2], 1)),
+            "train_acc": float(sums[1] / max(sums[2], 1)), "val_loss": val_loss, "val_acc": val_acc,
+            "val_balanced_acc": scores["balanced"], "val_auc": scores["auc"],
+            "sec": round(time.perf_counter() - t0, 3)}
+
+
+def _train_epoch(cfg: ClassifyConfig, env: _Env, net: _Net, model: nn.Module, feed: _Feed,
+                 epoch: int) -> torch.Tensor:
+    """One pass over this rank's part of the training set; the float64 sums [loss * n, correct, n]."""
     from hpcgan.progress import track
 
-    for epoch in range(start + 1, cfg.epochs + 1):
-        t0 = time.perf_counter()
-        s = _epoch_seed(cfg.seed, epoch)
-        _seed_all(s)
-        gen.manual_seed(s)
-        set_epoch(sets["train"], s)
-        sampler.set_epoch(epoch)
-        model.train()
-        sums = torch.zeros(3, dtype=torch.float64)  # loss * n, correct, n
-        bar = track(loader, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False, mode=cfg.progress)
-        for step, (x, y) in enumerate(bar):
-            if x.shape[0] < 2:  # batch norm cannot train on one image; every rank skips alike (even sampler)
-                continue
-            x, y = _to(x, dev, cfg.channels_last), y.to(dev, non_blocking=True)
-            with autocast(cfg.amp, dev):
-                loss, logits = _loss(model(x), y, crit)
-            check = loss.detach().reshape(1).double()
-            if distributed:
-                torch.distributed.all_reduce(check)
-            if not torch.isfinite(check).all():
-                raise HpcganError(f"training loss is {float(check.sum()):g} at epoch {epoch}, step {step} (rank {rank}): "
-                                  f"training diverged; lower lr (now {cfg.lr}) or check the data")
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()  # without fp16 the scaler is off: plain backward and step
-            scaler.step(opt)
-            scaler.update()
-            n = y.shape[0]
-            sums += torch.tensor([float(loss.detach()) * n, float((logits.argmax(1) == y).sum()), n], dtype=torch.float64)
-        bar.close()
-        recalibrate_batchnorm(core, loader, dev, BN_RECALIBRATION_IMAGES // world, cfg.amp, cfg.channels_last)
-        if distributed:
-            torch.distributed.all_reduce(sums)
-            for b in core.buffers():  # batch-norm statistics: rank 0's, so every rank evaluates the same model
-                torch.distributed.broadcast(b, 0)
-        val_loss, val_acc, vprobs, vlabels = _evaluate(core, val_loader, dev, cfg.amp, cfg.channels_last)
-        scores = val_scores(vprobs, vlabels, positive)
-        score = scores[cfg.select] if scores[cfg.select] is not None else -1.0  # undefined AUC never wins
-        if best_state is None or score > best_score:
-            best_epoch, best_score = epoch, score
-            best_state = copy.deepcopy({k: v.detach().cpu() for k, v in core.state_dict().items()})
-            if dist.is_rank0():
-                _save({"model": best_state, "epoch": epoch, "val_accuracy": val_acc, "select": cfg.select,
-                       "val_score": score, "class_names": names, "model_name": cfg.model, "image_size": size,
-                       "config": to_dict(cfg)}, best_pt)
-        rec = {"epoch": epoch, "train_loss": float(sums[0] / max(sums[2], 1)),
-               "train_acc": float(sums[1] / max(sums[2], 1)), "val_loss": val_loss, "val_acc": val_acc,
-               "val_balanced_acc": scores["balanced"], "val_auc": scores["auc"],
-               "sec": round(time.perf_counter() - t0, 3)}
-        records.append(rec)
-        if dist.is_rank0():
-            _save({"model": core.state_dict(), "optimizer": opt.state_dict(), "scaler": scaler.state_dict(),
-                   "epoch": epoch, "best_epoch": best_epoch, "best_val_score": best_score, "config": to_dict(cfg)},
-                       last_pt)
-            _write_records(jsonl, records)
-            _log(f"epoch {epoch}/{cfg.epochs}: train loss {rec['train_loss']:.4f} acc {rec['train_acc']:.4f}, "
-                 f"val loss {val_loss:.4f} acc {val_acc:.4f} balanced {scores['balanced']:.4f} ({rec['sec']:.1f} s)")
-        if on_epoch is not None:
-            on_epoch(rec)
+    model.train()
+    sums = torch.zeros(3, dtype=torch.float64)  # loss * n, correct, n
+    bar = track(feed.loader, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", leave=False, mode=cfg.progress)
+    for step, (x, y) in enumerate(bar):
+        if x.shape[0] < 2:  # batch norm cannot train on one image; every rank skips alike (even sampler)
+            continue
+        x, y = _to(x, env.dev, cfg.channels_last), y.to(env.dev, non_blocking=True)  # [n, C, S, S], [n]
+        with autocast(cfg.amp, env.dev):
+            loss, logits = _loss(model(x), y, feed.crit)
+        # a non-finite loss on any rank stops every rank
+        check = loss.detach().reshape(1).double()  # [1]
+        if env.distributed:
+            torch.distributed.all_reduce(check)
+        if not torch.isfinite(check).all():
+            raise HpcganError(f"training loss is {float(check.sum()):g} at epoch {epoch}, step {step} (rank "
+                              f"{env.rank}): training diverged; lower lr (now {cfg.lr}) or check the data")
+        net.opt.zero_grad(set_to_none=True)
+        net.scaler.scale(loss).backward()  # without fp16 the scaler is off: plain backward and step
+        net.scaler.step(net.opt)
+        net.scaler.update()
+        n = y.shape[0]
+        sums += torch.tensor([float(loss.detach()) * n, float((logits.argmax(1) == y).sum()), n], dtype=torch.float64)
+    bar.close()
+    return sums
 
-    core.load_state_dict(best_state)
-    test_loader = DataLoader(sets["test"], batch_size=per_rank, shuffle=False, num_workers=cfg.workers)
-    _, _, probs, labels = _evaluate(core, test_loader, dev, cfg.amp, cfg.channels_last)
-    result = classification_metrics(labels, probs, names, cfg.positive_class)
-    result.update(best_epoch=best_epoch, select=cfg.select, best_val_score=best_score, balance=cfg.balance,
-                  train_mix=sets["train_mix"], model=cfg.model, aug=cfg.aug, seed=cfg.seed,
-                  pretrained_weights=info["pretrained_weights"], image_size=size,
-                  aux_logits=info["aux_logits"], world_size=world)
-    if dist.is_rank0():
-        _plot_curves(records, out / "curves.png")
-        _plot_roc(probs, labels, names, result, out / "roc.png")
-        with atomic_open(out / TEST_METRICS) as fh:
-            json.dump(result, fh, indent=1)
-        _log(f"test: accuracy {result['accuracy']:.4f}, balanced {result['balanced_accuracy']:.4f}, "
-             f"TPR {result['tpr']:.4f}, TNR {result['tnr']:.4f} "
-             f"(best epoch {best_epoch}); wrote {out / TEST_METRICS}")
-    if distributed:
-        torch.distributed.barrier()
-    return result
+
+def _save_epoch(cfg: ClassifyConfig, out: Path, net: _Net, standing: _Standing, epoch: int,
+                records: list[dict]) -> None:
+    """Rank 0 after an epoch: the resume point ``last.pt``, ``metrics.jsonl``, a log line."""
+    _save({"model": net.core.state_dict(), "optimizer": net.opt.state_dict(), "scaler": net.scaler.state_dict(),
+           "epoch": epoch, "best_epoch": standing.best_epoch, "best_val_score": standing.best_score,
+           "config": to_dict(cfg)}, out / "last.pt")
+    _write_records(out / "metrics.jsonl", records)
+    rec = records[-1]
+    _log(f"epoch {epoch}/{cfg.epochs}: train loss {rec['train_loss']:.4f} acc {rec['train_acc']:.4f}, "
+         f"val loss {rec['val_loss']:.4f} acc {rec['val_acc']:.4f} balanced {rec['val_balanced_acc']:.4f} "
+         f"({rec['sec']:.1f} s)")
+
+
+def _test(cfg: ClassifyConfig, env: _Env, net: _Net, standing: _Standing) -> tuple[dict, np.ndarray, np.ndarray]:
+    """The best epoch's model on the test split: (result, probs (N, K), labels (N,))."""
+    net.core.load_state_dict(standing.best_state)
+    test_loader = DataLoader(env.sets["test"], batch_size=env.per_rank, shuffle=False, num_workers=cfg.workers)
+    _, _, probs, labels = _evaluate(net.core, test_loader, env.dev, cfg.amp, cfg.channels_last)
+    result = classification_metrics(labels, probs, env.names, cfg.positive_class)
+    result.update(best_epoch=standing.best_epoch, select=cfg.select, best_val_score=standing.best_score,
+                  balance=cfg.balance, train_mix=env.sets["train_mix"], model=cfg.model, aug=cfg.aug, seed=cfg.seed,
+                  pretrained_weights=net.info["pretrained_weights"], image_size=env.size,
+                  aux_logits=net.info["aux_logits"], world_size=env.world)
+    return result, probs, labels
+
+
+def _write_results(out: Path, result: dict, probs: np.ndarray, labels: np.ndarray, names: list[str],
+                   records: list[dict]) -> None:
+    """Rank 0 at the end: ``curves.png``, ``roc.png``, ``test_metrics.json`` and the test line of the log."""
+    _plot_curves(records, out / "curves.png")
+    _plot_roc(probs, labels, names, result, out / "roc.png")
+    with atomic_open(out / TEST_METRICS) as fh:
+        json.dump(result, fh, indent=1)
+    _log(f"test: accuracy {result['accuracy']:.4f}, balanced {result['balanced_accuracy']:.4f}, "
+         f"TPR {result['tpr']:.4f}, TNR {result['tnr']:.4f} "
+         f"(best epoch {result['best_epoch']}); wrote {out / TEST_METRICS}")
 
 
 def classify_main(overrides: dict, config_file: str | None = None) -> int:
