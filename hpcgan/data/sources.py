@@ -171,38 +171,13 @@ def discover(
     images with the same file stem (stems identify images in the manifest).
     """
     root = Path(root)
-    if not root.is_dir():
-        raise HpcganError(f"dataset root {root} is not a folder; pass the folder that holds the class folders")
-    if not classes:
-        raise HpcganError("no classes selected; pass --classes, e.g. COVID,Normal")
-    if len(set(classes)) != len(classes):
-        raise HpcganError(f"--classes lists a class twice: {list(classes)}")
-    if layout not in LAYOUTS:
-        raise HpcganError(f"unknown layout {layout!r}; use {', '.join(LAYOUTS)}")
-    for c in classes:
-        if not (root / c).exists():
-            present = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
-            raise HpcganError(f"class folder {root / c} does not exist; classes found in {root}: {present}")
-    if layout == "auto":
-        layout = "kaggle" if all((root / c / "images").is_dir() for c in classes) else "flat"
-        if mask_root is not None and layout == "flat":
-            layout = "plain"
+    _check_selection(root, classes, layout)
+    layout = _resolve_layout(root, classes, layout, mask_root)
     patients = read_patient_ids(metadata) if metadata else {}
     records: list[ImageRecord] = []
     seen: dict[str, str] = {}
     for label, c in enumerate(classes):
-        if layout == "kaggle":
-            img_dir, masks = root / c / "images", _mask_index(root / c / "masks")
-            if not img_dir.is_dir():
-                raise HpcganError(f"{img_dir} is missing: the kaggle layout needs ROOT/<Class>/images/*.png")
-        else:
-            img_dir = root / c
-            masks = {}
-            if mask_root is not None:
-                mroot = Path(mask_root)
-                if not mroot.is_dir():
-                    raise HpcganError(f"mask folder {mroot} is not a folder")
-                masks = _mask_index(mroot / c) if (mroot / c).is_dir() else _mask_index(mroot)
+        img_dir, masks = _class_folders(root, c, layout, mask_root)
         files = _list_images(img_dir, any_name=layout == "dicom")
         if not files:
             raise HpcganError(
@@ -222,6 +197,48 @@ def discover(
                 patient = dicom_patient_id(f)
             records.append(ImageRecord(str(f), f.stem, c, label, str(m) if m else None, patient))
     return SourceListing(records, layout, list(classes))
+
+
+def _check_selection(root: Path, classes: list[str] | tuple[str, ...], layout: str) -> None:
+    """HpcganError unless ``root`` is a folder holding a folder per class, the classes are distinct, the layout known."""
+    if not root.is_dir():
+        raise HpcganError(f"dataset root {root} is not a folder; pass the folder that holds the class folders")
+    if not classes:
+        raise HpcganError("no classes selected; pass --classes, e.g. COVID,Normal")
+    if len(set(classes)) != len(classes):
+        raise HpcganError(f"--classes lists a class twice: {list(classes)}")
+    if layout not in LAYOUTS:
+        raise HpcganError(f"unknown layout {layout!r}; use {', '.join(LAYOUTS)}")
+    for c in classes:
+        if not (root / c).exists():
+            present = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+            raise HpcganError(f"class folder {root / c} does not exist; classes found in {root}: {present}")
+
+
+def _resolve_layout(root: Path, classes, layout: str, mask_root) -> str:
+    """``layout``, or for ``auto``: kaggle when every class has an images/ folder, else plain with masks, flat without."""
+    if layout != "auto":
+        return layout
+    layout = "kaggle" if all((root / c / "images").is_dir() for c in classes) else "flat"
+    if mask_root is not None and layout == "flat":
+        layout = "plain"
+    return layout
+
+
+def _class_folders(root: Path, c: str, layout: str, mask_root) -> tuple[Path, dict[str, Path]]:
+    """Class ``c``'s image folder and its masks by stem (kaggle: ``c/masks``; else under ``mask_root``, if any)."""
+    if layout == "kaggle":
+        img_dir, masks = root / c / "images", _mask_index(root / c / "masks")
+        if not img_dir.is_dir():
+            raise HpcganError(f"{img_dir} is missing: the kaggle layout needs ROOT/<Class>/images/*.png")
+        return img_dir, masks
+    masks = {}
+    if mask_root is not None:
+        mroot = Path(mask_root)
+        if not mroot.is_dir():
+            raise HpcganError(f"mask folder {mroot} is not a folder")
+        masks = _mask_index(mroot / c) if (mroot / c).is_dir() else _mask_index(mroot)
+    return root / c, masks
 
 
 # --------------------------------------------------------------------------- DICOM
