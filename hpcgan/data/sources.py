@@ -333,28 +333,8 @@ def load_dicom(path: str) -> tuple[np.ndarray, int]:
     Raises ImageLoadError (corrupt, truncated, no decoder for its transfer syntax)
     or NotAnXrayError (no pixel data, several frames, colour).
     """
-    pydicom = _pydicom()
-    try:
-        ds = pydicom.dcmread(path)
-    except FileNotFoundError as exc:
-        raise ImageLoadError(f"image {path} does not exist") from exc
-    except Exception as exc:  # pydicom raises many types for a damaged file (re-raised)
-        raise ImageLoadError(f"cannot decode DICOM {path} ({type(exc).__name__}: {exc}); the file is corrupt or "
-                             "truncated: export it again or list its stem in --exclude") from exc
-    if "PixelData" not in ds and "SOPClassUID" not in ds:  # every DICOM object names its SOP class
-        raise ImageLoadError(f"cannot decode DICOM {path}: neither a SOP class nor pixel data could be read; the "
-                             "file is corrupt or truncated: export it again or list its stem in --exclude")
-    if "PixelData" not in ds:
-        raise NotAnXrayError("not_an_image", f"DICOM {path} holds no pixel data (SOP class "
-                        f"{ds.get('SOPClassUID', 'unknown')}, modality {ds.get('Modality', 'unknown')})")
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
-    if frames > 1:
-        raise NotAnXrayError("multi_frame", f"DICOM {path} has {frames} frames; hpcgan reads single-frame "
-                        "radiographs: export the frame you want as a file of its own")
-    photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
-    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
-        raise NotAnXrayError("not_grayscale", f"DICOM {path} is {photometric or 'without PhotometricInterpretation'}, "
-                        "not MONOCHROME1/MONOCHROME2: not a radiograph")
+    ds = _read_dicom(path)
+    photometric = _radiograph_photometric(ds, path)
     try:
         raw = ds.pixel_array
     except Exception as exc:  # truncated pixel data or a missing codec (re-raised)
@@ -374,6 +354,38 @@ def load_dicom(path: str) -> tuple[np.ndarray, int]:
     if photometric == "MONOCHROME1":
         out, flags = 255.0 - out, flags | FLAG_INVERTED
     return np.clip(np.rint(out), 0, 255).astype(np.uint8), flags
+
+
+def _read_dicom(path: str):
+    """The parsed DICOM dataset at ``path``; ImageLoadError when it is missing or corrupt."""
+    pydicom = _pydicom()
+    try:
+        ds = pydicom.dcmread(path)
+    except FileNotFoundError as exc:
+        raise ImageLoadError(f"image {path} does not exist") from exc
+    except Exception as exc:  # pydicom raises many types for a damaged file (re-raised)
+        raise ImageLoadError(f"cannot decode DICOM {path} ({type(exc).__name__}: {exc}); the file is corrupt or "
+                             "truncated: export it again or list its stem in --exclude") from exc
+    if "PixelData" not in ds and "SOPClassUID" not in ds:  # every DICOM object names its SOP class
+        raise ImageLoadError(f"cannot decode DICOM {path}: neither a SOP class nor pixel data could be read; the "
+                             "file is corrupt or truncated: export it again or list its stem in --exclude")
+    return ds
+
+
+def _radiograph_photometric(ds, path: str) -> str:
+    """The photometric interpretation of a single grayscale image; NotAnXrayError for any other DICOM object."""
+    if "PixelData" not in ds:
+        raise NotAnXrayError("not_an_image", f"DICOM {path} holds no pixel data (SOP class "
+                        f"{ds.get('SOPClassUID', 'unknown')}, modality {ds.get('Modality', 'unknown')})")
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if frames > 1:
+        raise NotAnXrayError("multi_frame", f"DICOM {path} has {frames} frames; hpcgan reads single-frame "
+                        "radiographs: export the frame you want as a file of its own")
+    photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
+    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        raise NotAnXrayError("not_grayscale", f"DICOM {path} is {photometric or 'without PhotometricInterpretation'}, "
+                        "not MONOCHROME1/MONOCHROME2: not a radiograph")
+    return photometric
 
 
 def _open(path: str, what: str) -> Image.Image:
