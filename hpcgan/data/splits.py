@@ -35,17 +35,8 @@ def assign_splits(
     if not 0.0 <= val_fraction < 1.0:
         raise HpcganError(f"--val-fraction must be in [0, 1), got {val_fraction}")
     patients = patients or [None] * len(stems)
-    # a patient belongs to the class of its first image
-    units_by_class: dict[int, OrderedDict[str, list[int]]] = {c: OrderedDict() for c in range(len(class_names))}
-    patient_class: dict[str, int] = {}
-    for i, (lab, pat) in enumerate(zip(labels, patients)):
-        if pat:
-            c = patient_class.setdefault(pat, lab)
-            units_by_class[c].setdefault("p:" + pat, []).append(i)
-        else:
-            units_by_class[lab]["i:" + stems[i]] = [i]
     out: dict[str, str] = {}
-    for c, units in units_by_class.items():
+    for c, units in _units_by_class(stems, labels, len(class_names), patients).items():
         n_images = sum(len(v) for v in units.values())
         if n_images == 0:
             raise HpcganError(
@@ -57,25 +48,50 @@ def assign_splits(
                 f"class {class_names[c]!r} has {n_images} usable images, not more than "
                 f"--test-per-class {test_per_class}; lower --test-per-class"
             )
-        keys = list(units.keys())
-        rng = np.random.default_rng([int(seed), c])
-        order = rng.permutation(len(keys))
-        n_test = 0
-        n_val_target = None
-        n_val = 0
-        for j in order:
-            idx = units[keys[j]]
-            if n_test < test_per_class:
-                split = "test"
-                n_test += len(idx)
-            else:
-                if n_val_target is None:
-                    n_val_target = int(round(val_fraction * (n_images - n_test)))
-                if n_val < n_val_target:
-                    split = "val"
-                    n_val += len(idx)
-                else:
-                    split = "train"
+        for idx, split in _deal_units(units, n_images, np.random.default_rng([int(seed), c]), test_per_class,
+                                      val_fraction):
             for i in idx:
                 out[stems[i]] = split
     return out
+
+
+def _units_by_class(stems: list[str], labels: list[int], n_classes: int,
+                    patients: list[str | None]) -> dict[int, OrderedDict[str, list[int]]]:
+    """Per class, its units in first-seen order: a patient's image indices, or one image without a patient id.
+
+    A patient belongs to the class of its first image.
+    """
+    units_by_class: dict[int, OrderedDict[str, list[int]]] = {c: OrderedDict() for c in range(n_classes)}
+    patient_class: dict[str, int] = {}
+    for i, (lab, pat) in enumerate(zip(labels, patients)):
+        if pat:
+            c = patient_class.setdefault(pat, lab)
+            units_by_class[c].setdefault("p:" + pat, []).append(i)
+        else:
+            units_by_class[lab]["i:" + stems[i]] = [i]
+    return units_by_class
+
+
+def _deal_units(units: OrderedDict[str, list[int]], n_images: int, rng: np.random.Generator, test_per_class: int,
+                val_fraction: float):
+    """(image indices, split) of each unit of one class, in ``rng``'s order: test until it holds
+    ``test_per_class`` images, then val until ``round(val_fraction * rest)``, then train."""
+    keys = list(units.keys())
+    order = rng.permutation(len(keys))
+    n_test = 0
+    n_val_target = None
+    n_val = 0
+    for j in order:
+        idx = units[keys[j]]
+        if n_test < test_per_class:
+            split = "test"
+            n_test += len(idx)
+        else:
+            if n_val_target is None:
+                n_val_target = int(round(val_fraction * (n_images - n_test)))
+            if n_val < n_val_target:
+                split = "val"
+                n_val += len(idx)
+            else:
+                split = "train"
+        yield idx, split
