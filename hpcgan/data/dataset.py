@@ -60,25 +60,9 @@ class ShardDataset(Dataset):
             if unknown:
                 raise HpcganError(f"classes {unknown} are not in {out}; it has {self.class_names}")
             keep_labels = {self.class_names.index(c) for c in classes}
+        # the items: (shard, row, label) of every kept image, in shard order
         self.files = [str(self.out / sh["path"]) for sh in manifest["shards"] if sh["split"] == split]
-        shard_ids, rows, labels = [], [], []
-        taken: dict[int, int] = {}
-        for k, path in enumerate(self.files):
-            with open_h5(path) as f:
-                labs = f["labels"][:]
-            for r, lab in enumerate(labs):
-                lab = int(lab)
-                if keep_labels is not None and lab not in keep_labels:
-                    continue
-                if limit_per_class is not None and taken.get(lab, 0) >= limit_per_class:
-                    continue
-                taken[lab] = taken.get(lab, 0) + 1
-                shard_ids.append(k)
-                rows.append(r)
-                labels.append(lab)
-        self.shard_ids = np.asarray(shard_ids, dtype=np.int64)
-        self.rows = np.asarray(rows, dtype=np.int64)
-        self.labels = torch.as_tensor(labels, dtype=torch.int64)
+        self.shard_ids, self.rows, self.labels = _index(self.files, keep_labels, limit_per_class)
         self._handles: dict[int, object] = {}
         self._pid = None
         if cache == "auto":
@@ -131,7 +115,7 @@ class ShardDataset(Dataset):
     def __getitems__(self, indices: list[int]):
         """Batched read (used by DataLoader): one sorted read per shard instead of one per image."""
         idx = np.asarray(indices, dtype=np.int64)
-        out = np.empty((len(idx), 1, self.resolution, self.resolution), dtype=np.uint8)
+        out = np.empty((len(idx), 1, self.resolution, self.resolution), dtype=np.uint8)  # [N, 1, R, R]
         shards = self.shard_ids[idx]
         for k in np.unique(shards):
             sel = np.flatnonzero(shards == k)
@@ -154,6 +138,29 @@ class ShardDataset(Dataset):
         state["_handles"] = {}
         state["_pid"] = None
         return state
+
+
+def _index(files: list[str], keep_labels: set[int] | None,
+           limit_per_class: int | None) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
+    """(shard index [N], row in the shard [N], label [N]) of the images of ``files`` with a label in
+    ``keep_labels`` (None: all), the first ``limit_per_class`` of each class (None: all)."""
+    shard_ids, rows, labels = [], [], []
+    taken: dict[int, int] = {}
+    for k, path in enumerate(files):
+        with open_h5(path) as f:
+            labs = f["labels"][:]  # [n]
+        for r, lab in enumerate(labs):
+            lab = int(lab)
+            if keep_labels is not None and lab not in keep_labels:
+                continue
+            if limit_per_class is not None and taken.get(lab, 0) >= limit_per_class:
+                continue
+            taken[lab] = taken.get(lab, 0) + 1
+            shard_ids.append(k)
+            rows.append(r)
+            labels.append(lab)
+    return (np.asarray(shard_ids, dtype=np.int64), np.asarray(rows, dtype=np.int64),
+            torch.as_tensor(labels, dtype=torch.int64))
 
 
 class ShardSampler(Sampler):
