@@ -114,6 +114,7 @@ def verify(out: str | os.PathLike, checksums: bool = True) -> list[str]:
     problems: list[str] = []
     counts: dict[str, dict[str, int]] = {}
     names = manifest["class_names"]
+    # each shard: present, its checksum, its datasets; count its images per class
     for sh in manifest["shards"]:
         p = out / sh["path"]
         if not p.is_file():
@@ -126,30 +127,10 @@ def verify(out: str | os.PathLike, checksums: bool = True) -> list[str]:
                 continue
         try:
             with open_h5(p) as f:
-                n = sh["n"]
-                shapes = {
-                    "images": (n, 1, res, res),
-                    "labels": (n,),
-                    "source": (n,),
-                    "mask_bbox": (n, 4),
-                    "flags": (n,),
-                }
-                for k, shape in shapes.items():
-                    if k not in f:
-                        problems.append(f"{sh['path']}: dataset {k} missing")
-                    elif f[k].shape != shape:
-                        problems.append(f"{sh['path']}: {k} has shape {f[k].shape}, expected {shape}")
-                if "images" in f and f["images"].dtype != np.uint8:
-                    problems.append(f"{sh['path']}: images dtype {f['images'].dtype}, expected uint8")
-                if "labels" in f and f["labels"].shape == (n,):
-                    labs = f["labels"][:]
-                    if n and (labs.min() < 0 or labs.max() >= len(names)):
-                        problems.append(f"{sh['path']}: labels outside 0..{len(names) - 1}")
-                    for lab in labs:
-                        c = counts.setdefault(sh["split"], {})
-                        c[names[int(lab)]] = c.get(names[int(lab)], 0) + 1
+                _check_datasets(f, sh, res, names, counts.setdefault(sh["split"], {}), problems)
         except (OSError, KeyError, ValueError) as exc:
             problems.append(f"{sh['path']}: unreadable HDF5 ({exc})")
+    # the images per split and class against the manifest's counts
     if not problems:
         for split, per in manifest["counts"].items():
             for cname, n in per.items():
@@ -157,6 +138,33 @@ def verify(out: str | os.PathLike, checksums: bool = True) -> list[str]:
                 if got != n:
                     problems.append(f"split {split} class {cname}: manifest says {n} images, shards hold {got}")
     return problems
+
+
+def _check_datasets(f: h5py.File, sh: dict, res: int, names: list[str], counts: dict[str, int],
+                    problems: list[str]) -> None:
+    """Append to ``problems`` those of shard ``sh``'s open file ``f`` (missing datasets, shapes, dtype, labels);
+    count its images per class in ``counts``."""
+    n = sh["n"]
+    shapes = {
+        "images": (n, 1, res, res),
+        "labels": (n,),
+        "source": (n,),
+        "mask_bbox": (n, 4),
+        "flags": (n,),
+    }
+    for k, shape in shapes.items():
+        if k not in f:
+            problems.append(f"{sh['path']}: dataset {k} missing")
+        elif f[k].shape != shape:
+            problems.append(f"{sh['path']}: {k} has shape {f[k].shape}, expected {shape}")
+    if "images" in f and f["images"].dtype != np.uint8:
+        problems.append(f"{sh['path']}: images dtype {f['images'].dtype}, expected uint8")
+    if "labels" in f and f["labels"].shape == (n,):
+        labs = f["labels"][:]
+        if n and (labs.min() < 0 or labs.max() >= len(names)):
+            problems.append(f"{sh['path']}: labels outside 0..{len(names) - 1}")
+        for lab in labs:
+            counts[names[int(lab)]] = counts.get(names[int(lab)], 0) + 1
 
 
 def info(out: str | os.PathLike) -> str:
