@@ -101,6 +101,14 @@ def resolved_image_size(cfg: ClassifyConfig) -> int:
 
 def validate(cfg: ClassifyConfig) -> ClassifyConfig:
     """Check every setting a user can get wrong; HpcganError names the setting. Normalises list fields."""
+    _check_paths_and_choices(cfg)
+    _check_lists(cfg)
+    _check_numbers(cfg)
+    return cfg
+
+
+def _check_paths_and_choices(cfg: ClassifyConfig) -> None:
+    """data and outdir set (stored as strings); every choice field one of its choices."""
     cfg.data = str(cfg.data) if cfg.data else ""  # Path objects from callers: stored as YAML strings
     cfg.outdir = str(cfg.outdir) if cfg.outdir else ""
     if not cfg.data:
@@ -124,6 +132,10 @@ def validate(cfg: ClassifyConfig) -> ClassifyConfig:
                           "fp16 on GPUs)")
     if not isinstance(cfg.channels_last, bool):
         raise HpcganError(f"channels_last must be true or false, got {cfg.channels_last!r}")
+
+
+def _check_lists(cfg: ClassifyConfig) -> None:
+    """The list fields normalised to lists of strings; what the aug needs of them; 2 or 4 distinct classes."""
     cfg.gan_data = _as_list(cfg.gan_data, "gan_data")
     cfg.gan_classes = _as_list(cfg.gan_classes, "gan_classes")
     cfg.classes = _as_list(cfg.classes, "classes")
@@ -137,6 +149,10 @@ def validate(cfg: ClassifyConfig) -> ClassifyConfig:
         raise HpcganError(f"classes must name 2 or 4 classes, got {cfg.classes}")
     if cfg.classes is not None and len(set(cfg.classes)) != len(cfg.classes):
         raise HpcganError(f"classes lists a class twice: {cfg.classes}")
+
+
+def _check_numbers(cfg: ClassifyConfig) -> None:
+    """Counts and rates in range; the image size at least the model's minimum."""
     for name in ("epochs", "batch"):
         if int(getattr(cfg, name)) < 1:
             raise HpcganError(f"{name} must be >= 1, got {getattr(cfg, name)}")
@@ -150,4 +166,3 @@ def validate(cfg: ClassifyConfig) -> ClassifyConfig:
     if size < MIN_IMAGE_SIZE[cfg.model]:
         raise HpcganError(f"image_size {size} is too small for {cfg.model}: use image_size >= "
                           f"{MIN_IMAGE_SIZE[cfg.model]}")
-    return cfg
