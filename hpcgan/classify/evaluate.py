@@ -109,7 +109,7 @@ def _predict(model: torch.nn.Module, loader: DataLoader, dev: torch.device) -> t
         x = x.to(dev)  # [B, 1, S, S]
         probs.append(torch.softmax(split_logits(model(x))[0].double(), dim=1).cpu().numpy())
         labels.append(y.numpy())
-    return np.concatenate(probs), np.concatenate(labels)
+    return np.concatenate(probs), np.concatenate(labels)  # [N, K], [N]
 
 
 def _metrics(labels: np.ndarray, probs: np.ndarray, names: list[str], positive: str) -> dict:

@@ -81,7 +81,7 @@ class SmallCNN(nn.Module):
         self.fc = nn.Linear(c_in, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(self.pool(self.features(x)), 1))
+        return self.fc(torch.flatten(self.pool(self.features(x)), 1))  # [N, C, 1, 1] -> [N, C] -> [N, K]
 
 
 def _grey_conv(conv: nn.Conv2d) -> nn.Conv2d:

@@ -180,13 +180,13 @@ def _evaluate(model: nn.Module, loader: DataLoader, dev: torch.device, amp: str 
     crit = nn.CrossEntropyLoss(reduction="sum")
     total, probs, labels = 0.0, [], []
     for x, y in loader:
-        x, y = _to(x, dev, channels_last), y.to(dev)
+        x, y = _to(x, dev, channels_last), y.to(dev)  # [B, C, S, S], [B]
         with autocast(amp, dev):
-            logits = split_logits(model(x))[0].float()
+            logits = split_logits(model(x))[0].float()  # [B, K]
         total += float(crit(logits, y))
         probs.append(torch.softmax(logits.double(), dim=1).cpu().numpy())
         labels.append(y.cpu().numpy())
-    p, lab = np.concatenate(probs), np.concatenate(labels)
+    p, lab = np.concatenate(probs), np.concatenate(labels)  # [N, K], [N]
     return total / len(lab), float((p.argmax(1) == lab).mean()), p, lab
 
 
@@ -504,7 +504,7 @@ def _train_epoch(cfg: ClassifyConfig, env: _Env, net: _Net, model: nn.Module, fe
     for step, (x, y) in enumerate(bar):
         if x.shape[0] < 2:  # batch norm cannot train on one image; every rank skips alike (even sampler)
             continue
-        x, y = _to(x, env.dev, cfg.channels_last), y.to(env.dev, non_blocking=True)  # [n, C, S, S], [n]
+        x, y = _to(x, env.dev, cfg.channels_last), y.to(env.dev, non_blocking=True)  # [B, C, S, S], [B]
         with autocast(cfg.amp, env.dev):
             loss, logits = _loss(model(x), y, feed.crit)
         # a non-finite loss on any rank stops every rank

@@ -599,12 +599,12 @@ def _write_planned_shard(cfg: PreprocessConfig, path: Path, sh: dict, listing, m
             if m["status"] != "ok":
                 raise HpcganError(f"{rec.path} changed since it was scanned ({m['reason']}); re-run")
             arr = m["image"]
-        imgs.append(arr)  # [R, R]
+        imgs.append(arr)  # [R, R] uint8
     members = sh["members"]
     return write_shard(
-        path, np.stack(imgs) if imgs else np.zeros((0, cfg.resolution, cfg.resolution), np.uint8),  # [n, R, R]
+        path, np.stack(imgs) if imgs else np.zeros((0, cfg.resolution, cfg.resolution), np.uint8),  # [N, R, R]
         np.array([records[i].label for i in members], np.int64), [records[i].stem for i in members],
-        np.array([metas[i]["bbox"] for i in members], np.int32).reshape(-1, 4),  # [n, 4]: y0, x0, y1, x1
+        np.array([metas[i]["bbox"] for i in members], np.int32).reshape(-1, 4),  # [N, 4]: y0, x0, y1, x1
         np.array([metas[i]["flags"] for i in members], np.uint32),
         cfg.compression,
         attrs={"split": sh["split"], "class_names": list(listing.classes), "resolution": cfg.resolution},

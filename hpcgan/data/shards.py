@@ -66,7 +66,7 @@ def write_shard(
     n = len(sources)
     images = np.ascontiguousarray(images, dtype=np.uint8)
     if images.ndim == 3:
-        images = images[:, None]
+        images = images[:, None]  # [N, H, W] -> [N, 1, H, W]
     if images.shape[0] != n or images.ndim != 4:
         raise ValueError(f"images shape {images.shape} does not match {n} sources")
     res = images.shape[-1]
@@ -78,7 +78,7 @@ def write_shard(
             f.create_dataset("images", data=images, chunks=(1, 1, res, res) if n else None, **kw)
             f.create_dataset("labels", data=np.asarray(labels, dtype=np.int64))
             f.create_dataset("source", data=np.array(sources, dtype=object), dtype=h5py.string_dtype("utf-8"))
-            f.create_dataset("mask_bbox", data=np.asarray(bboxes, dtype=np.int32).reshape(n, 4))
+            f.create_dataset("mask_bbox", data=np.asarray(bboxes, dtype=np.int32).reshape(n, 4))  # [N, 4]
             f.create_dataset("flags", data=np.asarray(flags, dtype=np.uint32))
             f.attrs["format_version"] = FORMAT_VERSION
             for k, v in (attrs or {}).items():
@@ -213,4 +213,4 @@ def read_split(out: str | os.PathLike, split: str) -> dict[str, np.ndarray]:
     res = manifest["settings"]["resolution"]
     empty = {"images": np.zeros((0, 1, res, res), np.uint8), "labels": np.zeros(0, np.int64),
              "source": np.zeros(0, str), "mask_bbox": np.zeros((0, 4), np.int32), "flags": np.zeros(0, np.uint32)}
-    return {k: (np.concatenate(v) if v else empty[k]) for k, v in parts.items()}
+    return {k: (np.concatenate(v) if v else empty[k]) for k, v in parts.items()}  # images [N, 1, R, R], others [N(, 4)]
