@@ -508,6 +508,8 @@ def _examine_block(cfg: PreprocessConfig, c: dist.Comm, work: Path, records: lis
     except OSError as exc:
         new, error = {}, f"cannot write the scan journal in {work}: {exc}"
     metas = []
+    if error is not None:  # no journal, so no statuses for this block: stop every rank with the reason
+        c.check(error)
     for r in block:
         if r.stem in manual:
             metas.append({"stem": r.stem, "status": "excluded", "reason": "manual_exclusion",

@@ -181,3 +181,15 @@ def test_resolved_config_is_written(data_phantom_root, tmp_path):
     m = json.loads((tmp_path / "o" / "manifest.json").read_text())
     assert m["labels"] == {"Clear": 0, "Opacity": 1}
     assert sum(sh["n"] for sh in m["shards"]) == m["summary"]["written"]
+
+
+def test_an_unwritable_scan_journal_is_a_clear_error(data_phantom_root, tmp_path):
+    """The journal cannot be opened for appending (here it is a link to a read-only kernel file): the run stops
+    with an error naming the work folder, not a KeyError from the statuses it could not record."""
+    out = tmp_path / "o"
+    (out / ".work").mkdir(parents=True)
+    (out / ".work" / "scan-r00000.jsonl").symlink_to("/proc/version")
+    cfg = PreprocessConfig(str(data_phantom_root), str(out), classes=["Clear", "Opacity"], resolution=24,
+                           test_per_class=2, workers=1, progress=False)
+    with pytest.raises(HpcganError, match=r"cannot write the scan journal in .*\.work"):
+        run_preprocess(cfg)
