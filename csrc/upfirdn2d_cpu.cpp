@@ -502,80 +502,106 @@ HPCGAN_INLINE void flat_accumulate(T* __restrict__ o, const T* __restrict__ x, c
 #endif
 }
 
+// One work item of the flat path: which planes and which band of output phase
+// rows it covers.
+struct FlatItem {
+  int64_t p0, gcnt;  // planes [p0, p0 + gcnt)
+  int64_t ky0, nb;   // output phase rows [ky0, ky0 + nb) of every phase
+};
+
 template <typename T>
-HPCGAN_INLINE void flat_items(const FlatPlan<T>& pl, const T* x, T* y, int64_t i0, int64_t i1) {
+HPCGAN_INLINE FlatItem flat_item(const FlatPlan<T>& pl, int64_t it) {
+  const int64_t gi = it / pl.nbands, bi = it - gi * pl.nbands;
+  const int64_t p0 = gi * pl.G, ky0 = bi * pl.band;
+  return {p0, std::min(pl.G, pl.planes - p0), ky0, std::min(pl.band, pl.ay.K - ky0)};
+}
+
+// Step 1 of an item: the polyphase components of the (zero-padded) input in
+// buf. Positions that hold padding are never written, so they keep the zeros
+// of the allocation; only in banded mode can a padding row have held data of
+// another band, and those rows are zeroed first.
+template <typename T>
+HPCGAN_INLINE void flat_fill_components(const FlatPlan<T>& pl, const FlatItem& im, const T* x, T* buf) {
   const UpFirDnGeom& g = pl.g;
   const FlatAxis &ax = pl.ax, &ay = pl.ay;
-  const int64_t lx = ax.len, Px = ax.P, Py = ay.P, Sx = ax.S, Sy = ay.S;
+  const int64_t lx = ax.len, Sx = ax.S, Sy = ay.S;
+  const int64_t rows = im.nb + ay.ext;
+  if (pl.nbands > 1) {
+    for (int64_t gg = 0; gg < im.gcnt; ++gg)
+      for (int64_t cy = 0; cy < Sy; ++cy)
+        for (int64_t m = 0; m < rows; ++m) {
+          const int64_t iy = Sy * (im.ky0 + m + ay.dmin) + cy;
+          if (iy >= 0 && iy < g.H) continue;
+          for (int64_t cx = 0; cx < Sx; ++cx) {
+            T* dst = buf + (cy * Sx + cx) * pl.comp_stride + gg * pl.plane_stride + m * lx;
+            std::fill(dst, dst + lx, T(0));
+          }
+        }
+  }
+  // input rows iy with m = iy / Sy - ky0 - dmin_y in [0, rows)
+  const int64_t iy0 = std::max<int64_t>(0, Sy * (im.ky0 + ay.dmin));
+  const int64_t iy1 = std::min<int64_t>(g.H, Sy * (im.ky0 + rows + ay.dmin));
+  for (int64_t gg = 0; gg < im.gcnt; ++gg) {
+    const T* xp = x + (im.p0 + gg) * g.H * g.W;
+    T* bp = buf + gg * pl.plane_stride;
+    for (int64_t iy = iy0; iy < iy1; ++iy) {
+      const int64_t cy = iy % Sy, m = iy / Sy - im.ky0 - ay.dmin;
+      flat_fill_row(bp + cy * Sx * pl.comp_stride + m * lx, pl.comp_stride, xp + iy * g.W, Sx, ax.dmin, lx, g.W);
+    }
+  }
+}
+
+// Step 3 of an item: the output phases in tmp interleaved into the output rows.
+template <typename T>
+HPCGAN_INLINE void flat_store_phases(const FlatPlan<T>& pl, const FlatItem& im, const T* tmp, T* y) {
+  const UpFirDnGeom& g = pl.g;
+  const int64_t lx = pl.ax.len, Px = pl.ax.P, Py = pl.ay.P;
+  for (int64_t gg = 0; gg < im.gcnt; ++gg) {
+    T* yp = y + (im.p0 + gg) * g.outH * g.outW;
+    for (int64_t ky = 0; ky < im.nb; ++ky)
+      for (int64_t py = 0; py < Py; ++py) {
+        const int64_t oy = Py * (im.ky0 + ky) + py;
+        if (oy >= g.outH) continue;
+        T* __restrict__ yr = yp + oy * g.outW;
+        const T* a0 = tmp + (py * Px) * pl.comp_stride + gg * pl.plane_stride + ky * lx;
+        if (Px == 1) {
+          for (int64_t k = 0; k < g.outW; ++k) yr[k] = a0[k];
+        } else if (Px == 2) {
+          const T* __restrict__ a1 = a0 + pl.comp_stride;
+          const int64_t n1 = g.outW / 2;
+          for (int64_t k = 0; k < n1; ++k) {
+            yr[2 * k] = a0[k];
+            yr[2 * k + 1] = a1[k];
+          }
+          if (g.outW & 1) yr[g.outW - 1] = a0[n1];
+        } else {
+          for (int64_t px = 0; px < Px; ++px) {
+            const T* a = a0 + px * pl.comp_stride;
+            for (int64_t k = 0, ox = px; ox < g.outW; ++k, ox += Px) yr[ox] = a[k];
+          }
+        }
+      }
+  }
+}
+
+// Items [i0, i1) of the flat path, each in three steps: fill the components,
+// compute every output phase as one flat loop over the group, store.
+template <typename T>
+HPCGAN_INLINE void flat_items(const FlatPlan<T>& pl, const T* x, T* y, int64_t i0, int64_t i1) {
+  const int64_t phases = pl.ax.P * pl.ay.P;
   std::vector<T> bufv(pl.buf_size, T(0));
-  std::unique_ptr<T[]> tmpv(new T[Px * Py * pl.comp_stride]);
+  std::unique_ptr<T[]> tmpv(new T[phases * pl.comp_stride]);
   T* const buf = bufv.data();
   T* const tmp = tmpv.get();
   for (int64_t it = i0; it < i1; ++it) {
-    const int64_t gi = it / pl.nbands, bi = it - gi * pl.nbands;
-    const int64_t p0 = gi * pl.G, gcnt = std::min(pl.G, pl.planes - p0);
-    const int64_t ky0 = bi * pl.band, nb = std::min(pl.band, ay.K - ky0);
-    // 1. the components of the (zero-padded) input. Positions that hold
-    // padding are never written, so they keep the zeros of the allocation;
-    // only in banded mode can a padding row have held data of another band.
-    const int64_t rows = nb + ay.ext;
-    if (pl.nbands > 1) {
-      for (int64_t gg = 0; gg < gcnt; ++gg)
-        for (int64_t cy = 0; cy < Sy; ++cy)
-          for (int64_t m = 0; m < rows; ++m) {
-            const int64_t iy = Sy * (ky0 + m + ay.dmin) + cy;
-            if (iy >= 0 && iy < g.H) continue;
-            for (int64_t cx = 0; cx < Sx; ++cx) {
-              T* dst = buf + (cy * Sx + cx) * pl.comp_stride + gg * pl.plane_stride + m * lx;
-              std::fill(dst, dst + lx, T(0));
-            }
-          }
-    }
-    // input rows iy with m = iy / Sy - ky0 - dmin_y in [0, rows)
-    const int64_t iy0 = std::max<int64_t>(0, Sy * (ky0 + ay.dmin));
-    const int64_t iy1 = std::min<int64_t>(g.H, Sy * (ky0 + rows + ay.dmin));
-    for (int64_t gg = 0; gg < gcnt; ++gg) {
-      const T* xp = x + (p0 + gg) * g.H * g.W;
-      T* bp = buf + gg * pl.plane_stride;
-      for (int64_t iy = iy0; iy < iy1; ++iy) {
-        const int64_t cy = iy % Sy, m = iy / Sy - ky0 - ay.dmin;
-        flat_fill_row(bp + cy * Sx * pl.comp_stride + m * lx, pl.comp_stride, xp + iy * g.W, Sx, ax.dmin, lx,
-                      g.W);
-      }
-    }
-    // 2. every output phase as one flat loop over the group
-    const int64_t n = ((gcnt - 1) * pl.Hb + nb) * lx;
-    for (int64_t ph = 0; ph < Px * Py; ++ph) {
+    const FlatItem im = flat_item(pl, it);
+    flat_fill_components(pl, im, x, buf);
+    const int64_t n = ((im.gcnt - 1) * pl.Hb + im.nb) * pl.ax.len;
+    for (int64_t ph = 0; ph < phases; ++ph) {
       const int64_t b = pl.begin[ph], nt = pl.begin[ph + 1] - b;
       flat_accumulate<T>(tmp + ph * pl.comp_stride, buf, pl.taps.data() + b, nt, n);
     }
-    // 3. the phases interleaved into the output
-    for (int64_t gg = 0; gg < gcnt; ++gg) {
-      T* yp = y + (p0 + gg) * g.outH * g.outW;
-      for (int64_t ky = 0; ky < nb; ++ky)
-        for (int64_t py = 0; py < Py; ++py) {
-          const int64_t oy = Py * (ky0 + ky) + py;
-          if (oy >= g.outH) continue;
-          T* __restrict__ yr = yp + oy * g.outW;
-          const T* a0 = tmp + (py * Px) * pl.comp_stride + gg * pl.plane_stride + ky * lx;
-          if (Px == 1) {
-            for (int64_t k = 0; k < g.outW; ++k) yr[k] = a0[k];
-          } else if (Px == 2) {
-            const T* __restrict__ a1 = a0 + pl.comp_stride;
-            const int64_t n1 = g.outW / 2;
-            for (int64_t k = 0; k < n1; ++k) {
-              yr[2 * k] = a0[k];
-              yr[2 * k + 1] = a1[k];
-            }
-            if (g.outW & 1) yr[g.outW - 1] = a0[n1];
-          } else {
-            for (int64_t px = 0; px < Px; ++px) {
-              const T* a = a0 + px * pl.comp_stride;
-              for (int64_t k = 0, ox = px; ox < g.outW; ++k, ox += Px) yr[ox] = a[k];
-            }
-          }
-        }
-    }
+    flat_store_phases(pl, im, tmp, y);
   }
 }
 
