@@ -87,10 +87,9 @@ def _cmd_data_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_phantom(args: argparse.Namespace) -> int:
-    from hpcgan.data.phantom import generate_phantoms
+    from hpcgan.data.phantom import phantoms_and_summarise
 
-    report = generate_phantoms(args.out, args.n, seed=args.seed, size=args.size, annotation_fraction=args.annotations)
-    print(f"{args.out}: {args.n} phantoms per class in the Kaggle layout, {len(report['annotated'])} with markers")
+    phantoms_and_summarise(**_phantom_job(args))
     return 0
 
 
@@ -202,13 +201,9 @@ def _add_generate(sub, flags: bool = True) -> None:
 
 
 def _cmd_metrics(args: argparse.Namespace) -> int:
-    from hpcgan.metrics.compare import compare_shards, format_markdown, write_json
+    from hpcgan.metrics.compare import compare_and_summarise
 
-    res = compare_shards(**_metrics_kwargs(args))
-    print(format_markdown(res))
-    if args.json:
-        write_json(args.json, res)
-        print(f"wrote {args.json}")
+    compare_and_summarise(args.json, **_metrics_kwargs(args))
     return 0
 
 

@@ -54,13 +54,15 @@ The package, one module per part: :mod:`~hpcgan.bench.model` (the communication 
 launches, aggregation) and :mod:`~hpcgan.bench.report` (tables, plot, JSON).
 """
 
-from hpcgan.bench.driver import LAUNCHERS, ScalingConfig, aggregate, model_main, run_scaling, scaling_main
+from hpcgan.bench.driver import (LAUNCHERS, ScalingConfig, aggregate, model_and_write, model_main, run_scaling,
+                                 scaling_and_write, scaling_main)
 from hpcgan.bench.model import (MODES, WHATS, allgather_seconds, count_parameters, efficiency, gan_comm_profile,
                                 hierarchical_allreduce_seconds, model_table, predict_step, ring_allreduce_seconds)
 from hpcgan.bench.report import format_markdown, format_model_markdown, plot, write_json
 from hpcgan.bench.worker import run_worker
 
-__all__ = ["ScalingConfig", "run_scaling", "aggregate", "scaling_main", "model_main", "ring_allreduce_seconds",
+__all__ = ["ScalingConfig", "run_scaling", "aggregate", "scaling_main", "model_main", "scaling_and_write",
+           "model_and_write", "ring_allreduce_seconds",
            "hierarchical_allreduce_seconds", "allgather_seconds", "predict_step", "efficiency", "gan_comm_profile",
            "count_parameters", "model_table", "format_markdown", "format_model_markdown", "plot", "write_json",
            "run_worker", "WHATS", "MODES", "LAUNCHERS"]

@@ -489,22 +489,39 @@ def scaling_main(overrides: dict, json_path: str | None = None, plot_path: str |
     """CLI entry: config from flags, run, print the markdown table on rank 0, write JSON/PNG when asked."""
     from hpcgan.config import load
 
-    cfg = load(ScalingConfig, None, overrides)
-    result = run_scaling(cfg)
-    if result is None:
-        return 0
-    print(format_markdown(result))
-    if json_path:
-        print(f"wrote {write_json(result, json_path)}")
-    if plot_path:
-        print(f"wrote {plot(result, plot_path)}")
+    scaling_and_write(load(ScalingConfig, None, overrides), json_path, plot_path)
     return 0
+
+
+def scaling_and_write(cfg: ScalingConfig, json_path: str | None = None, plot_path: str | None = None) -> list[str]:
+    """:func:`run_scaling`, its markdown table on rank 0 and the JSON/PNG when asked; returns the paths written
+    (none on the other ranks of a ``--launcher current`` run)."""
+    result = run_scaling(cfg)
+    if result is None:  # not rank 0 of a --launcher current run
+        return []
+    print(format_markdown(result))
+    written = []
+    if json_path:
+        written.append(str(write_json(result, json_path)))
+        print(f"wrote {written[-1]}")
+    if plot_path:
+        written.append(str(plot(result, plot_path)))
+        print(f"wrote {written[-1]}")
+    return written
 
 
 def model_main(kwargs: dict, json_path: str | None = None) -> int:
     """CLI entry of ``--model-only``: the predicted multi-node table of a preset."""
+    model_and_write(kwargs, json_path)
+    return 0
+
+
+def model_and_write(kwargs: dict, json_path: str | None = None) -> list[str]:
+    """:func:`model_table` of ``kwargs``, printed, and its JSON when asked; returns the paths written."""
     m = model_table(**kwargs)
     print(format_model_markdown(m))
-    if json_path:
-        print(f"wrote {write_json(m, json_path)}")
-    return 0
+    if not json_path:
+        return []
+    path = str(write_json(m, json_path))
+    print(f"wrote {path}")
+    return [path]

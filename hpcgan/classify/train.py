@@ -562,13 +562,21 @@ def _write_results(out: Path, result: dict, probs: np.ndarray, labels: np.ndarra
          f"(best epoch {result['best_epoch']}); wrote {out / TEST_METRICS}")
 
 
-def classify_main(overrides: dict, config_file: str | None = None) -> int:
-    """``hpcgan classify``: load the config (YAML + flags), run, print the headline numbers."""
-    cfg = load_config(ClassifyConfig, config_file, overrides)
+HEADLINE = ("accuracy", "balanced_accuracy", "tpr", "tnr", "fpr", "roc_auc", "n_test", "best_epoch")
+
+
+def classify_and_summarise(cfg: ClassifyConfig) -> dict:
+    """``run_classify(cfg)`` and, on rank 0, its headline numbers; returns {"outdir", *HEADLINE}."""
     res = run_classify(cfg)
     if dist.is_rank0():
+        auc = res["roc_auc"] if res["roc_auc"] is None else round(res["roc_auc"], 4)
         print(f"{cfg.outdir}: accuracy {res['accuracy']:.4f}, balanced accuracy {res['balanced_accuracy']:.4f}, "
-              f"TPR {res['tpr']:.4f}, TNR {res['tnr']:.4f}, "
-              f"FPR {res['fpr']:.4f}, AUC {res['roc_auc'] if res['roc_auc'] is None else round(res['roc_auc'], 4)} "
+              f"TPR {res['tpr']:.4f}, TNR {res['tnr']:.4f}, FPR {res['fpr']:.4f}, AUC {auc} "
               f"(n_test {res['n_test']}, best epoch {res['best_epoch']})")
+    return {"outdir": cfg.outdir, **{k: res.get(k) for k in HEADLINE}}
+
+
+def classify_main(overrides: dict, config_file: str | None = None) -> int:
+    """``hpcgan classify``: load the config (YAML + flags), run, print the headline numbers."""
+    classify_and_summarise(load_config(ClassifyConfig, config_file, overrides))
     return 0

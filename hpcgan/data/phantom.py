@@ -141,3 +141,11 @@ def generate_phantoms(
 def _save_atomic(im: Image.Image, path: Path) -> None:
     with atomic_path(path) as tmp:
         im.save(tmp)
+
+
+def phantoms_and_summarise(out: str | os.PathLike, n: int, **kwargs) -> dict:
+    """``generate_phantoms(out, n, **kwargs)`` and a line saying what was written; returns
+    {"out", "n", "annotated" (how many carry a marker)}."""
+    report = generate_phantoms(out, n, **kwargs)
+    print(f"{out}: {n} phantoms per class in the Kaggle layout, {len(report['annotated'])} with markers")
+    return {"out": str(out), "n": n, "annotated": len(report["annotated"])}

@@ -749,14 +749,19 @@ def preprocess_main(overrides: dict, config_file: str | None = None) -> dict:
     cfg = load(PreprocessConfig, config_file, overrides)
     if isinstance(cfg.classes, str):
         cfg.classes = [c.strip() for c in cfg.classes.split(",") if c.strip()]
+    return preprocess_and_summarise(cfg)
+
+
+def preprocess_and_summarise(cfg: PreprocessConfig) -> dict:
+    """:func:`run_preprocess` and, on rank 0, its summary printed; returns the summary."""
     summary = run_preprocess(cfg)
     if dist.is_rank0():
         print(format_summary(summary, cfg.out))
     return summary
 
 
-def verify_main(out: str, checksums: bool = True) -> int:
-    """Entry point of ``hpcgan data verify``: prints problems, returns 0 when none, 1 otherwise."""
+def verify_and_summarise(out: str, checksums: bool = True) -> dict:
+    """Re-check the shards of ``out``, print each problem and a count; returns {"out", "shards", "problems"}."""
     from hpcgan.data.shards import read_manifest, verify
 
     problems = verify(out, checksums=checksums)
@@ -764,4 +769,9 @@ def verify_main(out: str, checksums: bool = True) -> int:
         print(f"MISMATCH {p}")
     n = len(read_manifest(out)["shards"])
     print(f"{out}: {n} shards checked, {len(problems)} problem(s)")
-    return 0 if not problems else 1
+    return {"out": out, "shards": n, "problems": problems}
+
+
+def verify_main(out: str, checksums: bool = True) -> int:
+    """Entry point of ``hpcgan data verify``: prints problems, returns 0 when none, 1 otherwise."""
+    return 1 if verify_and_summarise(out, checksums)["problems"] else 0

@@ -464,9 +464,16 @@ def write_report(experiment_dir, alpha: float = 0.05, compute_image_metrics: boo
     return d.out / "report.md"
 
 
-def report_main(experiment_dir: str, alpha: float = 0.05, no_image_metrics: bool = False) -> int:
-    """Entry of ``hpcgan report``: write the report, print its table and where it is."""
-    path = write_report(experiment_dir, alpha=alpha, compute_image_metrics=not no_image_metrics)
+def report_and_summarise(experiment_dir, alpha: float = 0.05, compute_image_metrics: bool = True) -> dict:
+    """:func:`write_report` and where it went; returns {"experiment_dir", "report", "n_done" (of results.json)}."""
+    path = write_report(experiment_dir, alpha=alpha, compute_image_metrics=compute_image_metrics)
     print(f"report: {path} (tables table.csv, runs.csv, comparisons.csv; plots accuracy.png, roc.png in {path.parent})")
     print(f"open in a browser: {path.parent / 'report.html'}")
+    results = json.loads((Path(experiment_dir) / "results.json").read_text())
+    return {"experiment_dir": str(experiment_dir), "report": str(path), "n_done": results.get("n_done")}
+
+
+def report_main(experiment_dir: str, alpha: float = 0.05, no_image_metrics: bool = False) -> int:
+    """Entry of ``hpcgan report``: write the report, print its table and where it is."""
+    report_and_summarise(experiment_dir, alpha=alpha, compute_image_metrics=not no_image_metrics)
     return 0

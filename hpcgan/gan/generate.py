@@ -297,10 +297,17 @@ def _class_grid(images: np.ndarray, n_classes: int, per_class: int, side: int = 
     return image_grid(np.concatenate(cells), rows_per_class * n_classes, cols)
 
 
-def generate_main(overrides: dict, config_file: str | None = None) -> int:
-    cfg = load_config(GenerateConfig, config_file, overrides)
+def generate_and_summarise(cfg: GenerateConfig) -> dict:
+    """``generate(cfg)``, a line saying what was written; returns {"out", "written", "classes", "snapshot", "kimg"}."""
     m = generate(cfg)
     g = m["generator"]
     print(f"{cfg.out}: {m['summary']['written']} images of {', '.join(g['classes'])} "
           f"({len(g['seeds'])} seeds each, trunc {g['trunc']}) from {g['snapshot']} at kimg {g['kimg']:.3f}")
+    return {"out": cfg.out, "written": m["summary"]["written"], "classes": list(g["classes"]),
+            "snapshot": g["snapshot"], "kimg": g["kimg"]}
+
+
+def generate_main(overrides: dict, config_file: str | None = None) -> int:
+    """CLI entry of ``hpcgan generate``: config from flags, generate, say what was written."""
+    generate_and_summarise(load_config(GenerateConfig, config_file, overrides))
     return 0

@@ -851,9 +851,10 @@ def _norm(v):
     return v
 
 
-def train_main(overrides: dict, config_file: str | None = None) -> int:
-    """CLI entry: resolve the config, train, print where things went; returns the exit status."""
-    cfg = resolve_config(overrides, config_file)
+def train_and_summarise(cfg: TrainConfig) -> dict:
+    """``train(cfg)`` as ``hpcgan train-gan`` and its job run it: one clear error for a dead or hung rank, and
+    rank 0 prints where things went. Returns train's result ({"status": "done"|"interrupted", "snapshot",
+    "run_dir", "kimg", "signal", ...})."""
     with hdist.collective_errors("training"):  # a dead or hung rank: one clear error, not a backend traceback
         result = train(cfg)
     if hdist.is_rank0():
@@ -862,4 +863,10 @@ def train_main(overrides: dict, config_file: str | None = None) -> int:
                   f"resume with: hpcgan train-gan --outdir {cfg.outdir} --resume latest")
         else:
             print(f"done: {result['run_dir']} (kimg {result['kimg']:.3f}, last snapshot {result['snapshot']})")
+    return result
+
+
+def train_main(overrides: dict, config_file: str | None = None) -> int:
+    """CLI entry: resolve the config, train, print where things went; returns the exit status."""
+    result = train_and_summarise(resolve_config(overrides, config_file))
     return EXIT_INTERRUPTED if result["status"] == "interrupted" else 0

@@ -35,21 +35,13 @@ def config_from_dict(cls, request: dict):
         raise HpcganError(f"incomplete {cls.__name__} request: {exc}") from exc
 
 
-def _rank0() -> bool:
-    from hpcgan import dist
-
-    return dist.is_rank0()
-
-
 # -- phantom -------------------------------------------------------------------------------------
 
 
 def _phantom(kw: dict) -> dict:
-    from hpcgan.data.phantom import generate_phantoms
+    from hpcgan.data.phantom import phantoms_and_summarise
 
-    report = generate_phantoms(**kw)
-    print(f"{kw['out']}: {kw['n']} phantoms per class in the Kaggle layout, {len(report['annotated'])} with markers")
-    return {"out": str(kw["out"]), "n": kw["n"], "annotated": len(report["annotated"])}
+    return phantoms_and_summarise(**kw)
 
 
 # -- preprocess, data ----------------------------------------------------------------------------
@@ -62,12 +54,9 @@ def _preprocess_config(request: dict):
 
 
 def _preprocess(cfg) -> dict:
-    from hpcgan.data.preprocess import format_summary, run_preprocess
+    from hpcgan.data.preprocess import preprocess_and_summarise
 
-    summary = run_preprocess(cfg)
-    if _rank0():
-        print(format_summary(summary, cfg.out))
-    return {"out": cfg.out, "summary": summary}
+    return {"out": cfg.out, "summary": preprocess_and_summarise(cfg)}
 
 
 def _data_request(request: dict) -> dict:
@@ -77,20 +66,17 @@ def _data_request(request: dict) -> dict:
 
 
 def _data(kw: dict) -> dict:
-    from hpcgan.data.shards import info, read_manifest, verify
+    from hpcgan.data.preprocess import verify_and_summarise
+    from hpcgan.data.shards import info
 
     out = kw["out"]
     if kw["action"] == "info":
         print(info(out))
         return {"out": out, "action": "info"}
-    problems = verify(out, checksums=kw.get("checksums", True))
-    for p in problems:
-        print(f"MISMATCH {p}")
-    n = len(read_manifest(out)["shards"])
-    print(f"{out}: {n} shards checked, {len(problems)} problem(s)")
-    if problems:  # the CLI exits 1: the job fails
-        raise HpcganError(f"data verify {out}: {len(problems)} problem(s), first: {problems[0]}")
-    return {"out": out, "action": "verify", "shards": n, "problems": 0}
+    res = verify_and_summarise(out, checksums=kw.get("checksums", True))
+    if res["problems"]:  # the CLI exits 1: the job fails
+        raise HpcganError(f"data verify {out}: {len(res['problems'])} problem(s), first: {res['problems'][0]}")
+    return {"out": out, "action": "verify", "shards": res["shards"], "problems": 0}
 
 
 # -- GAN -----------------------------------------------------------------------------------------
@@ -103,20 +89,11 @@ def _train_config(request: dict):
 
 
 def train_and_report(cfg) -> dict:
-    """``train(cfg)`` as ``hpcgan train-gan`` runs it (one clear error for a dead rank) and its summary line;
-    returns train's result ({"status": "done"|"interrupted", "snapshot", "run_dir", "kimg", "signal", ...})."""
-    from hpcgan import dist
-    from hpcgan.gan.train import train
+    """``hpcgan.gan.train.train_and_summarise``: train's result ({"status": "done"|"interrupted", "snapshot",
+    "run_dir", "kimg", "signal", ...}), the summary line printed as ``hpcgan train-gan`` prints it."""
+    from hpcgan.gan.train import train_and_summarise
 
-    with dist.collective_errors("training"):
-        result = train(cfg)
-    if dist.is_rank0():
-        if result["status"] == "interrupted":
-            print(f"interrupted by {result['signal']}: snapshot {result['snapshot']} at kimg {result['kimg']:.3f}; "
-                  f"resume with: hpcgan train-gan --outdir {cfg.outdir} --resume latest")
-        else:
-            print(f"done: {result['run_dir']} (kimg {result['kimg']:.3f}, last snapshot {result['snapshot']})")
-    return result
+    return train_and_summarise(cfg)
 
 
 def _generate_config(request: dict):
@@ -126,14 +103,9 @@ def _generate_config(request: dict):
 
 
 def _generate(cfg) -> dict:
-    from hpcgan.gan.generate import generate
+    from hpcgan.gan.generate import generate_and_summarise
 
-    m = generate(cfg)
-    g = m["generator"]
-    print(f"{cfg.out}: {m['summary']['written']} images of {', '.join(g['classes'])} "
-          f"({len(g['seeds'])} seeds each, trunc {g['trunc']}) from {g['snapshot']} at kimg {g['kimg']:.3f}")
-    return {"out": cfg.out, "written": m["summary"]["written"], "classes": list(g["classes"]),
-            "snapshot": g["snapshot"], "kimg": g["kimg"]}
+    return generate_and_summarise(cfg)
 
 
 # -- metrics, classify ---------------------------------------------------------------------------
@@ -146,14 +118,9 @@ def _metrics_request(request: dict) -> dict:
 
 
 def _metrics(req: dict) -> dict:
-    from hpcgan.metrics.compare import compare_shards, format_markdown, write_json
+    from hpcgan.metrics.compare import compare_and_summarise
 
-    res = compare_shards(**req["kwargs"])
-    print(format_markdown(res))
-    if req.get("json"):
-        write_json(req["json"], res)
-        print(f"wrote {req['json']}")
-    return {"json": req.get("json"), "metrics": res}
+    return {"json": req.get("json"), "metrics": compare_and_summarise(req.get("json"), **req["kwargs"])}
 
 
 def _classify_config(request: dict):
@@ -163,16 +130,9 @@ def _classify_config(request: dict):
 
 
 def _classify(cfg) -> dict:
-    from hpcgan.classify.train import run_classify
+    from hpcgan.classify.train import classify_and_summarise
 
-    res = run_classify(cfg)
-    if _rank0():
-        auc = res["roc_auc"] if res["roc_auc"] is None else round(res["roc_auc"], 4)
-        print(f"{cfg.outdir}: accuracy {res['accuracy']:.4f}, balanced accuracy {res['balanced_accuracy']:.4f}, "
-              f"TPR {res['tpr']:.4f}, TNR {res['tnr']:.4f}, FPR {res['fpr']:.4f}, AUC {auc} "
-              f"(n_test {res['n_test']}, best epoch {res['best_epoch']})")
-    keys = ("accuracy", "balanced_accuracy", "tpr", "tnr", "fpr", "roc_auc", "n_test", "best_epoch")
-    return {"outdir": cfg.outdir, **{k: res.get(k) for k in keys}}
+    return classify_and_summarise(cfg)
 
 
 # -- experiment, report --------------------------------------------------------------------------
@@ -203,15 +163,10 @@ def _report_request(request: dict) -> dict:
 
 def write_experiment_report(kw: dict) -> dict:
     """Aggregate the grid and write its report/ (``hpcgan report``); the counts of results.json."""
-    import json
-    from pathlib import Path
+    from hpcgan.experiment.report import report_and_summarise
 
-    from hpcgan.experiment.report import write_report
-
-    path = write_report(kw["experiment_dir"], alpha=kw["alpha"], compute_image_metrics=kw["compute_image_metrics"])
-    print(f"report: {path} (tables table.csv, runs.csv, comparisons.csv; plots accuracy.png, roc.png in {path.parent})")
-    results = json.loads((Path(kw["experiment_dir"]) / "results.json").read_text())
-    return {"experiment_dir": str(kw["experiment_dir"]), "report": str(path), "n_done": results.get("n_done")}
+    return report_and_summarise(kw["experiment_dir"], alpha=kw["alpha"],
+                                compute_image_metrics=kw["compute_image_metrics"])
 
 
 # -- bench ---------------------------------------------------------------------------------------
@@ -226,24 +181,11 @@ def _bench_request(request: dict) -> dict:
 
 
 def _bench(req: dict) -> dict:
-    from hpcgan.bench import format_markdown, format_model_markdown, model_table, plot, run_scaling, write_json
+    from hpcgan.bench import model_and_write, scaling_and_write
 
-    written = []
     if req.get("model_only"):
-        result = model_table(**req["model"])
-        print(format_model_markdown(result))
-    else:
-        result = run_scaling(req["config"])
-        if result is None:  # not rank 0 of a --launcher current run
-            return {"written": []}
-        print(format_markdown(result))
-        if req.get("plot"):
-            written.append(str(plot(result, req["plot"])))
-    if req.get("json"):
-        written.insert(0, str(write_json(result, req["json"])))
-    for path in written:
-        print(f"wrote {path}")
-    return {"written": written}
+        return {"written": model_and_write(req["model"], req.get("json"))}
+    return {"written": scaling_and_write(req["config"], req.get("json"), req.get("plot"))}
 
 
 # -- the registry --------------------------------------------------------------------------------

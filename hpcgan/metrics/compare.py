@@ -445,3 +445,14 @@ def write_json(path: str | os.PathLike, res: dict) -> None:
     if p.parent and not p.parent.exists():
         p.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(p, json.dumps(clean(res), indent=1) + "\n")
+
+
+def compare_and_summarise(json_path: str | os.PathLike | None = None, **kwargs) -> dict:
+    """``compare_shards(**kwargs)``, its markdown table printed and, with ``json_path``, every number written
+    there (atomically); returns compare_shards' result."""
+    res = compare_shards(**kwargs)
+    print(format_markdown(res))
+    if json_path:
+        write_json(json_path, res)
+        print(f"wrote {json_path}")
+    return res
