@@ -733,7 +733,13 @@ def _verb(argv: list[str]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
-    args = build_parser(_verb(argv)).parse_args(argv)
+    verb = _verb(argv)
+    try:  # a verb's flags come from its stage's config, whose import can fail (e.g. a stale native extension)
+        parser = build_parser(verb)
+    except HpcganError as exc:
+        print(f"{' '.join(['hpcgan', verb]).strip()}: error: {exc}", file=sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except HpcganError as exc:
