@@ -358,13 +358,10 @@ def _phantom_job(args: argparse.Namespace) -> dict:
 
 
 def _preprocess_job(args: argparse.Namespace) -> dict:
-    from hpcgan.config import csv_list
-    from hpcgan.data.preprocess import PreprocessConfig
+    from hpcgan.config import to_dict
+    from hpcgan.data.preprocess import PreprocessConfig, resolve_config
 
-    req = _config_request(PreprocessConfig, args, args.config)
-    if isinstance(req["classes"], str):  # a YAML string "A,B"
-        req["classes"] = csv_list(req["classes"])
-    return req
+    return to_dict(resolve_config(cliflags.overrides(args, PreprocessConfig), args.config))
 
 
 def _data_info_job(args: argparse.Namespace) -> dict:

@@ -742,14 +742,20 @@ def format_summary(summary: dict, out: str) -> str:
     )
 
 
-def preprocess_main(overrides: dict, config_file: str | None = None) -> dict:
-    """Entry point of ``hpcgan preprocess``: config from YAML + flags, run, print the summary on rank 0."""
-    from hpcgan.config import load
+def resolve_config(overrides: dict, config_file: str | None = None) -> PreprocessConfig:
+    """The PreprocessConfig of YAML ``config_file`` and the flags' ``overrides`` (a YAML ``classes: A,B`` string
+    becomes a list), as ``hpcgan preprocess`` and its job both use it."""
+    from hpcgan.config import csv_list, load
 
     cfg = load(PreprocessConfig, config_file, overrides)
     if isinstance(cfg.classes, str):
-        cfg.classes = [c.strip() for c in cfg.classes.split(",") if c.strip()]
-    return preprocess_and_summarise(cfg)
+        cfg.classes = csv_list(cfg.classes)
+    return cfg
+
+
+def preprocess_main(overrides: dict, config_file: str | None = None) -> dict:
+    """Entry point of ``hpcgan preprocess``: config from YAML + flags, run, print the summary on rank 0."""
+    return preprocess_and_summarise(resolve_config(overrides, config_file))
 
 
 def preprocess_and_summarise(cfg: PreprocessConfig) -> dict:
