@@ -171,8 +171,7 @@ class ReportJob:
 
     def __call__(self) -> dict:
         _in_job()
-        res = stages.write_experiment_report({"experiment_dir": self.experiment_dir, "alpha": 0.05,
-                                              "compute_image_metrics": True})
+        res = stages.run_stage("report", stages.load_request("report", {"experiment_dir": self.experiment_dir}))
         return {"experiment_dir": self.experiment_dir, "n_done": res["n_done"], **_job_info()}
 
 
