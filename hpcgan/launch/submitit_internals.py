@@ -31,9 +31,7 @@ def read_result(folder: str | os.PathLike, job_id: str) -> tuple[str, object] | 
     """
     import pickle
 
-    from submitit.core.utils import JobPaths
-
-    path = JobPaths(folder, job_id=job_id, task_id=0).result_pickle
+    path = result_path(folder, job_id)
     if not path.is_file():
         return None
     with open(path, "rb") as fh:
