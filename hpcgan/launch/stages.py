@@ -139,10 +139,11 @@ def _classify(cfg) -> dict:
 
 
 def experiment_config(request: dict):
-    """The grid's ExperimentConfig from its request (a resolved config: paths already absolute)."""
-    from hpcgan.experiment.grid import ExperimentConfig, validate
+    """The grid's ExperimentConfig from its request (a resolved config: paths already absolute), read as the
+    grid's own worker processes read their copy."""
+    from hpcgan.experiment.grid import experiment_config_from_dict
 
-    return validate(config_from_dict(ExperimentConfig, request))
+    return experiment_config_from_dict(request)
 
 
 def run_experiment_task(cfg, index: int) -> dict:
