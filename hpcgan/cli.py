@@ -751,4 +751,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from hpcgan import dist as _dist
+
+    _dist.exit_process(main())

@@ -449,6 +449,33 @@ def destroy_process_group() -> None:
             pass
 
 
+def exit_process(code: int) -> None:
+    """End a rank's process with ``code`` without interpreter finalisation once it joined torch.distributed.
+
+    A gloo worker thread can still drop its last reference to a finished collective's
+    tensors while Python shuts down; taking the GIL then calls ``pthread_exit`` inside a
+    C++ frame and the rank aborts (signal 6) after its work is done (a known torch issue:
+    the guard checks ``Py_IsInitialized`` only). So: leave the group, flush the streams
+    and the logs, finalise MPI when mpi4py started it, and ``os._exit``. A single process
+    exits normally with ``sys.exit``.
+    """
+    if _torch_dist() is None:
+        sys.exit(code)
+    import logging
+
+    destroy_process_group()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    mpi = sys.modules.get("mpi4py.MPI")
+    if mpi is not None and mpi.Is_initialized() and not mpi.Is_finalized():
+        mpi.Finalize()
+    os._exit(code)
+
+
 def _torch_dist():
     """torch.distributed when it is initialised, else None."""
     try:

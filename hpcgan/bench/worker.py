@@ -195,4 +195,5 @@ if __name__ == "__main__":
         run_worker(json.loads(Path(sys.argv[1]).read_text()))
     except HpcganError as exc:
         print(f"{hdist.log_prefix()}scaling worker: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        hdist.exit_process(2)
+    hdist.exit_process(0)
