@@ -750,7 +750,13 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-if __name__ == "__main__":
-    from hpcgan import dist as _dist
+def run() -> None:
+    """The ``hpcgan`` command: :func:`main`, then leave through :func:`hpcgan.dist.exit_process`, which ends a
+    process that joined torch.distributed without the interpreter shutdown that can abort a gloo rank."""
+    from hpcgan import dist
 
-    _dist.exit_process(main())
+    dist.exit_process(main())
+
+
+if __name__ == "__main__":
+    run()
