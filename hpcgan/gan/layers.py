@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hpcgan.ops import conv
 from hpcgan.ops._native import IMPLS, check_impl
 from hpcgan.ops.bias_act import ACTIVATIONS, bias_act
 from hpcgan.ops.upfirdn2d import downsample2d, setup_filter, upfirdn2d, upsample2d
@@ -198,17 +199,17 @@ class Conv2d(nn.Module):
         if self.down > 1:
             if self.kernel_size == 1:
                 x = downsample2d(x, f, down=self.down, impl=self.impl)
-                x = F.conv2d(x, w)
+                x = conv.conv2d(x, w)
             else:
                 # FIR low-pass with the padding that makes the stride-2 conv land on H/2.
                 p0 = p + (fw - self.down + 1) // 2
                 p1 = p + (fw - self.down) // 2
                 x = upfirdn2d(x, f, padding=[p0, p1, p0, p1], impl=self.impl)
-                x = F.conv2d(x, w, stride=self.down)
+                x = conv.conv2d(x, w, stride=self.down)
         else:
             if self.up > 1:
                 x = upsample2d(x, f, up=self.up, impl=self.impl)
-            x = F.conv2d(x, w, padding=p)
+            x = conv.conv2d(x, w, padding=p)
         b = None
         if self.bias is not None:
             b = self.bias.to(x.dtype)

@@ -41,6 +41,7 @@ import torch.nn.functional as F
 
 from hpcgan.ops import _native
 from hpcgan.ops._args import int_pair
+from hpcgan.ops import conv
 from hpcgan.ops.bias_act import bias_act_ref, resolve_act, sum_fp32
 from hpcgan.ops.upfirdn2d import downsample2d, setup_filter, upfirdn2d
 
@@ -201,15 +202,16 @@ def _native_forward(x, weight, styles, d, noise, bias, up, down, px, py, f, p):
     # of the weight cost more.
     cl = x.shape[2] * x.shape[3] >= CHANNELS_LAST_MIN_PIXELS
     xs = torch.ops.hpcgan.modulate(x, styles, cl)  # [N, Cin, H, W]
-    # 2. one ordinary convolution for the whole batch, with its resampling
+    # 2. one ordinary convolution for the whole batch, with its resampling (bfloat16 on a CPU without
+    # native bfloat16 convolves in float32: hpcgan.ops.conv)
     if up == 1:
-        z = F.conv2d(xs, weight, padding=(py, px))  # [N, Cout, H + 2*py - kh + 1, W + 2*px - kw + 1]
+        z = conv.conv2d(xs, weight, padding=(py, px))  # [N, Cout, H + 2*py - kh + 1, W + 2*px - kw + 1]
         if down > 1:
             z = downsample2d(z, f, down=down, impl="native")  # [N, Cout, Hout, Wout]
     else:
         pads = _up_pads(x, weight, f, up, px, py)
         wt = weight.flip([2, 3]).transpose(0, 1)  # [Cin, Cout, kh, kw]
-        z = F.conv_transpose2d(xs, wt, stride=up)  # [N, Cout, (H - 1) * up + kh, (W - 1) * up + kw]
+        z = conv.conv_transpose2d(xs, wt, stride=up)  # [N, Cout, (H - 1) * up + kh, (W - 1) * up + kw]
         z = upfirdn2d(z, f, padding=pads, gain=up * up, impl="native")  # [N, Cout, Hout, Wout]
     # 3. demodulation, noise, bias, activation, gain and clamp in one pass
     return torch.ops.hpcgan.modconv_epilogue(z, d, noise, bias, p.code, p.alpha, p.gain, p.clamp)  # [N, Cout, Hout, Wout]
