@@ -76,9 +76,9 @@ from hpcgan.config import load as load_config
 from hpcgan.config import to_dict, write_resolved
 from hpcgan.data.dataset import ShardSampler
 from hpcgan.errors import HpcganError
-from hpcgan.ops.conv import cpu_has_native_bfloat16
 from hpcgan.metrics.classification import (balanced_accuracy, classification_metrics, confusion_matrix, roc_auc,
                                            roc_curve)
+from hpcgan.ops.conv import widens_for
 
 __all__ = ["run_classify", "classify_main", "TEST_METRICS"]
 
@@ -410,7 +410,7 @@ def _build_model(cfg: ClassifyConfig, env: _Env) -> _Net:
     elif cfg.model != "small_cnn":
         why = "pretrained=no" if cfg.pretrained == "no" else f"no file at {weights_path(cfg.model)}"
         _log(f"{cfg.model}: random initialisation ({why})")
-    if cfg.amp == "bf16" and env.dev.type == "cpu" and not cpu_has_native_bfloat16():
+    if cfg.amp == "bf16" and widens_for(env.dev, torch.bfloat16):
         _log("amp bf16: this CPU has no native bfloat16 convolution (AVX-512 or AMX), so autocast's bfloat16 "
              "convolutions take oneDNN's generic path, many times slower than --amp off here")
     opt = torch.optim.Adam(core.parameters(), lr=cfg.lr)

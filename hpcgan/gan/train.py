@@ -68,10 +68,11 @@ from hpcgan.config import write_resolved
 from hpcgan.data.imagegrid import class_rows, image_grid, write_png
 from hpcgan.errors import HpcganError
 from hpcgan.gan.config import RESUMABLE_OVERRIDES, TrainConfig
+from hpcgan.gan.layers import half_dtype
 from hpcgan.gan.loss import NonFiniteLossError, sanitize_gradients
-from hpcgan.ops.conv import cpu_has_native_bfloat16
 from hpcgan.gan.snapshot import (FORMAT, VERSION, build_networks, list_snapshots, load_snapshot, resolve_resume,
                                  rng_state, save_snapshot, set_rng_state, snapshot_name)
+from hpcgan.ops.conv import widens_for
 
 __all__ = ["train", "train_main", "Trainer", "EXIT_INTERRUPTED", "ArchParts", "ARCH_BUILDERS", "build_stylegan2", "build_cdcgan",
            "StatsWriter"]
@@ -706,7 +707,7 @@ class Trainer:
         bar = Progress(total=total_nimg, initial=min(self.cur_nimg, total_nimg), unit="img", mode=cfg.progress,
                        rank0=self.rank0, desc=f"{cfg.arch} {self.resolution}px")
         log = bar.write if self.rank0 else (lambda s: None)
-        if cfg.precision == "mixed" and self.device.type == "cpu" and not cpu_has_native_bfloat16():
+        if cfg.precision == "mixed" and widens_for(self.device, half_dtype(self.device)):
             log("mixed precision: this CPU has no native bfloat16 convolution (AVX-512 or AMX), so the bfloat16 "
                 "blocks convolve in float32 and round each result to bfloat16 (hpcgan.ops.conv)")
         old = self._catch_stop_signals()

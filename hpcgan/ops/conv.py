@@ -23,7 +23,7 @@ import functools
 import torch
 import torch.nn.functional as F
 
-__all__ = ["cpu_has_native_bfloat16", "widens", "conv2d", "conv_transpose2d"]
+__all__ = ["cpu_has_native_bfloat16", "widens_for", "widens", "conv2d", "conv_transpose2d"]
 
 
 @functools.cache
@@ -35,9 +35,22 @@ def cpu_has_native_bfloat16() -> bool:
         return False
 
 
+def widens_for(device: torch.device | str, dtype: torch.dtype) -> bool:
+    """Whether a convolution of ``dtype`` on ``device`` computes in float32: bfloat16 on a CPU without native
+    bfloat16."""
+    return torch.device(device).type == "cpu" and dtype == torch.bfloat16 and not cpu_has_native_bfloat16()
+
+
 def widens(x: torch.Tensor) -> bool:
-    """Whether :func:`conv2d` computes ``x`` in float32: a bfloat16 CPU tensor without native bfloat16."""
-    return x.device.type == "cpu" and x.dtype == torch.bfloat16 and not cpu_has_native_bfloat16()
+    """Whether :func:`conv2d` computes ``x`` in float32 (:func:`widens_for` of x's device and dtype)."""
+    return widens_for(x.device, x.dtype)
+
+
+def _convolve(fn, x: torch.Tensor, weight: torch.Tensor, widen: bool | None, **kw) -> torch.Tensor:
+    """``fn(x, weight, **kw)`` in x's dtype, in float32 rounded once when ``widen`` (None: :func:`widens`)."""
+    if widens(x) if widen is None else widen:
+        return fn(x.float(), weight.float(), **kw).to(x.dtype)
+    return fn(x, weight, **kw)
 
 
 def conv2d(x: torch.Tensor, weight: torch.Tensor, stride=1, padding=0, groups: int = 1,
@@ -52,9 +65,7 @@ def conv2d(x: torch.Tensor, weight: torch.Tensor, stride=1, padding=0, groups: i
     Returns:
         [N, Cout, H', W'] of x's dtype.
     """
-    if widens(x) if widen is None else widen:
-        return F.conv2d(x.float(), weight.float(), stride=stride, padding=padding, groups=groups).to(x.dtype)
-    return F.conv2d(x, weight, stride=stride, padding=padding, groups=groups)
+    return _convolve(F.conv2d, x, weight, widen, stride=stride, padding=padding, groups=groups)
 
 
 def conv_transpose2d(x: torch.Tensor, weight: torch.Tensor, stride=1, groups: int = 1,
@@ -68,6 +79,4 @@ def conv_transpose2d(x: torch.Tensor, weight: torch.Tensor, stride=1, groups: in
     Returns:
         [N, Cout, (H - 1) * stride + kh, (W - 1) * stride + kw] of x's dtype.
     """
-    if widens(x) if widen is None else widen:
-        return F.conv_transpose2d(x.float(), weight.float(), stride=stride, groups=groups).to(x.dtype)
-    return F.conv_transpose2d(x, weight, stride=stride, groups=groups)
+    return _convolve(F.conv_transpose2d, x, weight, widen, stride=stride, groups=groups)

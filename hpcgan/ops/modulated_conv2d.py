@@ -39,9 +39,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from hpcgan.ops import _native
+from hpcgan.ops import _native, conv
 from hpcgan.ops._args import int_pair
-from hpcgan.ops import conv
 from hpcgan.ops.bias_act import bias_act_ref, resolve_act, sum_fp32
 from hpcgan.ops.upfirdn2d import downsample2d, setup_filter, upfirdn2d
 

@@ -63,6 +63,9 @@ def test_only_bfloat16_on_a_cpu_without_native_bfloat16_widens():
     assert not conv.widens(x.half())
     assert not conv.widens(x.double())
     assert conv.widens(x.bfloat16()) == (not conv.cpu_has_native_bfloat16())
+    assert conv.widens_for("cpu", torch.bfloat16) == (not conv.cpu_has_native_bfloat16())
+    assert not conv.widens_for("cpu", torch.float32)
+    assert not conv.widens_for("cuda", torch.bfloat16)  # CUDA convolutions are never widened
 
 
 def test_other_dtypes_call_torch_unchanged():
